@@ -1,0 +1,346 @@
+/* format.h - the stalltrace dump format: the contract between the recorder
+ * (preload/) that writes it and the analyzer (analyzer/) that reads it.
+ *
+ * A dump is one file, written by the recorder through a MAP_SHARED mapping so
+ * that whatever was written survives the process dying, even by SIGKILL.
+ * All integers are little-endian host order of the recording machine (the
+ * analyzer refuses a dump whose byte order does not match), all offsets are
+ * from the start of the file, and every section is 64-byte aligned.
+ *
+ *   +--------------------+ 0
+ *   | st_file_header     |  magic, version, section table, clocks, counters
+ *   +--------------------+ process_offset
+ *   | st_process         |  pid, exe, argv
+ *   +--------------------+ modules_offset
+ *   | st_module[cap]     |  loaded objects with build-ids (append-only)
+ *   +--------------------+ threads_offset
+ *   | st_thread[cap]     |  per-thread counters, loop histogram, live state
+ *   +--------------------+ ring_offset
+ *   | event ring         |  variable-size records (st_record), wraps around
+ *   +--------------------+ file_size
+ *
+ * Readers must treat every byte as untrusted: a dump may be truncated, still
+ * being written, torn by a crash, or hostile.
+ *
+ * Versioning: ST_FORMAT_VERSION changes whenever any layout here changes;
+ * the analyzer reads exactly the versions it knows.
+ */
+#ifndef STALLTRACE_FORMAT_H
+#define STALLTRACE_FORMAT_H
+
+#include <stdint.h>
+
+#define ST_MAGIC "STALLTRC"          /* 8 bytes, no terminator in the file */
+#define ST_FORMAT_VERSION 1u
+#define ST_ENDIAN_MARK 0x01020304u   /* reads 0x04030201 on the other byte order */
+
+#define ST_SECTION_ALIGN 64u
+#define ST_RECORD_ALIGN 16u
+#define ST_MAX_FRAMES 96u            /* frames kept per stack */
+#define ST_NAME_MAX 16u              /* thread name, as the kernel's comm */
+#define ST_PATH_MAX 448u             /* module path kept per module */
+#define ST_BUILD_ID_MAX 32u
+#define ST_EXE_MAX 1024u
+#define ST_ARGV_MAX 4096u
+
+/* ---- Wrapped calls -------------------------------------------------------
+ * One id per wrapped libc function, so records store 2 bytes instead of a
+ * name. Aliases (open64, __read_chk, ...) report the id of the plain call,
+ * because a user asks "which call blocked", not which ABI variant was used.
+ * Ids are part of the format: append only.
+ */
+#define ST_CALLS(X)                                                         \
+    X(NONE, "")                                                             \
+    X(EPOLL_WAIT, "epoll_wait") X(EPOLL_PWAIT, "epoll_pwait")               \
+    X(EPOLL_PWAIT2, "epoll_pwait2") X(POLL, "poll") X(PPOLL, "ppoll")       \
+    X(SELECT, "select") X(PSELECT, "pselect")                               \
+    X(READ, "read") X(WRITE, "write") X(RECV, "recv")                       \
+    X(RECVFROM, "recvfrom") X(RECVMSG, "recvmsg") X(SEND, "send")           \
+    X(SENDTO, "sendto") X(SENDMSG, "sendmsg") X(CONNECT, "connect")         \
+    X(ACCEPT, "accept") X(ACCEPT4, "accept4") X(NANOSLEEP, "nanosleep")     \
+    X(CLOCK_NANOSLEEP, "clock_nanosleep") X(USLEEP, "usleep")               \
+    X(SLEEP, "sleep") X(FSYNC, "fsync") X(FDATASYNC, "fdatasync")           \
+    X(OPEN, "open") X(OPENAT, "openat") X(GETADDRINFO, "getaddrinfo")       \
+    X(FLOCK, "flock") X(WAITPID, "waitpid") X(WAIT4, "wait4")               \
+    X(PREAD, "pread") X(PWRITE, "pwrite") X(READV, "readv")                 \
+    X(WRITEV, "writev")                                                     \
+    X(MUTEX_LOCK, "pthread_mutex_lock")                                     \
+    X(MUTEX_TIMEDLOCK, "pthread_mutex_timedlock")                           \
+    X(RWLOCK_RDLOCK, "pthread_rwlock_rdlock")                               \
+    X(RWLOCK_WRLOCK, "pthread_rwlock_wrlock")                               \
+    X(COND_WAIT, "pthread_cond_wait")                                       \
+    X(COND_TIMEDWAIT, "pthread_cond_timedwait")                             \
+    X(COND_CLOCKWAIT, "pthread_cond_clockwait")                             \
+    X(SEM_WAIT, "sem_wait") X(SEM_TIMEDWAIT, "sem_timedwait")               \
+    X(SEM_CLOCKWAIT, "sem_clockwait")
+
+enum st_call {
+#define ST_CALL_ENUM(id, name) ST_CALL_##id,
+    ST_CALLS(ST_CALL_ENUM)
+#undef ST_CALL_ENUM
+    ST_CALL_COUNT
+};
+
+/* ---- Busy-time histogram -------------------------------------------------
+ * Log-linear in microseconds: values below 8 us get one bucket per us; from
+ * there on each power of two is split into 8 linear sub-buckets, so a bucket
+ * is at most 12.5% wide relative to its floor. The last bucket holds all
+ * from 2^31 us (~36 min) on.
+ */
+#define ST_HIST_SUB_BITS 3u
+#define ST_HIST_SUB (1u << ST_HIST_SUB_BITS)
+#define ST_HIST_OCTAVES 28u
+#define ST_HIST_BUCKETS (ST_HIST_SUB + ST_HIST_OCTAVES * ST_HIST_SUB + 1u) /* 233 */
+#define ST_HIST_UNIT_NS 1000u
+
+static inline unsigned st_hist_bucket(uint64_t ns)
+{
+    uint64_t us = ns / ST_HIST_UNIT_NS;
+    if (us < ST_HIST_SUB)
+        return (unsigned)us;
+    unsigned octave = 63u - (unsigned)__builtin_clzll(us) - ST_HIST_SUB_BITS;
+    if (octave >= ST_HIST_OCTAVES)
+        return ST_HIST_BUCKETS - 1u;
+    unsigned sub = (unsigned)(us >> octave) & (ST_HIST_SUB - 1u);
+    return ST_HIST_SUB + octave * ST_HIST_SUB + sub;
+}
+
+/* Lower bound of a bucket in ns (its upper bound is the next bucket's). */
+static inline uint64_t st_hist_bucket_floor_ns(unsigned bucket)
+{
+    if (bucket < ST_HIST_SUB)
+        return (uint64_t)bucket * ST_HIST_UNIT_NS;
+    if (bucket >= ST_HIST_BUCKETS - 1u)
+        return ((uint64_t)1 << (ST_HIST_OCTAVES + ST_HIST_SUB_BITS)) * ST_HIST_UNIT_NS;
+    unsigned octave = (bucket - ST_HIST_SUB) / ST_HIST_SUB, sub = (bucket - ST_HIST_SUB) % ST_HIST_SUB;
+    uint64_t base = (uint64_t)1 << (octave + ST_HIST_SUB_BITS);
+    return (base + (base >> ST_HIST_SUB_BITS) * sub) * ST_HIST_UNIT_NS;
+}
+
+/* ---- File header --------------------------------------------------------- */
+
+enum st_end_reason {
+    ST_END_RUNNING = 0,     /* still recording, or killed without a chance to say */
+    ST_END_EXIT = 1,        /* exit() or return from main: the dump is complete */
+    ST_END_EXEC = 2,        /* the process exec'd another image (which records anew) */
+    ST_END_FATAL_SIGNAL = 3,/* a fatal signal (SIGSEGV, SIGABRT, ...) was seen */
+};
+
+enum st_file_flags {
+    ST_FLAG_COMPLETE = 1u << 0,      /* set last, on a clean end: all counters final */
+    ST_FLAG_SAMPLING = 1u << 1,      /* in-stall sampling by signal was active */
+    ST_FLAG_FORKED_CHILD = 1u << 2,  /* this process is a fork() of parent_pid */
+};
+
+struct st_file_header {
+    char magic[8];                 /* ST_MAGIC */
+    uint32_t version;              /* ST_FORMAT_VERSION */
+    uint32_t endian;               /* ST_ENDIAN_MARK */
+    uint32_t header_size;          /* sizeof(struct st_file_header) */
+    uint32_t flags;                /* st_file_flags; written last on a clean end */
+    uint64_t file_size;            /* the whole dump; must equal the file's size */
+
+    /* Section table. */
+    uint64_t process_offset, process_size;   /* one st_process */
+    uint64_t modules_offset;
+    uint32_t module_size, module_capacity;   /* sizeof(st_module), slots */
+    uint64_t threads_offset;
+    uint32_t thread_size, thread_capacity;   /* sizeof(st_thread), slots */
+    uint64_t ring_offset, ring_size;         /* ring_size: power of two */
+
+    /* Clocks: every *_ns time in the dump is CLOCK_MONOTONIC nanoseconds
+     * since start_mono_ns; start_real_ns is the wall clock at that moment. */
+    uint64_t start_mono_ns, start_real_ns;
+    uint64_t last_update_ns;       /* refreshed by the watchdog and at the end */
+
+    /* Recording parameters, as in force. */
+    uint64_t threshold_ns;         /* stall / slow-call threshold */
+    uint64_t sample_interval_ns;   /* spacing of in-stall samples */
+    int32_t sample_signal;         /* 0: in-stall sampling off */
+    uint32_t end_reason;           /* st_end_reason */
+    int32_t end_signal;            /* the fatal signal, for ST_END_FATAL_SIGNAL */
+    uint32_t reserved0;
+
+    /* Live counters (atomic in the recorder). */
+    uint64_t ring_head;            /* bytes ever reserved in the ring */
+    uint64_t ring_records;         /* records ever reserved (excl. padding) */
+    uint32_t module_count;         /* module slots in use (<= capacity) */
+    uint32_t thread_count;         /* thread slots ever claimed (<= capacity) */
+    uint64_t threads_untracked;    /* threads that found the table full */
+    uint64_t modules_untracked;    /* modules that found the table full */
+    uint64_t samples_skipped;      /* samples not taken: unsafe moment */
+
+    char recorder_version[32];     /* e.g. "stalltrace 0.1.0" */
+    char unwinder[32];             /* e.g. "libunwind 1.6" */
+    uint8_t reserved[256];
+};
+
+/* ---- Process facts --------------------------------------------------------- */
+
+struct st_process {
+    int32_t pid, parent_pid;       /* parent_pid: getppid(), or the fork parent */
+    uint32_t argc;                 /* strings in argv below */
+    uint32_t argv_len;             /* bytes used in argv, NULs included */
+    char exe[ST_EXE_MAX];          /* /proc/self/exe target, NUL-terminated */
+    char argv[ST_ARGV_MAX];        /* argc NUL-terminated strings; truncated to fit */
+};
+
+/* ---- Module map ----------------------------------------------------------
+ * One slot per loaded object (main executable, shared libraries, vdso),
+ * appended on start-up and after every dlopen. A slot is valid once its
+ * `valid` word is 1 (written last). The same range may reappear after a
+ * dlclose/dlopen: the newest slot loaded before an event's time wins.
+ */
+enum st_module_flags {
+    ST_MODULE_SELF = 1u << 0,      /* the recorder itself: its frames are hidden */
+    ST_MODULE_MAIN = 1u << 1,      /* the main executable */
+    ST_MODULE_VDSO = 1u << 2,      /* kernel vdso: no file on disk */
+};
+
+struct st_module {
+    uint32_t valid;                /* 1 once the slot is fully written */
+    uint32_t flags;                /* st_module_flags */
+    uint64_t start, end;           /* address range of its PT_LOAD segments */
+    uint64_t bias;                 /* load bias (dlpi_addr): file vaddr + bias = address */
+    uint64_t loaded_ns;            /* when it was seen */
+    uint32_t build_id_len;         /* 0: none found */
+    uint8_t build_id[ST_BUILD_ID_MAX];
+    char path[ST_PATH_MAX];        /* file path, NUL-terminated */
+};
+
+/* ---- Thread table --------------------------------------------------------
+ * One slot per thread the recorder has seen. Written only by the owning
+ * thread (live_* fields also read by the recorder's watchdog); readers see
+ * counters as of the last write, which is all a crash leaves.
+ */
+enum st_thread_flags {
+    ST_THREAD_LOOP = 1u << 0,      /* has a loop wait: a loop thread */
+    ST_THREAD_EXITED = 1u << 1,
+    ST_THREAD_MAIN = 1u << 2,      /* tid == pid */
+};
+
+struct st_thread {
+    uint32_t tid;                  /* 0: free slot */
+    uint32_t flags;                /* st_thread_flags */
+    char name[ST_NAME_MAX];        /* comm, as last seen */
+    uint64_t start_routine;        /* pthread_create start routine, or 0 */
+    uint64_t created_ns, exited_ns;
+
+    /* Its loop wait, once it is a loop thread. */
+    uint16_t loop_call;            /* st_call of the loop wait */
+    uint16_t reserved0;
+    int32_t loop_fd;               /* epoll fd, or -1 for poll/select */
+    uint64_t loop_site;            /* return address of the loop wait (poll/select) */
+
+    /* Loop figures: an iteration is the busy time between two loop waits. */
+    uint64_t iterations;           /* completed iterations */
+    uint64_t busy_ns, idle_ns;     /* totals */
+    uint64_t max_busy_ns;
+    uint64_t stalls;               /* iterations with busy >= threshold */
+    uint64_t busy_hist[ST_HIST_BUCKETS];
+
+    /* Live state, so a dump of a killed process shows a stall in progress. */
+    uint64_t live_iter_seq;        /* number of the iteration running now */
+    uint64_t live_iter_start_ns;   /* 0 while the thread is in its loop wait */
+    uint16_t live_call;            /* wrapped call it is inside now, or 0 */
+    uint16_t reserved1[3];
+    uint64_t live_call_start_ns;   /* coarse clock */
+    uint64_t slow_calls;           /* wrapped calls >= threshold outside loops */
+    uint8_t reserved[256];
+};
+
+/* ---- Event ring ------------------------------------------------------------
+ * ring_size bytes at ring_offset, a power of two. Writers reserve space by
+ * advancing ring_head atomically; a record at absolute position P (P counts
+ * bytes since the start, never wraps) lives at ring offset P % ring_size, is
+ * ST_RECORD_ALIGN-aligned and may wrap around the end of the ring (its bytes
+ * continue at offset 0); its 16-byte header never wraps.
+ *
+ * Commit protocol: a writer fills size, type and the payload, then stores P
+ * into `pos` with release ordering. A reader accepts a record at P only if
+ * magic matches, pos == P and size is sane; anything else there is a torn or
+ * stale record. The live window is [max(0, head - ring_size), head): records
+ * before it were overwritten. dropped = ring_records - records accepted.
+ * Resynchronising after a torn record: step ST_RECORD_ALIGN bytes forward
+ * until a header commits at its own position.
+ */
+#define ST_RECORD_MAGIC 0x5354u    /* "ST" */
+
+enum st_record_type {
+    ST_REC_PAD = 0,                /* never written; reserved */
+    ST_REC_STALL = 1,              /* struct st_rec_stall */
+    ST_REC_SAMPLE = 2,             /* struct st_rec_sample */
+    ST_REC_SLOW_CALL = 3,          /* struct st_rec_slow_call */
+    ST_REC_THREAD_NAME = 4,        /* struct st_rec_thread_name */
+};
+
+struct st_record {
+    uint64_t pos;                  /* absolute position; the commit word */
+    uint32_t size;                 /* whole record incl. header, ST_RECORD_ALIGN multiple */
+    uint16_t type;                 /* st_record_type */
+    uint16_t magic;                /* ST_RECORD_MAGIC */
+};
+
+/* How a stack was taken, so the analyzer knows which frames are exact PCs.
+ * In every stack frame 0 is an exact PC (the wrapped libc function's entry,
+ * or the interrupted instruction); frames 1.. are return addresses, from
+ * which the analyzer subtracts one before looking up a line. */
+enum st_unwinder {
+    ST_UNWIND_LIBUNWIND = 1,       /* libunwind, after a call returned */
+    ST_UNWIND_LIBUNWIND_SIGNAL = 2,/* libunwind, from a signal's context */
+};
+
+struct st_stack {
+    uint16_t nframes;              /* <= ST_MAX_FRAMES */
+    uint8_t unwinder;              /* st_unwinder */
+    uint8_t truncated;             /* 1: deeper frames were cut */
+    uint32_t reserved;
+    /* uint64_t frames[nframes] follows */
+};
+
+/* A loop iteration whose busy time reached the threshold. */
+struct st_rec_stall {
+    struct st_record hdr;
+    uint32_t tid;
+    uint16_t call;                 /* st_call that consumed most of it, or NONE */
+    uint16_t reserved;
+    uint64_t iter_seq;             /* matches st_rec_sample.iter_seq */
+    uint64_t start_ns;             /* return of the previous loop wait */
+    uint64_t busy_ns;              /* the stall's duration */
+    uint64_t call_ns;              /* time inside `call` (coarse clock) */
+    uint64_t calls_ns;             /* time inside all wrapped calls of the iteration */
+    struct st_stack stack;         /* at `call`; empty if call is NONE */
+};
+
+/* A stack sampled by signal while an iteration ran past the threshold. */
+struct st_rec_sample {
+    struct st_record hdr;
+    uint32_t tid;
+    uint32_t reserved;
+    uint64_t iter_seq;
+    uint64_t at_ns;                /* when the sample was taken */
+    struct st_stack stack;
+};
+
+/* A wrapped call of at least the threshold on a thread outside any loop
+ * iteration (pool workers, plain threads). */
+struct st_rec_slow_call {
+    struct st_record hdr;
+    uint32_t tid;
+    uint16_t call;
+    uint16_t reserved;
+    uint64_t start_ns, duration_ns;
+    uint64_t object;               /* sync object address for waits, else fd or 0 */
+    struct st_stack stack;
+};
+
+/* A thread (re)named itself; the thread table keeps only the last name. */
+struct st_rec_thread_name {
+    struct st_record hdr;
+    uint32_t tid;
+    uint32_t reserved;
+    uint64_t at_ns;
+    char name[ST_NAME_MAX];
+};
+
+#endif /* STALLTRACE_FORMAT_H */
