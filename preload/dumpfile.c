@@ -1,0 +1,278 @@
+/* dumpfile.c - create, lay out and close the dump file (see format.h).
+ * The file is created 0600 with O_EXCL|O_NOFOLLOW, fully allocated before it
+ * is mapped (a sparse mapping would SIGBUS the target on a full disk).
+ */
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "recorder.h"
+
+#define ST_MODULE_CAPACITY 1024u
+#define ST_THREAD_CAPACITY 512u
+
+static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
+
+static size_t put_str(char *dst, size_t cap, size_t n, const char *s)
+{
+    while (*s && n + 1 < cap)
+        dst[n++] = *s++;
+    dst[n] = '\0';
+    return n;
+}
+
+static size_t put_uint(char *dst, size_t cap, size_t n, uint64_t v)
+{
+    char digits[24];
+    int k = 0;
+    do {
+        digits[k++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (k > 0 && n + 1 < cap)
+        dst[n++] = digits[--k];
+    dst[n] = '\0';
+    return n;
+}
+
+/* Expand %p (pid), %e (executable base name), %t (unix seconds), %% . */
+static void expand_output(const char *pattern, char *out, size_t cap)
+{
+    char exe[256] = "unknown";
+    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (k > 0) {
+        exe[k] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash)
+            memmove(exe, slash + 1, strlen(slash + 1) + 1);
+    }
+    size_t n = 0;
+    out[0] = '\0';
+    for (const char *p = pattern; *p && n + 1 < cap; p++) {
+        if (p[0] == '%' && p[1] == 'p') {
+            n = put_uint(out, cap, n, (uint64_t)getpid()), p++;
+        } else if (p[0] == '%' && p[1] == 'e') {
+            n = put_str(out, cap, n, exe), p++;
+        } else if (p[0] == '%' && p[1] == 't') {
+            n = put_uint(out, cap, n, (uint64_t)time(NULL)), p++;
+        } else if (p[0] == '%' && p[1] == '%') {
+            out[n++] = '%', p++;
+        } else {
+            out[n++] = *p;
+        }
+        out[n] = '\0';
+    }
+}
+
+/* After an exec that bypassed our execve wrapper (glibc's execvp calls it
+ * internally), the old image's dump is at our path, empty and unfinished:
+ * ours to replace. Anything else at the path is left alone. */
+static int has_loop_thread(const struct st_file_header *h, uint64_t size)
+{
+    if (h->thread_size != sizeof(struct st_thread) || h->thread_count > h->thread_capacity ||
+        h->threads_offset + (uint64_t)h->thread_capacity * h->thread_size > size)
+        return 1;     /* not what we write: keep it */
+    const struct st_thread *threads =
+        (const struct st_thread *)((const char *)h + h->threads_offset);
+    for (uint32_t i = 0; i < h->thread_count; i++)
+        if (threads[i].tid != 0 && (threads[i].flags & ST_THREAD_LOOP))
+            return 1;
+    return 0;
+}
+
+static int is_own_empty_dump(const char *path)
+{
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    struct stat st;
+    int own = 0;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+        (uint64_t)st.st_size >= sizeof(struct st_file_header)) {
+        void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+        if (map != MAP_FAILED) {
+            const struct st_file_header *h = map;
+            const uint64_t size = (uint64_t)st.st_size;
+            own = memcmp(h->magic, ST_MAGIC, 8) == 0 && h->version == ST_FORMAT_VERSION &&
+                  h->file_size == size && !(h->flags & ST_FLAG_COMPLETE) &&
+                  h->ring_records == 0 && h->process_offset + sizeof(struct st_process) <= size &&
+                  ((const struct st_process *)((const char *)map + h->process_offset))->pid ==
+                      getpid() &&
+                  !has_loop_thread(h, size);
+            munmap(map, (size_t)st.st_size);
+        }
+    }
+    syscall(SYS_close, fd);
+    return own;
+}
+
+/* Never write through an existing file or a symlink: pick "NAME.1.dump", ... */
+static int create_exclusive(const char *path, char *chosen, size_t cap)
+{
+    size_t len = strlen(path);
+    size_t stem = len >= 5 && strcmp(path + len - 5, ".dump") == 0 ? len - 5 : len;
+    for (unsigned attempt = 0; attempt < 100; attempt++) {
+        size_t n = put_str(chosen, cap, 0, path);
+        if (attempt > 0) {
+            n = stem < cap ? stem : n;
+            n = put_str(chosen, cap, n, ".");
+            n = put_uint(chosen, cap, n, attempt);
+            put_str(chosen, cap, n, path + stem);
+        }
+        int fd = (int)syscall(SYS_openat, AT_FDCWD, chosen,
+                              O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0 && errno == EEXIST && is_own_empty_dump(chosen) &&
+            syscall(SYS_unlink, chosen) == 0)
+            fd = (int)syscall(SYS_openat, AT_FDCWD, chosen,
+                              O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd >= 0 || errno != EEXIST)
+            return fd;
+    }
+    return -1;
+}
+
+static void fill_process(struct st_process *proc, int forked_from)
+{
+    proc->pid = getpid();
+    proc->parent_pid = forked_from ? forked_from : getppid();
+    ssize_t k = readlink("/proc/self/exe", proc->exe, sizeof proc->exe - 1);
+    proc->exe[k > 0 ? k : 0] = '\0';
+
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = syscall(SYS_read, fd, proc->argv, sizeof proc->argv - 1);
+    syscall(SYS_close, fd);
+    if (n <= 0)
+        return;
+    if (proc->argv[n - 1] != '\0')
+        proc->argv[n++] = '\0';      /* cut mid-string: terminate what we kept */
+    proc->argv_len = (uint32_t)n;
+    for (ssize_t i = 0; i < n; i++)
+        proc->argc += proc->argv[i] == '\0';
+}
+
+int st_dump_create(const struct st_config *cfg, int forked_from)
+{
+    uint64_t ring_size = 1u << 20;
+    while (ring_size * 2 <= cfg->buffer_bytes)
+        ring_size *= 2;
+
+    uint64_t off = align_up(sizeof(struct st_file_header), ST_SECTION_ALIGN);
+    uint64_t process_off = off;
+    off = align_up(off + sizeof(struct st_process), ST_SECTION_ALIGN);
+    uint64_t modules_off = off;
+    off = align_up(off + (uint64_t)ST_MODULE_CAPACITY * sizeof(struct st_module), ST_SECTION_ALIGN);
+    uint64_t threads_off = off;
+    off = align_up(off + (uint64_t)ST_THREAD_CAPACITY * sizeof(struct st_thread), 4096);
+    uint64_t ring_off = off;
+    uint64_t file_size = ring_off + ring_size;
+
+    char path[4096 + 32], chosen[4096 + 32];
+    expand_output(cfg->output, path, sizeof path);
+    int fd = create_exclusive(path, chosen, sizeof chosen);
+    if (fd < 0) {
+        st_warn("cannot create the dump file, not recording: ", path);
+        return -1;
+    }
+    int err = posix_fallocate(fd, 0, (off_t)file_size);
+    if (err == EOPNOTSUPP || err == ENOSYS)
+        err = ftruncate(fd, (off_t)file_size) == 0 ? 0 : errno;
+    void *map = err ? MAP_FAILED
+                    : mmap(NULL, file_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED) {
+        st_warn("cannot allocate or map the dump file (disk full?), not recording: ", chosen);
+        unlink(chosen);
+        syscall(SYS_close, fd);
+        return -1;
+    }
+
+    syscall(SYS_close, fd);      /* the mapping keeps the file; no fd lingers in the target */
+    put_str(st_rec.dump_path, sizeof st_rec.dump_path, 0, chosen);
+    st_rec.dump_fd = -1;
+    st_rec.map = map;
+    st_rec.map_size = file_size;
+    st_rec.hdr = map;
+    st_rec.proc = (struct st_process *)((char *)map + process_off);
+    st_rec.modules = (struct st_module *)((char *)map + modules_off);
+    st_rec.threads = (struct st_thread *)((char *)map + threads_off);
+    st_rec.ring.base = (uint8_t *)map + ring_off;
+    st_rec.ring.size = ring_size;
+
+    struct st_file_header *h = st_rec.hdr;
+    memcpy(h->magic, ST_MAGIC, 8);
+    h->version = ST_FORMAT_VERSION;
+    h->endian = ST_ENDIAN_MARK;
+    h->header_size = sizeof *h;
+    h->file_size = file_size;
+    h->process_offset = process_off;
+    h->process_size = sizeof(struct st_process);
+    h->modules_offset = modules_off;
+    h->module_size = sizeof(struct st_module);
+    h->module_capacity = ST_MODULE_CAPACITY;
+    h->threads_offset = threads_off;
+    h->thread_size = sizeof(struct st_thread);
+    h->thread_capacity = ST_THREAD_CAPACITY;
+    h->ring_offset = ring_off;
+    h->ring_size = ring_size;
+    h->start_mono_ns = st_rec.start_mono_ns;
+    h->start_real_ns = st_mono_raw(CLOCK_REALTIME);
+    h->threshold_ns = st_rec.threshold_ns;
+    h->sample_interval_ns = st_rec.sample_interval_ns;
+    h->sample_signal = st_rec.sample_signal;
+    h->flags = forked_from ? ST_FLAG_FORKED_CHILD : 0;
+    put_str(h->recorder_version, sizeof h->recorder_version, 0, "stalltrace " STALLTRACE_VERSION);
+    put_str(h->unwinder, sizeof h->unwinder, 0, "libunwind");
+    st_rec.ring.head = &h->ring_head;
+    st_rec.ring.records = &h->ring_records;
+    fill_process(st_rec.proc, forked_from);
+    return 0;
+}
+
+/* Nothing to report: no loop, no event. Shells and helpers a service
+ * spawns would otherwise leave a pile of empty dumps behind. */
+static int dump_is_empty(void)
+{
+    struct st_file_header *h = st_rec.hdr;
+    if (__atomic_load_n(&h->ring_records, __ATOMIC_ACQUIRE) != 0)
+        return 0;
+    for (uint32_t i = 0; i < h->thread_count && i < h->thread_capacity; i++)
+        if (st_rec.threads[i].tid != 0 && (st_rec.threads[i].flags & ST_THREAD_LOOP))
+            return 0;
+    return 1;
+}
+
+void st_dump_finish(uint32_t end_reason, int end_signal)
+{
+    struct st_file_header *h = st_rec.hdr;
+    if (h == NULL)
+        return;
+    if (dump_is_empty()) {
+        syscall(SYS_unlink, st_rec.dump_path);
+        return;
+    }
+    h->last_update_ns = st_now_ns();
+    h->end_reason = end_reason;
+    h->end_signal = end_signal;
+    __atomic_fetch_or(&h->flags, ST_FLAG_COMPLETE, __ATOMIC_RELEASE);
+}
+
+/* Drop the mapping without touching the file: a forked child must not write
+ * into its parent's dump. */
+void st_dump_abandon(void)
+{
+    if (st_rec.map != NULL)
+        munmap(st_rec.map, st_rec.map_size);
+    if (st_rec.dump_fd > 0)
+        syscall(SYS_close, st_rec.dump_fd);
+    st_rec.map = NULL;
+    st_rec.hdr = NULL;
+    st_rec.proc = NULL;
+    st_rec.modules = NULL;
+    st_rec.threads = NULL;
+    st_rec.ring.base = NULL;
+    st_rec.dump_fd = -1;
+}

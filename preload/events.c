@@ -1,0 +1,85 @@
+/* events.c - the records the recorder appends to the ring: stalls, in-stall
+ * samples and slow calls. Each is built on the stack and put in one go.
+ */
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "recorder.h"
+
+#define ST_RECORD_BUF (sizeof(struct st_rec_stall) + ST_MAX_FRAMES * sizeof(uint64_t))
+
+static uint32_t put_stack(struct st_stack *stack, const uintptr_t *frames, unsigned n,
+                          uint8_t truncated, uint8_t unwinder)
+{
+    stack->nframes = (uint16_t)n;
+    stack->unwinder = unwinder;
+    stack->truncated = truncated;
+    stack->reserved = 0;
+    uint64_t *out = (uint64_t *)(stack + 1);
+    for (unsigned i = 0; i < n; i++)
+        out[i] = frames[i];
+    return n * (uint32_t)sizeof(uint64_t);
+}
+
+void st_emit_stall(struct st_tls *t, uint64_t busy_ns)
+{
+    union {
+        struct st_rec_stall rec;
+        uint8_t bytes[ST_RECORD_BUF];
+    } buf;
+    struct st_rec_stall *r = &buf.rec;
+    memset(r, 0, sizeof *r);
+    r->tid = t->slot->tid;
+    r->iter_seq = t->slot->live_iter_seq;
+    r->start_ns = t->iter_start_ns;
+    r->busy_ns = busy_ns;
+    r->calls_ns = t->calls_ns;
+    unsigned n = 0;
+    /* A call "consumed" the stall only if it took at least half of it;
+     * otherwise the iteration was CPU-bound and the samples tell. */
+    if (t->top_call != ST_CALL_NONE && t->top_call_ns * 2 >= busy_ns) {
+        r->call = t->top_call;
+        r->call_ns = t->top_call_ns;
+        n = t->top_nframes;
+    }
+    uint32_t len = sizeof *r + put_stack(&r->stack, t->top_frames, n, t->top_truncated,
+                                         ST_UNWIND_LIBUNWIND);
+    st_ring_put(&st_rec.ring, ST_REC_STALL, r, len);
+}
+
+void st_emit_sample(struct st_tls *t, const uintptr_t *frames, unsigned n, uint8_t truncated,
+                    uint64_t at_ns)
+{
+    union {
+        struct st_rec_sample rec;
+        uint8_t bytes[ST_RECORD_BUF];
+    } buf;
+    struct st_rec_sample *r = &buf.rec;
+    memset(r, 0, sizeof *r);
+    r->tid = t->slot->tid;
+    r->iter_seq = t->slot->live_iter_seq;
+    r->at_ns = at_ns;
+    uint32_t len = sizeof *r + put_stack(&r->stack, frames, n, truncated,
+                                         ST_UNWIND_LIBUNWIND_SIGNAL);
+    st_ring_put(&st_rec.ring, ST_REC_SAMPLE, r, len);
+}
+
+void st_emit_slow_call(struct st_tls *t, uint16_t call, uint64_t start_ns, uint64_t duration_ns,
+                       uint64_t object, const uintptr_t *frames, unsigned n, uint8_t truncated)
+{
+    union {
+        struct st_rec_slow_call rec;
+        uint8_t bytes[ST_RECORD_BUF];
+    } buf;
+    struct st_rec_slow_call *r = &buf.rec;
+    memset(r, 0, sizeof *r);
+    r->tid = t->slot->tid;
+    r->call = call;
+    r->start_ns = start_ns;
+    r->duration_ns = duration_ns;
+    r->object = object;
+    uint32_t len = sizeof *r + put_stack(&r->stack, frames, n, truncated, ST_UNWIND_LIBUNWIND);
+    st_ring_put(&st_rec.ring, ST_REC_SLOW_CALL, r, len);
+    t->slot->slow_calls++;
+}

@@ -1,0 +1,85 @@
+/* recorder.c - start-up, fork and exit of the recorder.
+ * If anything needed to record is missing, the state goes to ST_OFF and
+ * every wrapper simply calls through: the target runs as before.
+ */
+#include <pthread.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "recorder.h"
+
+struct st_recorder st_rec = {.dump_fd = -1};
+static struct st_config config;
+
+static void apply_config(void)
+{
+    st_rec.threshold_ns = config.threshold_ns;
+    /* Calls this long (coarse clock) get a stack: a quarter of the threshold
+     * catches the one that makes a stall without paying for every call. */
+    st_rec.slow_bar_ns = config.threshold_ns / 4 ? config.threshold_ns / 4 : 1;
+    uint64_t interval = config.threshold_ns / 4;
+    st_rec.sample_interval_ns = interval < 2000000u ? 2000000u : interval;
+    st_rec.sample_signal = config.sample_signal;
+    st_rec.follow_fork = config.follow_fork;
+    st_rec.proc_pid = getpid();
+}
+
+static int start_recording(int forked_from)
+{
+    st_rec.start_mono_ns = st_mono_raw(CLOCK_MONOTONIC);
+    apply_config();
+    if (st_dump_create(&config, forked_from) != 0)
+        return -1;
+    st_modules_refresh();
+    return 0;
+}
+
+static void on_fork_child(void)
+{
+    int parent = st_rec.proc_pid;
+    st_dump_abandon();
+    st_watchdog_forget();
+    memset(&st_tls, 0, sizeof st_tls);     /* the forking thread starts afresh */
+    if (st_rec.state != ST_ACTIVE || !st_rec.follow_fork) {
+        st_rec.state = ST_OFF;
+        return;
+    }
+    /* Made lazily: a child that only execs never leaves an empty dump. */
+    st_rec.proc_pid = parent;
+    st_rec.state = ST_CHILD_PENDING;
+}
+
+void st_recorder_child_start(void)
+{
+    int expected = ST_CHILD_PENDING;
+    if (!__atomic_compare_exchange_n(&st_rec.state, &expected, ST_CHILD_CREATING, 0,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+        return;
+    st_tls.busy++;
+    int ok = start_recording(st_rec.proc_pid) == 0;
+    st_tls.busy--;
+    __atomic_store_n(&st_rec.state, ok ? ST_ACTIVE : ST_OFF, __ATOMIC_RELEASE);
+}
+
+__attribute__((constructor)) static void st_init(void)
+{
+    int saved_errno = errno;
+    st_config_read(&config);
+    if (config.disabled) {
+        st_rec.state = ST_OFF;
+        return;
+    }
+    st_tls.busy++;
+    int ok = start_recording(0) == 0;
+    if (ok)
+        pthread_atfork(NULL, NULL, on_fork_child);
+    st_tls.busy--;
+    st_rec.state = ok ? ST_ACTIVE : ST_OFF;
+    errno = saved_errno;
+}
+
+__attribute__((destructor)) static void st_fini(void)
+{
+    if (st_rec.state == ST_ACTIVE)
+        st_dump_finish(ST_END_EXIT, 0);
+}

@@ -1,0 +1,225 @@
+/* recorder.h - state shared by the preload's units, and the inline fast path
+ * every wrapper takes: a thread-local check and a coarse clock read.
+ *
+ * Design: a wrapped call that returns quickly costs two reads of
+ * CLOCK_MONOTONIC_COARSE (a vDSO memory read, ~3 ns) and a few stores;
+ * everything else (precise timing, stacks, records) happens only in the
+ * out-of-line slow paths, when a call or an iteration was actually slow.
+ */
+#ifndef STALLTRACE_RECORDER_H
+#define STALLTRACE_RECORDER_H
+
+#include <errno.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "stalltrace/format.h"
+#include "ring.h"
+
+#define ST_HIDDEN __attribute__((visibility("hidden")))
+#define ST_LIKELY(x) __builtin_expect(!!(x), 1)
+#define ST_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define ST_TLS __thread __attribute__((tls_model("initial-exec")))
+
+/* ---- Process-wide state (recorder.c) ------------------------------------- */
+
+enum st_state {
+    ST_UNINIT = 0,       /* constructor not run yet: wrappers pass through */
+    ST_ACTIVE,           /* recording */
+    ST_OFF,              /* disabled, or could not record: steps aside */
+    ST_CHILD_PENDING,    /* forked child: its dump is made on its first call */
+    ST_CHILD_CREATING,
+};
+
+struct st_recorder {
+    volatile int state;              /* st_state */
+    int dump_fd;
+    char dump_path[4096 + 32];    void *map;                       /* the whole dump, MAP_SHARED */
+    uint64_t map_size;
+    struct st_file_header *hdr;
+    struct st_process *proc;
+    struct st_module *modules;
+    struct st_thread *threads;
+    struct st_ring ring;
+
+    uint64_t start_mono_ns;          /* CLOCK_MONOTONIC at start */
+    uint64_t threshold_ns;
+    uint64_t slow_bar_ns;            /* a call this long (coarse) gets a stack */
+    uint64_t sample_interval_ns;
+    int sample_signal;               /* 0: no in-stall sampling */
+    int follow_fork;
+    int proc_pid;                    /* getpid(), cached for the signal handler */
+    uintptr_t self_start, self_end;  /* the recorder's own text: frames hidden */
+    uintptr_t ldso_start, ldso_end;  /* the dynamic loader: never sampled in */
+    int modules_stale;               /* a sample saw an unknown address */
+};
+extern struct st_recorder st_rec ST_HIDDEN;
+
+/* ---- Per-thread state (threads.c) ------------------------------------------ */
+
+enum st_tls_state { ST_T_NEW = 0, ST_T_READY, ST_T_IGNORED };
+
+struct st_wait_key {
+    uint16_t call;                   /* st_call of the event-wait function */
+    int32_t fd;                      /* epoll fd, or -1 */
+    uintptr_t site;                  /* call site, for poll/select */
+};
+
+struct st_tls {
+    uint8_t state;                   /* st_tls_state */
+    uint8_t busy;                    /* inside the recorder: wrappers pass through */
+    volatile uint8_t sampler_hit;    /* our signal interrupted a wrapped call */
+    struct st_thread *slot;
+    uint64_t start_routine;          /* from our pthread_create trampoline */
+
+    /* Loop detection: the event-wait that keeps coming back is the loop wait. */
+    uint8_t is_loop;
+    struct st_wait_key loop_key;
+    struct st_wait_key cand[4];
+    uint32_t cand_hits[4];
+    struct st_wait_key other_key;    /* another wait repeating: maybe a new loop */
+    uint32_t other_run;
+
+    /* The iteration running now. */
+    uint64_t iter_start_ns;          /* precise, since start_mono_ns */
+    uint64_t wait_start_ns;
+    uint16_t top_call;               /* slowest wrapped call of this iteration */
+    uint64_t top_call_ns;
+    uint64_t calls_ns;
+    uint16_t top_nframes;
+    uint8_t top_truncated;
+    uintptr_t top_frames[ST_MAX_FRAMES];
+};
+extern ST_TLS struct st_tls st_tls ST_HIDDEN;
+
+ST_HIDDEN void st_thread_attach(void);
+ST_HIDDEN void st_thread_detach(void);
+ST_HIDDEN struct st_thread *st_thread_claim(uint32_t tid, uint64_t start_routine);
+
+/* ---- Clocks ------------------------------------------------------------------ */
+
+static inline uint64_t st_mono_raw(clockid_t clock)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Precise time since the recording started. */
+static inline uint64_t st_now_ns(void)
+{
+    return st_mono_raw(CLOCK_MONOTONIC) - st_rec.start_mono_ns;
+}
+
+/* Coarse (one tick, ~4 ms) but ~3 ns: enough to tell a slow call from a fast one. */
+static inline uint64_t st_coarse_ns(void)
+{
+    return st_mono_raw(CLOCK_MONOTONIC_COARSE);
+}
+
+static inline uint64_t st_coarse_to_rel(uint64_t coarse)
+{
+    return coarse > st_rec.start_mono_ns ? coarse - st_rec.start_mono_ns : 0;
+}
+
+/* ---- The blocking-call fast path (call.c) ----------------------------------- */
+
+ST_HIDDEN void st_call_slow(uint16_t call, uint64_t t0, uint64_t elapsed, void *real_fn);
+
+/* Returns 0 when this call is not to be timed (recorder off, own call). */
+static inline uint64_t st_call_enter(uint16_t call)
+{
+    struct st_tls *t = &st_tls;
+    if (ST_UNLIKELY(t->state != ST_T_READY)) {
+        if (t->state != ST_T_NEW)
+            return 0;
+        st_thread_attach();
+        if (t->state != ST_T_READY)
+            return 0;
+    }
+    if (ST_UNLIKELY(t->busy))
+        return 0;
+    uint64_t t0 = st_coarse_ns();
+    t->slot->live_call = call;
+    t->slot->live_call_start_ns = t0;
+    return t0;
+}
+
+static inline void st_call_leave(uint16_t call, uint64_t t0, void *real_fn)
+{
+    if (t0 == 0)
+        return;
+    struct st_tls *t = &st_tls;
+    t->slot->live_call = 0;
+    uint64_t elapsed = st_coarse_ns() - t0;
+    if (ST_UNLIKELY(elapsed >= st_rec.slow_bar_ns)) {
+        int saved_errno = errno;
+        st_call_slow(call, t0, elapsed, real_fn);
+        errno = saved_errno;
+    }
+}
+
+/* ---- Event waits (loop.c) ----------------------------------------------------- */
+
+enum st_wait_kind { ST_WAIT_PASS = 0, ST_WAIT_LOOP, ST_WAIT_CALL };
+
+struct st_wait {
+    uint8_t kind;                    /* st_wait_kind */
+    uint16_t call;
+    uint64_t t0;                     /* for ST_WAIT_CALL: coarse start */
+    uint64_t precise_start;          /* for ST_WAIT_LOOP */
+};
+
+ST_HIDDEN void st_wait_enter(struct st_wait *w, uint16_t call, int fd, uintptr_t site);
+ST_HIDDEN void st_wait_leave(struct st_wait *w, void *real_fn);
+
+/* ---- Stacks (stack.c) --------------------------------------------------------- */
+
+/* Stack of the calling thread with the recorder's frames replaced by real_fn. */
+ST_HIDDEN unsigned st_stack_here(uintptr_t *frames, unsigned max, void *real_fn, uint8_t *truncated);
+/* Stack of the interrupted context, from a signal handler. */
+ST_HIDDEN unsigned st_stack_signal(uintptr_t *frames, unsigned max, void *ucontext, uint8_t *truncated);
+ST_HIDDEN void st_stack_warm_up(void);
+
+/* ---- Records (events.c) -------------------------------------------------------- */
+
+ST_HIDDEN void st_emit_stall(struct st_tls *t, uint64_t busy_ns);
+ST_HIDDEN void st_emit_sample(struct st_tls *t, const uintptr_t *frames, unsigned n,
+                              uint8_t truncated, uint64_t at_ns);
+ST_HIDDEN void st_emit_slow_call(struct st_tls *t, uint16_t call, uint64_t start_ns,
+                                 uint64_t duration_ns, uint64_t object,
+                                 const uintptr_t *frames, unsigned n, uint8_t truncated);
+
+/* ---- Modules (modules.c), watchdog & sampler (watchdog.c), config (config.c) -- */
+
+ST_HIDDEN void st_modules_refresh(void);
+ST_HIDDEN int st_modules_cover(const uintptr_t *frames, unsigned n);
+ST_HIDDEN void st_watchdog_start(void);
+ST_HIDDEN void st_watchdog_forget(void);
+
+struct st_config {
+    char output[4096];
+    uint64_t threshold_ns;
+    uint64_t buffer_bytes;
+    int sample_signal;
+    int follow_fork;
+    int disabled;
+};
+ST_HIDDEN void st_config_read(struct st_config *cfg);
+ST_HIDDEN void st_warn(const char *msg1, const char *msg2);
+
+/* ---- The dump file (dumpfile.c) ----------------------------------------------- */
+
+ST_HIDDEN int st_dump_create(const struct st_config *cfg, int forked_from);
+ST_HIDDEN void st_dump_finish(uint32_t end_reason, int end_signal);
+ST_HIDDEN void st_dump_abandon(void);
+ST_HIDDEN void st_recorder_child_start(void);
+
+/* Resolved real functions (real.c). */
+ST_HIDDEN void *st_real(void **cache, const char *name);
+ST_HIDDEN void *st_real_versioned(void **cache, const char *name, const char *version);
+#define ST_REAL(fn)                                                             \
+    ({ static void *st_real_cache_;                                             \
+       (__typeof__(&fn))st_real(&st_real_cache_, #fn); })
+
+#endif /* STALLTRACE_RECORDER_H */

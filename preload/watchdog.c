@@ -1,0 +1,168 @@
+/* watchdog.c - notices loop iterations running past the threshold with no
+ * wrapped call to blame (CPU-bound work) and has the stalled thread sample
+ * its own stack from a signal handler, again and again while it lasts.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "recorder.h"
+
+#define ST_SAMPLES_PER_STALL 100u
+
+struct sampled {
+    uint64_t iter_seq;
+    uint64_t last_ns;
+    uint32_t count;
+};
+
+static int started;
+static struct sampled sampled[1024];
+
+static int unsafe_pc(const void *ucontext)
+{
+    const ucontext_t *uc = ucontext;
+    uintptr_t pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+    return (pc >= st_rec.ldso_start && pc < st_rec.ldso_end) ||
+           (pc >= st_rec.self_start && pc < st_rec.self_end);
+}
+
+/* Async-signal-safe: no locks, no allocation; the ring put is lock-free. */
+static void on_sample_signal(int sig, siginfo_t *info, void *ucontext)
+{
+    (void)sig;
+    int saved_errno = errno;
+    struct st_tls *t = &st_tls;
+    if (info->si_code != SI_TKILL || info->si_pid != st_rec.proc_pid ||
+        t->state != ST_T_READY || !t->is_loop || st_rec.state != ST_ACTIVE)
+        goto out;
+    struct st_thread *s = t->slot;
+    if (s->live_call != 0 || s->live_iter_start_ns == 0) {
+        t->sampler_hit = 1;      /* we may have interrupted a call: its wrapper retries */
+        goto out;
+    }
+    if (t->busy || unsafe_pc(ucontext)) {
+        __atomic_fetch_add(&st_rec.hdr->samples_skipped, 1, __ATOMIC_RELAXED);
+        goto out;
+    }
+    t->busy++;
+    uintptr_t frames[ST_MAX_FRAMES];
+    uint8_t truncated;
+    unsigned n = st_stack_signal(frames, ST_MAX_FRAMES, ucontext, &truncated);
+    st_emit_sample(t, frames, n, truncated, st_now_ns());
+    t->busy--;
+out:
+    errno = saved_errno;
+}
+
+static void sleep_ns(uint64_t ns)
+{
+    struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+    syscall(SYS_clock_nanosleep, CLOCK_MONOTONIC, 0, &ts, NULL);
+}
+
+/* Returns 1 when some loop thread is stalled right now. */
+static int scan_loops(uint64_t now)
+{
+    int stalled = 0;
+    uint32_t count = st_rec.hdr->thread_count;
+    for (uint32_t i = 0; i < count && i < sizeof sampled / sizeof sampled[0]; i++) {
+        struct st_thread *s = &st_rec.threads[i];
+        uint32_t tid = __atomic_load_n(&s->tid, __ATOMIC_ACQUIRE);
+        uint64_t start = __atomic_load_n(&s->live_iter_start_ns, __ATOMIC_ACQUIRE);
+        if (tid == 0 || !(s->flags & ST_THREAD_LOOP) || start == 0 || now < start ||
+            now - start < st_rec.threshold_ns)
+            continue;
+        stalled = 1;
+        if (st_rec.sample_signal == 0 || s->live_call != 0)
+            continue;    /* inside a wrapped call: its stack is taken when it returns */
+        struct sampled *sp = &sampled[i];
+        uint64_t seq = s->live_iter_seq, age = now - start;
+        if (sp->iter_seq != seq) {
+            sp->iter_seq = seq;
+            sp->count = 0;
+            sp->last_ns = 0;
+        }
+        /* Dense at first, then thinner, so a long stall keeps a shape. */
+        uint64_t spacing = st_rec.sample_interval_ns;
+        if (sp->count >= 32 && age / 8 > spacing)
+            spacing = age / 8;
+        if (sp->count >= ST_SAMPLES_PER_STALL || now - sp->last_ns < spacing)
+            continue;
+        sp->last_ns = now;
+        sp->count++;
+        syscall(SYS_tgkill, st_rec.proc_pid, tid, st_rec.sample_signal);
+    }
+    return stalled;
+}
+
+static void *watchdog_main(void *arg)
+{
+    (void)arg;
+    st_tls.state = ST_T_IGNORED;
+    prctl(PR_SET_NAME, "stalltrace", 0, 0, 0);
+    for (;;) {
+        uint64_t now = st_now_ns();
+        if (st_rec.state != ST_ACTIVE || st_rec.hdr == NULL)
+            return NULL;
+        st_rec.hdr->last_update_ns = now;
+        if (st_rec.modules_stale) {
+            st_rec.modules_stale = 0;
+            st_modules_refresh();
+        }
+        int stalled = scan_loops(now);
+        sleep_ns(stalled ? st_rec.sample_interval_ns : st_rec.threshold_ns / 2);
+    }
+}
+
+/* The target may own the signal: then sampling steps aside. */
+static int install_handler(void)
+{
+    int sig = st_rec.sample_signal;
+    struct sigaction old, sa;
+    if (sig == 0 || sigaction(sig, NULL, &old) != 0 ||
+        (old.sa_flags & SA_SIGINFO) || old.sa_handler != SIG_DFL)
+        return 0;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_sample_signal;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigfillset(&sa.sa_mask);
+    return sigaction(sig, &sa, NULL) == 0;
+}
+
+void st_watchdog_start(void)
+{
+    if (__atomic_exchange_n(&started, 1, __ATOMIC_ACQ_REL))
+        return;
+    if (install_handler())
+        __atomic_fetch_or(&st_rec.hdr->flags, ST_FLAG_SAMPLING, __ATOMIC_RELAXED);
+    else
+        st_rec.sample_signal = 0;
+
+    /* The watchdog must never take a signal meant for the target. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 64 * 1024);
+    pthread_t tid;
+    int (*create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *) =
+        ST_REAL(pthread_create);
+    if (create == NULL || create(&tid, &attr, watchdog_main, NULL) != 0)
+        st_rec.sample_signal = 0;
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* After fork: the child has no watchdog thread. */
+void st_watchdog_forget(void)
+{
+    started = 0;
+    memset(sampled, 0, sizeof sampled);
+}

@@ -1,0 +1,130 @@
+/* wrap_event.c - the event-wait calls: epoll, poll and select. The one a
+ * thread keeps returning to is its loop wait (loop.c); any other is a
+ * blocking call inside the current iteration.
+ */
+#include <poll.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+#include <sys/syscall.h>
+
+#include "recorder.h"
+
+#define ST_EXPORT __attribute__((visibility("default")))
+#define CALL_SITE ((uintptr_t)__builtin_return_address(0))
+
+int __poll_chk(struct pollfd *fds, nfds_t nfds, int timeout, size_t fdslen);
+int __ppoll_chk(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout,
+                const sigset_t *ss, size_t fdslen);
+
+/* Our sampling signal may land just as a wait starts; the target must not
+ * see an EINTR it would not have had without us, so such a wait is redone. */
+#define SAMPLER_EINTR(r) ((r) < 0 && errno == EINTR && st_tls.sampler_hit)
+
+#define EVENT_WAIT(call_id, fd, real, args)                                   \
+    do {                                                                      \
+        struct st_wait w_;                                                    \
+        st_wait_enter(&w_, call_id, fd, CALL_SITE);                           \
+        do {                                                                  \
+            st_tls.sampler_hit = 0;                                           \
+            r = real args;                                                    \
+        } while (SAMPLER_EINTR(r));                                           \
+        st_wait_leave(&w_, (void *)real);                                     \
+    } while (0)
+
+ST_EXPORT int epoll_wait(int epfd, struct epoll_event *events, int max, int timeout)
+{
+    __typeof__(&epoll_wait) real = ST_REAL(epoll_wait);
+    int r;
+    if (real == NULL)
+        return (int)syscall(SYS_epoll_wait, epfd, events, max, timeout);
+    EVENT_WAIT(ST_CALL_EPOLL_WAIT, epfd, real, (epfd, events, max, timeout));
+    return r;
+}
+
+ST_EXPORT int epoll_pwait(int epfd, struct epoll_event *events, int max, int timeout,
+                          const sigset_t *sigmask)
+{
+    __typeof__(&epoll_pwait) real = ST_REAL(epoll_pwait);
+    int r;
+    if (real == NULL)
+        return (int)syscall(SYS_epoll_pwait, epfd, events, max, timeout, sigmask, _NSIG / 8);
+    EVENT_WAIT(ST_CALL_EPOLL_PWAIT, epfd, real, (epfd, events, max, timeout, sigmask));
+    return r;
+}
+
+ST_EXPORT int epoll_pwait2(int epfd, struct epoll_event *events, int max,
+                           const struct timespec *timeout, const sigset_t *sigmask)
+{
+    __typeof__(&epoll_pwait2) real = ST_REAL(epoll_pwait2);
+    int r;
+    if (real == NULL)
+        return errno = ENOSYS, -1;
+    EVENT_WAIT(ST_CALL_EPOLL_PWAIT2, epfd, real, (epfd, events, max, timeout, sigmask));
+    return r;
+}
+
+ST_EXPORT int poll(struct pollfd *fds, nfds_t nfds, int timeout)
+{
+    __typeof__(&poll) real = ST_REAL(poll);
+    int r;
+    if (real == NULL)
+        return (int)syscall(SYS_poll, fds, nfds, timeout);
+    EVENT_WAIT(ST_CALL_POLL, -1, real, (fds, nfds, timeout));
+    return r;
+}
+
+ST_EXPORT int __poll_chk(struct pollfd *fds, nfds_t nfds, int timeout, size_t fdslen)
+{
+    __typeof__(&__poll_chk) real = ST_REAL(__poll_chk);
+    int r;
+    if (real == NULL)
+        return (int)syscall(SYS_poll, fds, nfds, timeout);
+    EVENT_WAIT(ST_CALL_POLL, -1, real, (fds, nfds, timeout, fdslen));
+    return r;
+}
+
+ST_EXPORT int ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout,
+                    const sigset_t *sigmask)
+{
+    __typeof__(&ppoll) real = ST_REAL(ppoll);
+    int r;
+    if (real == NULL)
+        return (int)syscall(SYS_ppoll, fds, nfds, timeout, sigmask, _NSIG / 8);
+    EVENT_WAIT(ST_CALL_PPOLL, -1, real, (fds, nfds, timeout, sigmask));
+    return r;
+}
+
+ST_EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout,
+                          const sigset_t *sigmask, size_t fdslen)
+{
+    __typeof__(&__ppoll_chk) real = ST_REAL(__ppoll_chk);
+    int r;
+    if (real == NULL)
+        return (int)syscall(SYS_ppoll, fds, nfds, timeout, sigmask, _NSIG / 8);
+    EVENT_WAIT(ST_CALL_PPOLL, -1, real, (fds, nfds, timeout, sigmask, fdslen));
+    return r;
+}
+
+/* On EINTR select leaves its fd sets as they were (Linux counts the timeout
+ * down), so redoing one after our signal is safe. */
+ST_EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *timeout)
+{
+    __typeof__(&select) real = ST_REAL(select);
+    int r;
+    if (real == NULL)
+        return (int)syscall(SYS_select, nfds, rd, wr, ex, timeout);
+    EVENT_WAIT(ST_CALL_SELECT, -1, real, (nfds, rd, wr, ex, timeout));
+    return r;
+}
+
+ST_EXPORT int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex,
+                      const struct timespec *timeout, const sigset_t *sigmask)
+{
+    __typeof__(&pselect) real = ST_REAL(pselect);
+    int r;
+    if (real == NULL)
+        return errno = ENOSYS, -1;
+    EVENT_WAIT(ST_CALL_PSELECT, -1, real, (nfds, rd, wr, ex, timeout, sigmask));
+    return r;
+}
