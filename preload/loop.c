@@ -38,6 +38,21 @@ static void become_loop(struct st_tls *t, const struct st_wait_key *key)
     st_watchdog_start();
 }
 
+/* The candidate entry for this wait: its own, or the least used one. */
+static unsigned candidate_slot(struct st_tls *t, const struct st_wait_key *key)
+{
+    unsigned least = 0;
+    for (unsigned i = 0; i < 4; i++) {
+        if (t->cand_hits[i] && key_eq(&t->cand[i], key))
+            return i;
+        if (t->cand_hits[i] < t->cand_hits[least])
+            least = i;
+    }
+    t->cand[least] = *key;
+    t->cand_hits[least] = 0;
+    return least;
+}
+
 /* Is this wait (not the loop wait) the loop wait from now on? */
 static int claims_loop(struct st_tls *t, const struct st_wait_key *key)
 {
@@ -56,18 +71,7 @@ static int claims_loop(struct st_tls *t, const struct st_wait_key *key)
         become_loop(t, key);
         return 1;
     }
-    unsigned slot = 0;
-    for (unsigned i = 0; i < 4; i++) {
-        if (t->cand_hits[i] && key_eq(&t->cand[i], key)) {
-            slot = i;
-            goto hit;
-        }
-        if (t->cand_hits[i] < t->cand_hits[slot])
-            slot = i;
-    }
-    t->cand[slot] = *key;
-    t->cand_hits[slot] = 0;
-hit:
+    unsigned slot = candidate_slot(t, key);
     /* epoll on one fd is a loop on its second return; poll/select from one
      * site need a third, since one-off polls (socket timeouts) are common. */
     if (++t->cand_hits[slot] < (is_epoll(key->call) ? 2u : 3u))
