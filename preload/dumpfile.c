@@ -12,7 +12,8 @@
 #include "recorder.h"
 
 #define ST_MODULE_CAPACITY 1024u
-#define ST_THREAD_CAPACITY 512u
+#define ST_THREAD_CAPACITY 512u   /* = ST_THREAD_BITS: pool bitmaps cover every slot */
+#define ST_OBJECT_CAPACITY 1024u  /* a power of two: a hash table */
 
 static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
 
@@ -167,7 +168,9 @@ int st_dump_create(const struct st_config *cfg, int forked_from)
     uint64_t modules_off = off;
     off = align_up(off + (uint64_t)ST_MODULE_CAPACITY * sizeof(struct st_module), ST_SECTION_ALIGN);
     uint64_t threads_off = off;
-    off = align_up(off + (uint64_t)ST_THREAD_CAPACITY * sizeof(struct st_thread), 4096);
+    off = align_up(off + (uint64_t)ST_THREAD_CAPACITY * sizeof(struct st_thread), ST_SECTION_ALIGN);
+    uint64_t objects_off = off;
+    off = align_up(off + (uint64_t)ST_OBJECT_CAPACITY * sizeof(struct st_object), 4096);
     uint64_t ring_off = off;
     uint64_t file_size = ring_off + ring_size;
 
@@ -200,6 +203,8 @@ int st_dump_create(const struct st_config *cfg, int forked_from)
     st_rec.modules = (struct st_module *)((char *)map + modules_off);
     st_rec.threads = (struct st_thread *)((char *)map + threads_off);
     st_rec.ring.base = (uint8_t *)map + ring_off;
+    st_rec.objects.table = (struct st_object *)((char *)map + objects_off);
+    st_rec.objects.capacity = ST_OBJECT_CAPACITY;
     st_rec.ring.size = ring_size;
 
     struct st_file_header *h = st_rec.hdr;
@@ -216,6 +221,9 @@ int st_dump_create(const struct st_config *cfg, int forked_from)
     h->threads_offset = threads_off;
     h->thread_size = sizeof(struct st_thread);
     h->thread_capacity = ST_THREAD_CAPACITY;
+    h->objects_offset = objects_off;
+    h->object_size = sizeof(struct st_object);
+    h->object_capacity = ST_OBJECT_CAPACITY;
     h->ring_offset = ring_off;
     h->ring_size = ring_size;
     h->start_mono_ns = st_rec.start_mono_ns;
@@ -227,17 +235,19 @@ int st_dump_create(const struct st_config *cfg, int forked_from)
     put_str(h->recorder_version, sizeof h->recorder_version, 0, "stalltrace " STALLTRACE_VERSION);
     put_str(h->unwinder, sizeof h->unwinder, 0, "libunwind");
     st_rec.ring.head = &h->ring_head;
+    st_rec.objects.count = &h->object_count;
+    st_rec.objects.untracked = &h->objects_untracked;
     st_rec.ring.records = &h->ring_records;
     fill_process(st_rec.proc, forked_from);
     return 0;
 }
 
-/* Nothing to report: no loop, no event. Shells and helpers a service
+/* Nothing to report: no loop, no event, no thread ever blocked on a lock. Shells and helpers a service
  * spawns would otherwise leave a pile of empty dumps behind. */
 static int dump_is_empty(void)
 {
     struct st_file_header *h = st_rec.hdr;
-    if (__atomic_load_n(&h->ring_records, __ATOMIC_ACQUIRE) != 0)
+    if (__atomic_load_n(&h->ring_records, __ATOMIC_ACQUIRE) != 0 || h->object_count != 0)
         return 0;
     for (uint32_t i = 0; i < h->thread_count && i < h->thread_capacity; i++)
         if (st_rec.threads[i].tid != 0 && (st_rec.threads[i].flags & ST_THREAD_LOOP))
@@ -274,5 +284,6 @@ void st_dump_abandon(void)
     st_rec.modules = NULL;
     st_rec.threads = NULL;
     st_rec.ring.base = NULL;
+    st_rec.objects.table = NULL;
     st_rec.dump_fd = -1;
 }

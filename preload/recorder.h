@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "stalltrace/format.h"
+#include "objects.h"
 #include "ring.h"
 
 #define ST_HIDDEN __attribute__((visibility("hidden")))
@@ -41,6 +42,7 @@ struct st_recorder {
     struct st_module *modules;
     struct st_thread *threads;
     struct st_ring ring;
+    struct st_objects objects;
 
     uint64_t start_mono_ns;          /* CLOCK_MONOTONIC at start */
     uint64_t threshold_ns;
@@ -89,6 +91,20 @@ struct st_tls {
     uint16_t top_nframes;
     uint8_t top_truncated;
     uintptr_t top_frames[ST_MAX_FRAMES];
+
+    /* A run of timed waits on one object (sync.c). */
+    uint64_t run_object;
+    uint16_t run_call;
+    uint16_t run_nframes;
+    uint8_t run_truncated;
+    uint32_t run_retries;
+    uint64_t run_start_ns, run_last_end_ns;
+    uintptr_t run_frames[ST_MAX_FRAMES];
+
+    /* Semaphores this thread acquired lately: its posts of them are
+     * releases of a lock, not hand-offs of work (wrap_sync.c). */
+    void *held_sems[8];
+    uint8_t held_next;
 };
 extern ST_TLS struct st_tls st_tls ST_HIDDEN;
 
@@ -173,6 +189,23 @@ struct st_wait {
 ST_HIDDEN void st_wait_enter(struct st_wait *w, uint16_t call, int fd, uintptr_t site);
 ST_HIDDEN void st_wait_leave(struct st_wait *w, void *real_fn);
 
+/* ---- Sync waits (sync.c) ------------------------------------------------------ */
+
+struct st_sync {
+    uint8_t active, untimed;
+    uint8_t idles;                   /* a possible pool worker going idle */
+    uint16_t kind, call;
+    uint64_t object;
+    uint64_t start_ns;
+    struct st_object *obj;
+};
+
+ST_HIDDEN int st_sync_begin(struct st_sync *s, void *object, uint16_t kind, uint16_t call,
+                            int untimed);
+ST_HIDDEN void st_sync_end(struct st_sync *s, int timed_out, void *real_fn);
+ST_HIDDEN void st_sync_wake(void *object, uint16_t kind, int by_holder);
+ST_HIDDEN void st_sync_thread_exit(struct st_tls *t);
+
 /* ---- Stacks (stack.c) --------------------------------------------------------- */
 
 /* Stack of the calling thread with the recorder's frames replaced by real_fn. */
@@ -221,5 +254,9 @@ ST_HIDDEN void *st_real_versioned(void **cache, const char *name, const char *ve
 #define ST_REAL(fn)                                                             \
     ({ static void *st_real_cache_;                                             \
        (__typeof__(&fn))st_real(&st_real_cache_, #fn); })
+/* pthread_cond_* exist twice in glibc; the old GLIBC_2.2.5 ones hang if mixed. */
+#define ST_REAL_VERSIONED(fn, version)                                          \
+    ({ static void *st_real_cache_;                                             \
+       (__typeof__(&fn))st_real_versioned(&st_real_cache_, #fn, version); })
 
 #endif /* STALLTRACE_RECORDER_H */

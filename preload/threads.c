@@ -69,6 +69,11 @@ void st_thread_detach(void)
 {
     struct st_tls *t = &st_tls;
     struct st_thread *slot = t->slot;
+    if (slot != NULL && t->state == ST_T_READY && st_rec.hdr != NULL) {
+        t->busy++;
+        st_sync_thread_exit(t);
+        t->busy--;
+    }
     t->state = ST_T_IGNORED;
     t->slot = NULL;
     if (slot == NULL || st_rec.hdr == NULL)
@@ -76,7 +81,8 @@ void st_thread_detach(void)
     slot->live_iter_start_ns = 0;
     slot->live_call = 0;
     slot->exited_ns = st_now_ns();
-    if (slot->flags & ST_THREAD_LOOP || slot->stalls || slot->slow_calls) {
+    if (slot->flags & ST_THREAD_LOOP || slot->stalls || slot->slow_calls || slot->idle_object ||
+        slot->lock_wait_ns) {
         __atomic_fetch_or(&slot->flags, ST_THREAD_EXITED, __ATOMIC_RELEASE);
         return;
     }

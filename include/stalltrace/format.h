@@ -15,6 +15,8 @@
  *   | st_module[cap]     |  loaded objects with build-ids (append-only)
  *   +--------------------+ threads_offset
  *   | st_thread[cap]     |  per-thread counters, loop histogram, live state
+ *   +--------------------+ objects_offset
+ *   | st_object[cap]     |  sync objects threads blocked on: locks, work queues
  *   +--------------------+ ring_offset
  *   | event ring         |  variable-size records (st_record), wraps around
  *   +--------------------+ file_size
@@ -172,7 +174,14 @@ struct st_file_header {
 
     char recorder_version[32];     /* e.g. "stalltrace 0.1.0" */
     char unwinder[32];             /* e.g. "libunwind 1.6" */
-    uint8_t reserved[256];
+
+    /* Sync object table (an open-addressing hash keyed by address). */
+    uint64_t objects_offset;
+    uint32_t object_size, object_capacity;
+    uint32_t object_count;         /* slots in use */
+    uint32_t reserved1;
+    uint64_t objects_untracked;    /* objects that found the table full */
+    uint8_t reserved[224];
 };
 
 /* ---- Process facts --------------------------------------------------------- */
@@ -246,7 +255,63 @@ struct st_thread {
     uint16_t reserved1[3];
     uint64_t live_call_start_ns;   /* coarse clock */
     uint64_t slow_calls;           /* wrapped calls >= threshold outside loops */
-    uint8_t reserved[256];
+
+    /* Pool membership: the work queue object it idles on (see st_object). */
+    uint64_t idle_object;          /* address, or 0 */
+    uint64_t pool_idle_ns;         /* total time blocked idle on it */
+    uint64_t live_idle_since_ns;   /* 0 unless blocked idle right now */
+    uint64_t lock_wait_ns;         /* total time blocked on locks */
+    uint8_t reserved[224];
+};
+
+/* ---- Sync objects ----------------------------------------------------------
+ * One slot per mutex, rwlock, condition variable or semaphore that some
+ * thread blocked on (uncontended objects never get one). Slots are claimed
+ * by CAS on `addr` and never freed: an address reused by another object
+ * after free() adds to the same slot.
+ *
+ * Classification (SPEC.md): an object is a work queue when some thread that
+ * never waits on it wakes it (signal, broadcast, or a post by a thread that
+ * does not hold it); it is a lock when its posts are releases by holders, and
+ * contended when its waits are timed and keep timing out (CPython's GIL).
+ * The threads that block untimed on a work queue form a pool; a pool with no
+ * idle member is saturated.
+ */
+enum st_object_kind {
+    ST_OBJ_MUTEX = 1, ST_OBJ_RWLOCK = 2, ST_OBJ_COND = 3, ST_OBJ_SEM = 4,
+};
+
+enum st_object_flags {
+    ST_OBJ_HANDOFF = 1u << 0,      /* woken by a non-member: a work queue */
+    ST_OBJ_RELEASED = 1u << 1,     /* posted by holders: used as a lock */
+    ST_OBJ_TIMED_RETRY = 1u << 2,  /* timed waits that time out and retry */
+};
+
+#define ST_THREAD_BITS 512u        /* thread slots a member bitmap covers */
+
+struct st_object {
+    uint64_t addr;                 /* 0: free slot */
+    uint32_t kind;                 /* st_object_kind */
+    uint32_t flags;                /* st_object_flags */
+    uint64_t first_seen_ns;
+
+    /* Blocking waits (all kinds). */
+    uint64_t waits;                /* waits that blocked */
+    uint64_t wait_ns, max_wait_ns;
+    uint64_t long_waits;           /* waits >= threshold (recorded with a stack) */
+    uint64_t timeouts;             /* timed waits that returned ETIMEDOUT */
+    uint64_t handoffs, releases;   /* wakes by non-holders / posts by holders */
+
+    /* Pool bookkeeping (cond and sem waited on without a timeout). */
+    uint32_t members;              /* distinct threads that blocked untimed */
+    uint32_t live_members;         /* of those, not exited */
+    uint32_t idle;                 /* blocked untimed right now */
+    uint32_t lock;                 /* recorder's spinlock for the fields here */
+    uint64_t saturated_ns;         /* total time with live members, none idle */
+    uint64_t saturations;          /* saturated spans >= threshold */
+    uint64_t live_saturated_since_ns; /* 0 unless saturated right now */
+    uint64_t member_bits[ST_THREAD_BITS / 64]; /* thread slot indices */
+    uint64_t waker_bits[ST_THREAD_BITS / 64];
 };
 
 /* ---- Event ring ------------------------------------------------------------
@@ -272,6 +337,8 @@ enum st_record_type {
     ST_REC_SAMPLE = 2,             /* struct st_rec_sample */
     ST_REC_SLOW_CALL = 3,          /* struct st_rec_slow_call */
     ST_REC_THREAD_NAME = 4,        /* struct st_rec_thread_name */
+    ST_REC_LOCK_WAIT = 5,          /* struct st_rec_lock_wait */
+    ST_REC_SATURATION = 6,         /* struct st_rec_saturation */
 };
 
 struct st_record {
@@ -341,6 +408,31 @@ struct st_rec_thread_name {
     uint32_t reserved;
     uint64_t at_ns;
     char name[ST_NAME_MAX];
+};
+
+/* A blocking wait on a sync object of at least the threshold: a contended
+ * lock, or a run of timed waits on one contended object (CPython's GIL
+ * waits in 5 ms timed condition waits; the run is one record). */
+struct st_rec_lock_wait {
+    struct st_record hdr;
+    uint32_t tid;
+    uint16_t call;                 /* st_call of the wait */
+    uint16_t kind;                 /* st_object_kind */
+    uint64_t object;               /* its address */
+    uint64_t start_ns, duration_ns;
+    uint32_t retries;              /* timed waits in the run, 1 for a single wait */
+    uint32_t reserved;
+    struct st_stack stack;
+};
+
+/* A span during which every live member of a pool was busy. */
+struct st_rec_saturation {
+    struct st_record hdr;
+    uint64_t object;               /* the pool's work queue object */
+    uint64_t start_ns, duration_ns;
+    uint32_t members;              /* live members during the span */
+    uint32_t retroactive;          /* 1: dated back to the first member's start,
+                                      before the pool was first seen idle */
 };
 
 #endif /* STALLTRACE_FORMAT_H */

@@ -1,0 +1,206 @@
+/* sync.c - what happens when a sync wait actually blocks: object statistics,
+ * pool membership and idleness, lock-wait records with stacks, runs of timed
+ * waits (CPython's GIL), and wake-ups that reveal producers.
+ * Only reached from a wrapper's slow path: uncontended operations never get here.
+ */
+#include "recorder.h"
+
+/* A timed wait that starts this soon after the last one timed out on the
+ * same object continues the same run. */
+#define ST_RUN_GAP_NS 2000000u
+
+static unsigned slot_index(const struct st_thread *slot)
+{
+    return (unsigned)(slot - st_rec.threads);
+}
+
+static void emit_span(const struct st_object *o, const struct st_span *span)
+{
+    struct st_rec_saturation r = {0};
+    r.object = o->addr;
+    r.start_ns = span->start_ns;
+    r.duration_ns = span->duration_ns;
+    r.members = span->members;
+    r.retroactive = span->retroactive;
+    st_ring_put(&st_rec.ring, ST_REC_SATURATION, &r, sizeof r);
+}
+
+static void emit_lock_wait(struct st_tls *t, uint16_t call, uint16_t kind, uint64_t object,
+                           uint64_t start, uint64_t duration, uint32_t retries,
+                           const uintptr_t *frames, unsigned n, uint8_t truncated)
+{
+    union {
+        struct st_rec_lock_wait rec;
+        uint8_t bytes[sizeof(struct st_rec_lock_wait) + ST_MAX_FRAMES * sizeof(uint64_t)];
+    } buf;
+    struct st_rec_lock_wait *r = &buf.rec;
+    __builtin_memset(r, 0, sizeof *r);
+    r->tid = t->slot->tid;
+    r->call = call;
+    r->kind = kind;
+    r->object = object;
+    r->start_ns = start;
+    r->duration_ns = duration;
+    r->retries = retries;
+    r->stack.nframes = (uint16_t)n;
+    r->stack.unwinder = ST_UNWIND_LIBUNWIND;
+    r->stack.truncated = truncated;
+    uint64_t *out = (uint64_t *)(&r->stack + 1);
+    for (unsigned i = 0; i < n; i++)
+        out[i] = frames[i];
+    st_ring_put(&st_rec.ring, ST_REC_LOCK_WAIT, r, sizeof *r + n * sizeof(uint64_t));
+}
+
+/* The run of timed waits is over: record it if it was long. */
+static void flush_run(struct st_tls *t)
+{
+    if (t->run_object == 0)
+        return;
+    uint64_t duration = t->run_last_end_ns - t->run_start_ns;
+    if (duration >= st_rec.threshold_ns && t->run_retries > 1)
+        emit_lock_wait(t, t->run_call, ST_OBJ_COND, t->run_object, t->run_start_ns, duration,
+                       t->run_retries, t->run_frames, t->run_nframes, t->run_truncated);
+    t->run_object = 0;
+}
+
+int st_sync_begin(struct st_sync *s, void *object, uint16_t kind, uint16_t call, int untimed)
+{
+    struct st_tls *t = &st_tls;
+    s->active = 0;
+    if (ST_UNLIKELY(t->state != ST_T_READY)) {
+        if (t->state != ST_T_NEW)
+            return 0;
+        st_thread_attach();
+        if (t->state != ST_T_READY)
+            return 0;
+    }
+    if (t->busy)
+        return 0;
+    int saved_errno = errno;
+    t->busy++;
+    uint64_t now = st_now_ns();
+    s->active = 1;
+    s->object = (uint64_t)(uintptr_t)object;
+    s->kind = kind;
+    s->call = call;
+    s->untimed = (uint8_t)untimed;
+    s->start_ns = now;
+    s->obj = st_object_get(&st_rec.objects, s->object, kind, now);
+    if (!untimed && kind == ST_OBJ_COND) {
+        if (t->run_object != s->object || now - t->run_last_end_ns > ST_RUN_GAP_NS) {
+            flush_run(t);
+            t->run_object = s->object;
+            t->run_call = call;
+            t->run_start_ns = now;
+            t->run_retries = 0;
+            t->run_nframes = 0;
+        } else if (s->obj != NULL) {
+            __atomic_fetch_or(&s->obj->flags, ST_OBJ_TIMED_RETRY, __ATOMIC_RELAXED);
+        }
+    }
+    /* Only threads someone started can be pool workers: a main thread
+     * blocked untimed is joining or waiting for a lock. */
+    s->idles = untimed && s->obj != NULL && (kind == ST_OBJ_COND || kind == ST_OBJ_SEM) &&
+               t->slot->start_routine != 0;
+    if (s->idles) {
+        struct st_thread *slot = t->slot;
+        struct st_span span;
+        uint64_t busy_since = slot->start_routine ? slot->created_ns : 0;
+        if (st_pool_idle_begin(s->obj, slot_index(slot), now, busy_since, st_rec.threshold_ns,
+                               &span))
+            emit_span(s->obj, &span);
+        slot->idle_object = s->object;
+        slot->live_idle_since_ns = now;
+    }
+    t->slot->live_call = call;
+    t->slot->live_call_start_ns = st_coarse_ns();
+    t->busy--;
+    errno = saved_errno;
+    return 1;
+}
+
+void st_sync_end(struct st_sync *s, int timed_out, void *real_fn)
+{
+    if (!s->active)
+        return;
+    struct st_tls *t = &st_tls;
+    int saved_errno = errno;
+    t->busy++;
+    struct st_thread *slot = t->slot;
+    uint64_t now = st_now_ns(), waited = now - s->start_ns;
+    slot->live_call = 0;
+    struct st_object *o = s->obj;
+    if (o != NULL) {
+        __atomic_fetch_add(&o->waits, 1, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&o->wait_ns, waited, __ATOMIC_RELAXED);
+        uint64_t max = __atomic_load_n(&o->max_wait_ns, __ATOMIC_RELAXED);
+        while (waited > max && !__atomic_compare_exchange_n(&o->max_wait_ns, &max, waited, 0,
+                                                            __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            ;
+        if (timed_out)
+            __atomic_fetch_add(&o->timeouts, 1, __ATOMIC_RELAXED);
+    }
+    if (s->idles) {
+        st_pool_idle_end(o, now);
+        slot->pool_idle_ns += waited;
+        slot->live_idle_since_ns = 0;
+    } else {
+        slot->lock_wait_ns += waited;
+    }
+
+    int in_iteration = t->is_loop && slot->live_iter_start_ns != 0;
+    int long_wait = waited >= st_rec.threshold_ns;
+    int timed_run = !s->untimed && s->kind == ST_OBJ_COND;
+    if (timed_run) {
+        t->run_last_end_ns = now;
+        t->run_retries++;
+        if (now - t->run_start_ns >= st_rec.threshold_ns && t->run_nframes == 0)
+            t->run_nframes = (uint16_t)st_stack_here(t->run_frames, ST_MAX_FRAMES, real_fn,
+                                                     &t->run_truncated);
+        if (!timed_out)
+            flush_run(t);
+    }
+    if (in_iteration && waited >= st_rec.slow_bar_ns) {
+        t->busy--;
+        st_call_slow(s->call, now - waited + st_rec.start_mono_ns, waited, real_fn);
+        t->busy++;
+    } else if (!in_iteration && long_wait && !timed_run) {
+        uintptr_t frames[ST_MAX_FRAMES];
+        uint8_t truncated;
+        unsigned n = st_stack_here(frames, ST_MAX_FRAMES, real_fn, &truncated);
+        if (o != NULL)
+            __atomic_fetch_add(&o->long_waits, 1, __ATOMIC_RELAXED);
+        emit_lock_wait(t, s->call, s->kind, s->object, s->start_ns, waited, 1, frames, n,
+                       truncated);
+    }
+    t->busy--;
+    errno = saved_errno;
+}
+
+/* A thread woke waiters of `object` (they exist: the caller checked). */
+void st_sync_wake(void *object, uint16_t kind, int by_holder)
+{
+    struct st_tls *t = &st_tls;
+    if (t->state != ST_T_READY || t->busy)
+        return;
+    int saved_errno = errno;
+    struct st_object *o = st_object_get(&st_rec.objects, (uint64_t)(uintptr_t)object, kind,
+                                        st_now_ns());
+    if (o != NULL)
+        st_object_woken(o, slot_index(t->slot), by_holder);
+    errno = saved_errno;
+}
+
+/* Thread exit: it leaves its pool, and a pending run is recorded. */
+void st_sync_thread_exit(struct st_tls *t)
+{
+    flush_run(t);
+    struct st_thread *slot = t->slot;
+    if (slot == NULL || slot->idle_object == 0)
+        return;
+    struct st_object *o = st_object_get(&st_rec.objects, slot->idle_object, ST_OBJ_COND, 0);
+    struct st_span span;
+    if (o != NULL && st_pool_member_exit(o, slot_index(slot), st_now_ns(), st_rec.threshold_ns,
+                                         &span))
+        emit_span(o, &span);
+}
