@@ -207,3 +207,16 @@ ST_EXPORT int sem_post(sem_t *s)
         st_sync_wake(s, ST_OBJ_SEM, sem_was_acquired_here(s));
     return real(s);
 }
+
+/* CPython tries every lock without blocking first: those acquisitions make
+ * its later posts releases, so they are remembered too. */
+ST_EXPORT int sem_trywait(sem_t *s)
+{
+    __typeof__(&sem_trywait) real = ST_REAL(sem_trywait);
+    if (ST_UNLIKELY(real == NULL))
+        return errno = EINVAL, -1;
+    int r = real(s);
+    if (r == 0)
+        sem_acquired(s);
+    return r;
+}
