@@ -251,12 +251,19 @@ ST_HIDDEN void st_recorder_child_start(void);
 /* Resolved real functions (real.c). */
 ST_HIDDEN void *st_real(void **cache, const char *name);
 ST_HIDDEN void *st_real_versioned(void **cache, const char *name, const char *version);
+/* The cached pointer is checked inline: the call out happens once. */
 #define ST_REAL(fn)                                                             \
     ({ static void *st_real_cache_;                                             \
-       (__typeof__(&fn))st_real(&st_real_cache_, #fn); })
+       void *st_real_p_ = __atomic_load_n(&st_real_cache_, __ATOMIC_RELAXED);   \
+       if (ST_UNLIKELY(st_real_p_ == NULL))                                     \
+           st_real_p_ = st_real(&st_real_cache_, #fn);                          \
+       (__typeof__(&fn))st_real_p_; })
 /* pthread_cond_* exist twice in glibc; the old GLIBC_2.2.5 ones hang if mixed. */
 #define ST_REAL_VERSIONED(fn, version)                                          \
     ({ static void *st_real_cache_;                                             \
-       (__typeof__(&fn))st_real_versioned(&st_real_cache_, #fn, version); })
+       void *st_real_p_ = __atomic_load_n(&st_real_cache_, __ATOMIC_RELAXED);   \
+       if (ST_UNLIKELY(st_real_p_ == NULL))                                     \
+           st_real_p_ = st_real_versioned(&st_real_cache_, #fn, version);       \
+       (__typeof__(&fn))st_real_p_; })
 
 #endif /* STALLTRACE_RECORDER_H */
