@@ -1,0 +1,18 @@
+/* cmd.h - the subcommands of the stalltrace command, one file each; every
+ * one returns the process exit status (0 ok, 2 bad usage or bad input). */
+#ifndef STALLTRACE_CMD_H
+#define STALLTRACE_CMD_H
+
+#include <stdio.h>
+
+#include "report.h"
+
+int cmd_report(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+
+/* Load the dumps and print them in a format ("text" or "json"); lim trims the
+ * text report (NULL: full). On a bad dump prints one line and returns 2. */
+int report_dumps(FILE *out, char **paths, int n, const char *format, double threshold_ms,
+                 const struct text_limits *lim);
+
+#endif /* STALLTRACE_CMD_H */

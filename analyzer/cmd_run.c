@@ -1,0 +1,255 @@
+/* cmd_run.c - `stalltrace run`: runs a command with the recorder preloaded,
+ * then finds the dumps it wrote and prints a one-screen summary of each. */
+#include <errno.h>
+#include <getopt.h>
+#include <glob.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cmd.h"
+
+#define DEFAULT_OUTPUT "stalltrace.%p.dump"
+
+static volatile pid_t child_pid;
+
+/* A terminal's ^C already reaches the child (same process group); signals
+ * sent to us alone by kill() are passed on. */
+static void forward_signal(int sig, siginfo_t *info, void *ctx)
+{
+    (void)ctx;
+    if (child_pid > 0 && info->si_code != SI_KERNEL)
+        kill(child_pid, sig);
+}
+
+/* The recorder: $STALLTRACE_PRELOAD, else next to this executable in the
+ * build tree, else where `meson install` puts it. */
+static char *find_preload(void)
+{
+    static const char *rel[] = {
+        "../preload/libstalltrace.so",
+        "../lib/stalltrace/libstalltrace.so",
+        "../lib/x86_64-linux-gnu/stalltrace/libstalltrace.so",
+        NULL,
+    };
+    char self[PATH_MAX], path[PATH_MAX + 64], *dir, *real;
+    const char *env = getenv("STALLTRACE_PRELOAD");
+    ssize_t n;
+    int i;
+
+    if (env && *env) {
+        if (access(env, R_OK) == 0)
+            return strdup(env);
+        fprintf(stderr, "stalltrace: run: STALLTRACE_PRELOAD=%s: %s\n", env, strerror(errno));
+        return NULL;
+    }
+    n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0)
+        return NULL;
+    self[n] = '\0';
+    dir = dirname(self);
+    for (i = 0; rel[i]; i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, rel[i]);
+        if (access(path, R_OK) == 0) {
+            real = realpath(path, NULL);
+            return real ? real : strdup(path);
+        }
+    }
+    return NULL;
+}
+
+static int set_preload(const char *lib)
+{
+    const char *old = getenv("LD_PRELOAD");
+    char *val;
+    int rc;
+
+    if (old && *old) {
+        if (asprintf(&val, "%s:%s", lib, old) < 0)
+            return -1;
+    } else if (!(val = strdup(lib))) {
+        return -1;
+    }
+    rc = setenv("LD_PRELOAD", val, 1);
+    free(val);
+    return rc;
+}
+
+/* The output pattern as a glob: %p %e %t become '*', glob characters in
+ * the rest are escaped. */
+static char *pattern_glob(const char *pat)
+{
+    size_t len = strlen(pat);
+    char *g = malloc(len * 2 + 1), *o = g;
+    const char *p;
+
+    if (!g)
+        return NULL;
+    for (p = pat; *p; p++) {
+        if (p[0] == '%' && (p[1] == 'p' || p[1] == 'e' || p[1] == 't')) {
+            *o++ = '*';
+            p++;
+        } else if (p[0] == '%' && p[1] == '%') {
+            *o++ = '%';
+            p++;
+        } else {
+            if (strchr("*?[]\\", *p))
+                *o++ = '\\';
+            *o++ = *p;
+        }
+    }
+    *o = '\0';
+    return g;
+}
+
+static int parse_number(const char *s, double max, double *v)
+{
+    char *end;
+
+    errno = 0;
+    *v = strtod(s, &end);
+    return !errno && end != s && !*end && *v >= 0 && *v <= max ? 0 : -1;
+}
+
+static void run_usage(FILE *out)
+{
+    fprintf(out, "usage: stalltrace run [-o PATH] [--threshold MS] [--buffer-mb N] [--] CMD [ARGS...]\n");
+}
+
+int cmd_run(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"output", required_argument, NULL, 'o'},
+        {"threshold", required_argument, NULL, 't'},
+        {"buffer-mb", required_argument, NULL, 'b'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *output = NULL, *threshold = NULL, *buffer = NULL;
+    struct sigaction sa, old_int, old_term;
+    struct timespec t0;
+    uint64_t start_real_ns;
+    char *lib, *g;
+    glob_t gl;
+    double v;
+    int c, status, rc, found = 0;
+
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "+o:t:b:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o':
+            output = optarg;
+            break;
+        case 't':
+            if (parse_number(optarg, 1e9, &v) < 0) {
+                fprintf(stderr, "stalltrace: run: --threshold wants milliseconds, not '%s'\n", optarg);
+                return 2;
+            }
+            threshold = optarg;
+            break;
+        case 'b':
+            if (parse_number(optarg, 1 << 20, &v) < 0 || v < 1 || v != (double)(long)v) {
+                fprintf(stderr, "stalltrace: run: --buffer-mb wants a whole number of MiB, not '%s'\n",
+                        optarg);
+                return 2;
+            }
+            buffer = optarg;
+            break;
+        case 'h':
+            run_usage(stdout);
+            return 0;
+        default:
+            fprintf(stderr, "stalltrace: run: bad option '%s'\n", argv[optind - 1]);
+            run_usage(stderr);
+            return 2;
+        }
+    }
+    if (optind >= argc) {
+        fprintf(stderr, "stalltrace: run: no command given\n");
+        run_usage(stderr);
+        return 2;
+    }
+    lib = find_preload();
+    if (!lib) {
+        if (!getenv("STALLTRACE_PRELOAD"))
+            fprintf(stderr, "stalltrace: run: cannot find libstalltrace.so (set STALLTRACE_PRELOAD)\n");
+        return 2;
+    }
+    /* -o wins, then an output the caller already set, then the default. */
+    if (!output)
+        output = getenv("STALLTRACE_OUTPUT");
+    if (!output || !*output)
+        output = DEFAULT_OUTPUT;
+    if (set_preload(lib) < 0 || setenv("STALLTRACE_OUTPUT", output, 1) < 0 ||
+        (threshold && setenv("STALLTRACE_THRESHOLD_MS", threshold, 1) < 0) ||
+        (buffer && setenv("STALLTRACE_BUFFER_MB", buffer, 1) < 0)) {
+        fprintf(stderr, "stalltrace: run: cannot set the environment\n");
+        free(lib);
+        return 2;
+    }
+    free(lib);
+
+    clock_gettime(CLOCK_REALTIME, &t0);
+    start_real_ns = (uint64_t)t0.tv_sec * 1000000000u + (uint64_t)t0.tv_nsec;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "stalltrace: run: fork: %s\n", strerror(errno));
+        return 2;
+    }
+    if (pid == 0) {
+        execvp(argv[optind], argv + optind);
+        fprintf(stderr, "stalltrace: run: %s: %s\n", argv[optind], strerror(errno));
+        _exit(errno == ENOENT ? 127 : 126);
+    }
+    child_pid = pid;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = forward_signal;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) {
+            fprintf(stderr, "stalltrace: run: waitpid: %s\n", strerror(errno));
+            return 2;
+        }
+    }
+    child_pid = 0;
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    rc = WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 1;
+
+    /* The dumps of this run: matching the pattern, started after we did. */
+    g = pattern_glob(output);
+    if (g && glob(g, 0, NULL, &gl) == 0) {
+        for (size_t k = 0; k < gl.gl_pathc; k++) {
+            uint64_t started;
+            int32_t dpid;
+            char *path = gl.gl_pathv[k];
+            if (dump_peek_start(path, &started, &dpid) < 0 || started < start_real_ns)
+                continue;
+            fprintf(stderr, "stalltrace: dump written to %s\n", path);
+            if (found++ == 0)
+                fputc('\n', stderr);
+            static const struct text_limits trimmed = {3, 6};
+            char *one[1] = {path};
+            if (report_dumps(stderr, one, 1, "text", -1, &trimmed) != 0)
+                fputc('\n', stderr);
+        }
+        globfree(&gl);
+    }
+    free(g);
+    /* The recorder removes the dump of a process with no loop and no event. */
+    if (!found)
+        fprintf(stderr, "stalltrace: no dump matching %s: the command had no event loop and no "
+                        "slow call, or the recorder was disabled or could not write there\n", output);
+    return rc;
+}

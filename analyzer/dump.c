@@ -1,0 +1,592 @@
+/* dump.c - opens a dump and validates every byte of it before use, then
+ * decodes the process facts, module map, thread table and ring records. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dump.h"
+
+/* Big enough for every known record with a full stack; longer records of
+ * known types carry nothing we use beyond that. */
+#define REC_COPY_MAX 1024u
+
+static const char *call_names[] = {
+#define ST_CALL_NAME(id, name) name,
+    ST_CALLS(ST_CALL_NAME)
+#undef ST_CALL_NAME
+};
+
+const char *dump_call_name(unsigned call)
+{
+    if (call == ST_CALL_NONE || call >= ST_CALL_COUNT)
+        return NULL;
+    return call_names[call];
+}
+
+static void set_err(char **err, const char *name, const char *fmt, ...)
+{
+    char *msg = NULL, *line = NULL;
+    va_list ap;
+
+    if (!err)
+        return;
+    va_start(ap, fmt);
+    if (vasprintf(&msg, fmt, ap) < 0)
+        msg = NULL;
+    va_end(ap);
+    if (asprintf(&line, "%s: %s", name, msg ? msg : "out of memory") < 0)
+        line = NULL;
+    free(msg);
+    *err = line;
+}
+
+/* Is [off, off + count * size) inside a file of len bytes? No overflow. */
+static bool section_inside(uint64_t off, uint64_t count, uint64_t size, size_t len)
+{
+    uint64_t total;
+
+    if (__builtin_mul_overflow(count, size, &total))
+        return false;
+    if (off > len)
+        return false;
+    return total <= len - off;
+}
+
+/* The checks that need only the header; fills *h. 0 or -1 with *err set. */
+static int check_header(const uint8_t *buf, size_t len, const char *name,
+                        struct st_file_header *h, char **err)
+{
+    uint32_t version, endian;
+
+    if (len < sizeof(h->magic) || memcmp(buf, ST_MAGIC, sizeof(h->magic)) != 0) {
+        if (len < sizeof(h->magic) && len > 0 && memcmp(buf, ST_MAGIC, len) == 0)
+            set_err(err, name, "truncated (file is %zu bytes, shorter than a header)", len);
+        else if (len == 0)
+            set_err(err, name, "not a stalltrace dump (empty file)");
+        else
+            set_err(err, name, "not a stalltrace dump (bad magic)");
+        return -1;
+    }
+    if (len < offsetof(struct st_file_header, header_size)) {
+        set_err(err, name, "truncated (file is %zu bytes, shorter than a header)", len);
+        return -1;
+    }
+    memcpy(&version, buf + offsetof(struct st_file_header, version), sizeof(version));
+    memcpy(&endian, buf + offsetof(struct st_file_header, endian), sizeof(endian));
+    if (endian == __builtin_bswap32(ST_ENDIAN_MARK)) {
+        set_err(err, name, "written on a machine of the other byte order");
+        return -1;
+    }
+    if (version != ST_FORMAT_VERSION) {
+        set_err(err, name, "format version %u, this stalltrace reads version %u",
+                version, ST_FORMAT_VERSION);
+        return -1;
+    }
+    if (endian != ST_ENDIAN_MARK) {
+        set_err(err, name, "corrupted (bad byte-order mark 0x%08x)", endian);
+        return -1;
+    }
+    if (len < sizeof(*h)) {
+        set_err(err, name, "truncated (file is %zu bytes, shorter than its %zu-byte header)",
+                len, sizeof(*h));
+        return -1;
+    }
+    memcpy(h, buf, sizeof(*h));
+    if (h->header_size != sizeof(*h)) {
+        set_err(err, name, "corrupted (header size %u, expected %zu)", h->header_size, sizeof(*h));
+        return -1;
+    }
+    if (h->file_size > len) {
+        set_err(err, name, "truncated (file is %zu bytes, header says %llu)",
+                len, (unsigned long long)h->file_size);
+        return -1;
+    }
+    if (h->file_size < len) {
+        set_err(err, name, "corrupted (file is %zu bytes, header says %llu)",
+                len, (unsigned long long)h->file_size);
+        return -1;
+    }
+    if (h->process_size < sizeof(struct st_process) ||
+        !section_inside(h->process_offset, 1, h->process_size, len)) {
+        set_err(err, name, "corrupted (process section outside the file)");
+        return -1;
+    }
+    if (h->module_size < sizeof(struct st_module)) {
+        set_err(err, name, "corrupted (module slot size %u, expected %zu)",
+                h->module_size, sizeof(struct st_module));
+        return -1;
+    }
+    if (!section_inside(h->modules_offset, h->module_capacity, h->module_size, len)) {
+        set_err(err, name, "corrupted (modules section outside the file)");
+        return -1;
+    }
+    if (h->thread_size < sizeof(struct st_thread)) {
+        set_err(err, name, "corrupted (thread slot size %u, expected %zu)",
+                h->thread_size, sizeof(struct st_thread));
+        return -1;
+    }
+    if (!section_inside(h->threads_offset, h->thread_capacity, h->thread_size, len)) {
+        set_err(err, name, "corrupted (threads section outside the file)");
+        return -1;
+    }
+    if (h->ring_size < ST_RECORD_ALIGN || (h->ring_size & (h->ring_size - 1)) != 0) {
+        set_err(err, name, "corrupted (ring size %llu is not a power of two of at least %u)",
+                (unsigned long long)h->ring_size, ST_RECORD_ALIGN);
+        return -1;
+    }
+    if (!section_inside(h->ring_offset, 1, h->ring_size, len)) {
+        set_err(err, name, "corrupted (ring section outside the file)");
+        return -1;
+    }
+    if (h->module_count > h->module_capacity) {
+        set_err(err, name, "corrupted (module count %u exceeds capacity %u)",
+                h->module_count, h->module_capacity);
+        return -1;
+    }
+    if (h->thread_count > h->thread_capacity) {
+        set_err(err, name, "corrupted (thread count %u exceeds capacity %u)",
+                h->thread_count, h->thread_capacity);
+        return -1;
+    }
+    return 0;
+}
+
+/* Copy a fixed-size char array into dst[n + 1]: an unterminated string is
+ * kept as truncated rather than rejected. */
+static void copy_string(char *dst, const char *src, size_t n)
+{
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+static int load_process(struct dump *d, const uint8_t *buf)
+{
+    char args[ST_ARGV_MAX + 1];
+    size_t len, i, n = 0;
+
+    memcpy(&d->proc, buf + d->hdr.process_offset, sizeof(d->proc));
+    d->proc.exe[ST_EXE_MAX - 1] = '\0';
+
+    /* Strings are counted within argv_len, and at most argc of them. */
+    len = d->proc.argv_len < ST_ARGV_MAX ? d->proc.argv_len : ST_ARGV_MAX;
+    memcpy(args, d->proc.argv, len);
+    args[len] = '\0';
+    for (i = 0; i < len && n < d->proc.argc; n++)
+        i += strlen(args + i) + 1;
+
+    d->argv = calloc(n + 1, sizeof(*d->argv));
+    if (!d->argv)
+        return -1;
+    for (i = 0; (int)d->argc < (int)n; d->argc++) {
+        d->argv[d->argc] = strdup(args + i);
+        if (!d->argv[d->argc])
+            return -1;
+        i += strlen(args + i) + 1;
+    }
+    return 0;
+}
+
+static int load_modules(struct dump *d, const uint8_t *buf)
+{
+    uint32_t i, n = d->hdr.module_count;
+
+    d->modules = calloc(n ? n : 1, sizeof(*d->modules));
+    if (!d->modules)
+        return -1;
+    for (i = 0; i < n; i++) {
+        struct st_module *m = &d->modules[d->nmodules];
+
+        memcpy(m, buf + d->hdr.modules_offset + (uint64_t)i * d->hdr.module_size, sizeof(*m));
+        /* A slot not yet committed, or one that makes no sense, is left out. */
+        if (m->valid != 1 || m->start >= m->end)
+            continue;
+        m->path[ST_PATH_MAX - 1] = '\0';
+        if (m->build_id_len > ST_BUILD_ID_MAX)
+            m->build_id_len = 0;
+        d->nmodules++;
+    }
+    return 0;
+}
+
+static int load_threads(struct dump *d, const uint8_t *buf)
+{
+    uint32_t i, n = d->hdr.thread_count;
+
+    d->threads = calloc(n ? n : 1, sizeof(*d->threads));
+    if (!d->threads)
+        return -1;
+    for (i = 0; i < n; i++) {
+        struct st_thread *t = &d->threads[d->nthreads];
+
+        memcpy(t, buf + d->hdr.threads_offset + (uint64_t)i * d->hdr.thread_size, sizeof(*t));
+        if (t->tid == 0)
+            continue;
+        t->name[ST_NAME_MAX - 1] = '\0';
+        d->nthreads++;
+    }
+    return 0;
+}
+
+/* Copy n bytes at absolute ring position pos, following the wrap. */
+static void ring_copy(const uint8_t *ring, uint64_t ring_size, uint64_t pos, void *dst, size_t n)
+{
+    uint64_t off = pos & (ring_size - 1);
+    size_t first = n <= ring_size - off ? n : (size_t)(ring_size - off);
+
+    memcpy(dst, ring + off, first);
+    if (first < n)
+        memcpy((uint8_t *)dst + first, ring, n - first);
+}
+
+/* Growable outputs of the ring walk. */
+struct walk {
+    struct dump_event *events;
+    size_t *frame_at;              /* arena index of each event's frames */
+    size_t nevents, cap;
+    uint64_t *arena;
+    size_t narena, arena_cap;
+};
+
+static int walk_push(struct walk *w, const struct dump_event *ev, const uint64_t *frames)
+{
+    if (w->nevents == w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 256;
+        struct dump_event *e = realloc(w->events, cap * sizeof(*e));
+        if (!e)
+            return -1;
+        w->events = e;
+        size_t *f = realloc(w->frame_at, cap * sizeof(*f));
+        if (!f)
+            return -1;
+        w->frame_at = f;
+        w->cap = cap;
+    }
+    if (w->narena + ev->stack.nframes > w->arena_cap) {
+        size_t cap = w->arena_cap ? w->arena_cap * 2 : 4096;
+        while (cap < w->narena + ev->stack.nframes)
+            cap *= 2;
+        uint64_t *a = realloc(w->arena, cap * sizeof(*a));
+        if (!a)
+            return -1;
+        w->arena = a;
+        w->arena_cap = cap;
+    }
+    if (ev->stack.nframes)
+        memcpy(w->arena + w->narena, frames, ev->stack.nframes * sizeof(uint64_t));
+    w->frame_at[w->nevents] = w->narena;
+    w->narena += ev->stack.nframes;
+    w->events[w->nevents++] = *ev;
+    return 0;
+}
+
+/* Decode the stack at byte offset at of a record of size bytes (copied in
+ * rec). Returns false if it does not fit. */
+static bool decode_stack(const uint8_t *rec, size_t size, size_t at, struct dump_event *ev,
+                         const uint64_t **frames)
+{
+    struct st_stack s;
+
+    if (at + sizeof(s) > size)
+        return false;
+    memcpy(&s, rec + at, sizeof(s));
+    if (s.nframes > ST_MAX_FRAMES || at + sizeof(s) + (size_t)s.nframes * 8u > size)
+        return false;
+    ev->stack.nframes = s.nframes;
+    ev->stack.unwinder = s.unwinder;
+    ev->stack.truncated = s.truncated;
+    *frames = (const uint64_t *)(rec + at + sizeof(s));
+    return true;
+}
+
+/* Decode one committed record. 1: an event to keep, 0: an unknown type
+ * (skipped but seen), -1: malformed. */
+static int decode_record(const uint8_t *rec, size_t size, uint16_t type,
+                         struct dump_event *ev, const uint64_t **frames)
+{
+    memset(ev, 0, sizeof(*ev));
+    ev->type = type;
+    *frames = NULL;
+    switch (type) {
+    case ST_REC_STALL: {
+        struct st_rec_stall r;
+        if (size < sizeof(r))
+            return -1;
+        memcpy(&r, rec, sizeof(r));
+        ev->tid = r.tid;
+        ev->call = r.call;
+        ev->iter_seq = r.iter_seq;
+        ev->start_ns = r.start_ns;
+        ev->duration_ns = r.busy_ns;
+        ev->call_ns = r.call_ns;
+        ev->calls_ns = r.calls_ns;
+        return decode_stack(rec, size, offsetof(struct st_rec_stall, stack), ev, frames) ? 1 : -1;
+    }
+    case ST_REC_SAMPLE: {
+        struct st_rec_sample r;
+        if (size < sizeof(r))
+            return -1;
+        memcpy(&r, rec, sizeof(r));
+        ev->tid = r.tid;
+        ev->iter_seq = r.iter_seq;
+        ev->at_ns = r.at_ns;
+        return decode_stack(rec, size, offsetof(struct st_rec_sample, stack), ev, frames) ? 1 : -1;
+    }
+    case ST_REC_SLOW_CALL: {
+        struct st_rec_slow_call r;
+        if (size < sizeof(r))
+            return -1;
+        memcpy(&r, rec, sizeof(r));
+        ev->tid = r.tid;
+        ev->call = r.call;
+        ev->start_ns = r.start_ns;
+        ev->duration_ns = r.duration_ns;
+        ev->object = r.object;
+        return decode_stack(rec, size, offsetof(struct st_rec_slow_call, stack), ev, frames) ? 1 : -1;
+    }
+    case ST_REC_THREAD_NAME: {
+        struct st_rec_thread_name r;
+        if (size < sizeof(r))
+            return -1;
+        memcpy(&r, rec, sizeof(r));
+        ev->tid = r.tid;
+        ev->at_ns = r.at_ns;
+        copy_string(ev->name, r.name, ST_NAME_MAX);
+        return 1;
+    }
+    default:
+        return 0;
+    }
+}
+
+/* Walk the live window of the ring as format.h describes. ring is the copy
+ * the commit words are checked in; data (may equal ring) the copy taken
+ * after it, which payloads are read from; head_after is ring_head as read
+ * after that second copy (0 if none), so records it may have overwritten
+ * are left out. */
+static int walk_ring(struct dump *d, const uint8_t *ring, const uint8_t *data,
+                     uint64_t head_after, struct walk *w)
+{
+    uint64_t size = d->hdr.ring_size, head = d->hdr.ring_head;
+    uint64_t lo = head > size ? head - size : 0;
+    uint64_t pos;
+    uint64_t rec_words[REC_COPY_MAX / 8];
+    uint8_t *rec = (uint8_t *)rec_words;
+
+    if (head_after > size && head_after - size > lo)
+        lo = head_after - size;
+    d->overwritten_bytes = lo;
+    pos = (lo + ST_RECORD_ALIGN - 1) & ~(uint64_t)(ST_RECORD_ALIGN - 1);
+    if (pos < lo)                  /* wrapped past 2^64: nothing to read */
+        return 0;
+
+    while (pos < head && head - pos >= sizeof(struct st_record)) {
+        uint64_t off = pos & (size - 1);
+        struct st_record r;
+
+        /* off is aligned and size a power of two >= 16: no wrap here. */
+        memcpy(&r, ring + off, sizeof(r));
+        if (r.magic != ST_RECORD_MAGIC || r.pos != pos || r.size < sizeof(r) ||
+            r.size % ST_RECORD_ALIGN != 0 || r.size > size || r.size > head - pos) {
+            pos += ST_RECORD_ALIGN;  /* torn or stale: resynchronise */
+            continue;
+        }
+        if (data != ring && memcmp(data + off, &r, sizeof(r)) != 0) {
+            pos += r.size;           /* rewritten while we copied */
+            continue;
+        }
+
+        size_t n = r.size < REC_COPY_MAX ? r.size : REC_COPY_MAX;
+        struct dump_event ev;
+        const uint64_t *frames;
+        ring_copy(data, size, pos, rec, n);
+        int kind = decode_record(rec, n, r.type, &ev, &frames);
+        if (kind >= 0)
+            d->accepted++;
+        if (kind == 1) {
+            ev.pos = pos;
+            if (walk_push(w, &ev, frames) < 0)
+                return -1;
+        }
+        pos += r.size;
+    }
+    return 0;
+}
+
+static struct dump *parse(const char *name, const uint8_t *buf, size_t len,
+                          const uint8_t *ring2, uint64_t head_after, char **err)
+{
+    struct dump *d = calloc(1, sizeof(*d));
+    struct walk w = {0};
+    size_t i;
+
+    if (err)
+        *err = NULL;
+    if (!d || !(d->path = strdup(name))) {
+        free(d);
+        set_err(err, name, "out of memory");
+        return NULL;
+    }
+    if (check_header(buf, len, name, &d->hdr, err) < 0) {
+        dump_free(d);
+        return NULL;
+    }
+    copy_string(d->recorder_version, d->hdr.recorder_version, sizeof(d->hdr.recorder_version));
+    copy_string(d->unwinder, d->hdr.unwinder, sizeof(d->hdr.unwinder));
+    d->live = !(d->hdr.flags & ST_FLAG_COMPLETE);
+
+    if (load_process(d, buf) < 0 || load_modules(d, buf) < 0 || load_threads(d, buf) < 0)
+        goto oom;
+
+    const uint8_t *ring = buf + d->hdr.ring_offset;
+    if (walk_ring(d, ring, ring2 ? ring2 : ring, ring2 ? head_after : 0, &w) < 0)
+        goto oom;
+    for (i = 0; i < w.nevents; i++)
+        w.events[i].stack.frames = w.arena ? w.arena + w.frame_at[i] : NULL;
+    d->events = w.events;
+    d->nevents = w.nevents;
+    d->arena = w.arena;
+    free(w.frame_at);
+    d->dropped = d->hdr.ring_records > d->accepted ? d->hdr.ring_records - d->accepted : 0;
+    return d;
+
+oom:
+    free(w.events);
+    free(w.frame_at);
+    free(w.arena);
+    dump_free(d);
+    set_err(err, name, "out of memory");
+    return NULL;
+}
+
+struct dump *dump_open_mem(const void *buf, size_t len, const char *name, char **err)
+{
+    return parse(name, buf, len, NULL, 0, err);
+}
+
+/* Read up to n bytes at off; returns the count read, or -1. */
+static ssize_t read_at(int fd, void *dst, size_t n, off_t off)
+{
+    size_t got = 0;
+
+    while (got < n) {
+        ssize_t r = pread(fd, (uint8_t *)dst + got, n - got, off + (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    return (ssize_t)got;
+}
+
+struct dump *dump_open_path(const char *path, char **err)
+{
+    struct stat st;
+    struct st_file_header h;
+    uint8_t *buf = NULL, *ring2 = NULL;
+    uint64_t head_after = 0;
+    struct dump *d = NULL;
+    ssize_t got;
+    int fd;
+
+    if (err)
+        *err = NULL;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        set_err(err, path, "%s", strerror(errno));
+        return NULL;
+    }
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        set_err(err, path, "not a regular file");
+        goto out;
+    }
+    /* The file size is real, but still bound what we are willing to copy. */
+    if ((uint64_t)st.st_size > ((uint64_t)1 << 40)) {
+        set_err(err, path, "not a stalltrace dump (file is too large)");
+        goto out;
+    }
+    buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+    if (!buf) {
+        set_err(err, path, "out of memory reading %lld bytes", (long long)st.st_size);
+        goto out;
+    }
+    /* read(), not mmap: a file shrinking under us cannot raise SIGBUS. */
+    got = read_at(fd, buf, (size_t)st.st_size, 0);
+    if (got < 0) {
+        set_err(err, path, "%s", strerror(errno));
+        goto out;
+    }
+
+    /* A dump still being written: copy the ring a second time and read the
+     * head after that, so the walk can tell which records stayed intact. */
+    if (check_header(buf, (size_t)got, path, &h, NULL) == 0 && !(h.flags & ST_FLAG_COMPLETE)) {
+        ring2 = malloc(h.ring_size);
+        if (ring2 && read_at(fd, ring2, h.ring_size, (off_t)h.ring_offset) == (ssize_t)h.ring_size &&
+            read_at(fd, &head_after, sizeof(head_after),
+                    offsetof(struct st_file_header, ring_head)) == sizeof(head_after)) {
+            d = parse(path, buf, (size_t)got, ring2, head_after, err);
+            goto out;
+        }
+        /* The file changed size under us; read what the first copy has. */
+    }
+    d = parse(path, buf, (size_t)got, NULL, 0, err);
+out:
+    free(ring2);
+    free(buf);
+    close(fd);
+    return d;
+}
+
+int dump_peek_start(const char *path, uint64_t *start_real_ns, int32_t *pid)
+{
+    struct st_file_header h;
+    uint8_t raw[sizeof(h)];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t got;
+
+    if (fd < 0)
+        return -1;
+    got = read_at(fd, raw, sizeof(raw), 0);
+    if (got != (ssize_t)sizeof(raw) || memcmp(raw, ST_MAGIC, 8) != 0) {
+        close(fd);
+        return -1;
+    }
+    memcpy(&h, raw, sizeof(h));
+    if (h.version != ST_FORMAT_VERSION || h.endian != ST_ENDIAN_MARK) {
+        close(fd);
+        return -1;
+    }
+    *start_real_ns = h.start_real_ns;
+    *pid = 0;
+    if (read_at(fd, pid, sizeof(*pid), (off_t)h.process_offset) != sizeof(*pid))
+        *pid = 0;
+    close(fd);
+    return 0;
+}
+
+void dump_free(struct dump *d)
+{
+    int i;
+
+    if (!d)
+        return;
+    if (d->argv)
+        for (i = 0; i < d->argc; i++)
+            free(d->argv[i]);
+    free(d->argv);
+    free(d->modules);
+    free(d->threads);
+    free(d->events);
+    free(d->arena);
+    free(d->path);
+    free(d);
+}

@@ -1,0 +1,76 @@
+/* dump.h - reading a stalltrace dump: validation of untrusted bytes and the
+ * decoded view (process, modules, threads, ring events) the analyzer uses. */
+#ifndef STALLTRACE_DUMP_H
+#define STALLTRACE_DUMP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "stalltrace/format.h"
+
+/* A stack as stored: frame 0 is an exact PC, the others return addresses. */
+struct dump_stack {
+    uint16_t nframes;
+    uint8_t unwinder;
+    uint8_t truncated;
+    const uint64_t *frames;        /* points into the dump's event arena */
+};
+
+/* One accepted ring record, decoded. Fields a type does not have are 0. */
+struct dump_event {
+    uint64_t pos;                  /* absolute ring position (sort order) */
+    uint16_t type;                 /* st_record_type */
+    uint16_t call;                 /* st_call (may be >= ST_CALL_COUNT if newer) */
+    uint32_t tid;
+    uint64_t iter_seq;             /* stall, sample */
+    uint64_t start_ns;             /* stall, slow call */
+    uint64_t duration_ns;          /* stall busy_ns, slow call duration_ns */
+    uint64_t call_ns, calls_ns;    /* stall */
+    uint64_t at_ns;                /* sample, thread name */
+    uint64_t object;               /* slow call */
+    char name[ST_NAME_MAX + 1];    /* thread name */
+    struct dump_stack stack;
+};
+
+struct dump {
+    char *path;                    /* as given, for messages */
+    struct st_file_header hdr;     /* copy; strings below are terminated */
+    char recorder_version[sizeof(((struct st_file_header *)0)->recorder_version) + 1];
+    char unwinder[sizeof(((struct st_file_header *)0)->unwinder) + 1];
+
+    struct st_process proc;        /* copy; exe is NUL-terminated */
+    int argc;
+    char **argv;                   /* argc strings, NULL-terminated array */
+
+    struct st_module *modules;     /* valid slots only, in slot order */
+    uint32_t nmodules;
+    struct st_thread *threads;     /* claimed slots only (tid != 0) */
+    uint32_t nthreads;
+
+    struct dump_event *events;     /* accepted records of known types, by pos */
+    size_t nevents;
+    uint64_t accepted;             /* records accepted, unknown types included */
+    uint64_t dropped;              /* ring_records - accepted, clamped at 0 */
+    uint64_t overwritten_bytes;    /* ring bytes before the live window */
+    int live;                      /* not marked complete: read as a live dump */
+
+    uint64_t *arena;               /* stack frames of all events */
+};
+
+/* Open and validate PATH. On failure returns NULL and sets *err to one line
+ * ("PATH: not a stalltrace dump (bad magic)"), to be freed by the caller. */
+struct dump *dump_open_path(const char *path, char **err);
+
+/* The same from bytes in memory (tests, fuzzing); NAME is used in messages. */
+struct dump *dump_open_mem(const void *buf, size_t len, const char *name, char **err);
+
+void dump_free(struct dump *d);
+
+/* Read only the header of PATH to learn when its recording started; 0 on
+ * success. Used by `run` to find the dumps its command wrote. */
+int dump_peek_start(const char *path, uint64_t *start_real_ns, int32_t *pid);
+
+/* Name of a wrapped call id, or NULL for ST_CALL_NONE and unknown ids. */
+const char *dump_call_name(unsigned call);
+
+#endif /* STALLTRACE_DUMP_H */

@@ -1,0 +1,52 @@
+/* main.c - the stalltrace command: dispatches to one subcommand per file
+ * (run, report; check, diff, top, metrics come in later issues). */
+#include <stdio.h>
+#include <string.h>
+
+#include "cmd.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: stalltrace COMMAND [ARGS...]\n"
+            "\n"
+            "  run [-o PATH] [--threshold MS] [--buffer-mb N] [--] CMD [ARGS...]\n"
+            "        run CMD with the recorder preloaded, then summarize its dumps\n"
+            "  report [--format text|json] [--threshold MS] [--native-only] [-o FILE] DUMP...\n"
+            "        report the event-loop stalls recorded in dumps\n"
+            "  check, diff, top, metrics\n"
+            "        not implemented yet\n"
+            "\n"
+            "  --help      this text\n"
+            "  --version   the version\n");
+}
+
+int main(int argc, char **argv)
+{
+    static const char *later[] = {"check", "diff", "top", "metrics", NULL};
+    int i;
+
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("stalltrace %s\n", STALLTRACE_VERSION);
+        return 0;
+    }
+    if (strcmp(argv[1], "run") == 0)
+        return cmd_run(argc - 1, argv + 1);
+    if (strcmp(argv[1], "report") == 0)
+        return cmd_report(argc - 1, argv + 1);
+    for (i = 0; later[i]; i++)
+        if (strcmp(argv[1], later[i]) == 0) {
+            fprintf(stderr, "stalltrace: '%s' is not implemented yet\n", argv[1]);
+            return 2;
+        }
+    fprintf(stderr, "stalltrace: unknown command '%s' (see stalltrace --help)\n", argv[1]);
+    return 2;
+}

@@ -1,0 +1,773 @@
+/* model.c - turns a loaded dump into the report model: loop figures from the
+ * histograms, stalls joined with their samples, sites and the diagnosis. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+
+/* Frames that are not where the user's code blocked. One table, so later
+ * issues (Node, more interpreters) extend it here. */
+static const char *plumbing_modules[] = {
+    "libc.so", "libc-", "ld-linux", "ld-", "libpthread", "libstalltrace", "[vdso]", NULL,
+};
+static const char *plumbing_functions[] = {
+    /* CPython's evaluation and call machinery */
+    "_PyEval_", "PyEval_", "_PyObject_", "PyObject_", "_PyFunction_", "method_vectorcall",
+    "cfunction_", "PyVectorcall", "_PyVectorcall", "vectorcall_", "slot_tp_", "PyGen_",
+    "gen_send_ex", "_PyGen_", "do_call_core", "context_run", "task_step", "run_eval_code_obj",
+    "run_mod", "pyrun_", "_PyRun_", "PyRun_", "pymain_", "Py_RunMain", "Py_BytesMain",
+    /* Node: V8's builtins and entry, node's and libuv's dispatch */
+    "Builtins_", "v8::", "node::", "uv_run", "uv__",
+    NULL,
+};
+
+const char *model_basename(const char *path)
+{
+    const char *slash = path ? strrchr(path, '/') : NULL;
+    return slash ? slash + 1 : path;
+}
+
+bool model_frame_is_plumbing(const struct sym_frame *f)
+{
+    int i;
+
+    if (f->hidden)
+        return true;
+    if (f->module)
+        for (i = 0; plumbing_modules[i]; i++)
+            if (strncmp(f->module, plumbing_modules[i], strlen(plumbing_modules[i])) == 0)
+                return true;
+    if (f->function)
+        for (i = 0; plumbing_functions[i]; i++)
+            if (strncmp(f->function, plumbing_functions[i], strlen(plumbing_functions[i])) == 0)
+                return true;
+    return false;
+}
+
+void model_frame_describe(const struct sym_frame *f, char *buf, size_t len)
+{
+    char fn[32];
+    const char *name = f->function;
+
+    if (!name) {
+        snprintf(fn, sizeof(fn), "0x%llx", (unsigned long long)f->address);
+        name = fn;
+    }
+    if (f->file && f->line > 0)
+        snprintf(buf, len, "%s (%s:%d)", name, model_basename(f->file), f->line);
+    else if (f->file)
+        snprintf(buf, len, "%s (%s)", name, model_basename(f->file));
+    else if (f->module && strcmp(f->module, name) != 0)
+        snprintf(buf, len, "%s (%s)", name, f->module);
+    else
+        snprintf(buf, len, "%s", name);
+}
+
+double model_hist_quantile(const uint64_t *hist, uint64_t max_ns, double q)
+{
+    uint64_t total = 0, cum = 0;
+    unsigned b;
+
+    for (b = 0; b < ST_HIST_BUCKETS; b++)
+        total += hist[b];
+    if (total == 0)
+        return 0;
+    if (q < 0)
+        q = 0;
+    if (q > 1)
+        q = 1;
+
+    double rank = q * (double)total;
+    for (b = 0; b < ST_HIST_BUCKETS; b++) {
+        if (hist[b] == 0)
+            continue;
+        if ((double)(cum + hist[b]) >= rank) {
+            double lo = (double)st_hist_bucket_floor_ns(b);
+            double hi = b + 1 < ST_HIST_BUCKETS ? (double)st_hist_bucket_floor_ns(b + 1)
+                                                : (max_ns > lo ? (double)max_ns : lo * 2);
+            /* The largest value is known exactly: a bucket cannot reach past it. */
+            if (max_ns > 0 && hi > (double)max_ns)
+                hi = (double)max_ns > lo ? (double)max_ns : lo;
+            double v = lo + (hi - lo) * ((rank - (double)cum) / (double)hist[b]);
+            return (max_ns > 0 && v > (double)max_ns) ? (double)max_ns : v;
+        }
+        cum += hist[b];
+    }
+    return (double)max_ns;
+}
+
+static const char *call_name(unsigned call)
+{
+    if (call == ST_CALL_NONE)
+        return NULL;
+    const char *n = dump_call_name(call);
+    return n ? n : "unknown call";
+}
+
+/* Name a recorded stack; frames of the recorder are dropped, and inlined
+ * functions become frames of their own (at the same address). */
+static int make_stack(struct m_process *p, const struct dump_stack *ds, uint64_t at_ns,
+                      struct m_stack *out)
+{
+    const struct sym_frame *f;
+    size_t i, n = 0, cap = ds->nframes;
+
+    memset(out, 0, sizeof(*out));
+    out->truncated = ds->truncated != 0;
+    if (ds->nframes == 0)
+        return 0;
+    out->frames = calloc(cap, sizeof(*out->frames));
+    if (!out->frames)
+        return -1;
+    for (i = 0; i < ds->nframes; i++) {
+        f = sym_lookup(p->sym, ds->frames[i], i == 0, at_ns);
+        if (!f)
+            return -1;
+        for (; f; f = f->caller) {
+            if (f->hidden)
+                continue;
+            if (n == cap) {
+                const struct sym_frame **more = realloc(out->frames, cap * 2 * sizeof(*more));
+                if (!more)
+                    return -1;
+                out->frames = more;
+                cap *= 2;
+            }
+            out->frames[n++] = f;
+            out->n = n;
+        }
+    }
+    return 0;
+}
+
+static bool same_raw_stack(const struct dump_stack *a, const struct dump_stack *b)
+{
+    return a->nframes == b->nframes &&
+           (a->nframes == 0 || memcmp(a->frames, b->frames, a->nframes * sizeof(uint64_t)) == 0);
+}
+
+static int cmp_str(const char *a, const char *b)
+{
+    if (!a || !b)
+        return a == b ? 0 : (a ? 1 : -1);
+    return strcmp(a, b);
+}
+
+/* Two named frames are the same place when function and line agree. */
+static bool same_frame(const struct sym_frame *a, const struct sym_frame *b)
+{
+    if (a == b)
+        return true;
+    if (!a->function || !b->function)
+        return a->address == b->address;
+    return cmp_str(a->function, b->function) == 0 && cmp_str(a->file, b->file) == 0 &&
+           a->line == b->line && cmp_str(a->module, b->module) == 0;
+}
+
+static bool same_site(const char *call, const struct m_stack *s, const struct m_site *site)
+{
+    size_t i;
+
+    if (cmp_str(call, site->call) != 0 || s->n != site->stack.n)
+        return false;
+    for (i = 0; i < s->n; i++)
+        if (!same_frame(s->frames[i], site->stack.frames[i]))
+            return false;
+    return true;
+}
+
+/* Samples indexed by (tid, iter_seq, at_ns) for the join with stalls. */
+static int cmp_sample(const void *a, const void *b)
+{
+    const struct dump_event *x = *(const struct dump_event *const *)a;
+    const struct dump_event *y = *(const struct dump_event *const *)b;
+    if (x->tid != y->tid)
+        return x->tid < y->tid ? -1 : 1;
+    if (x->iter_seq != y->iter_seq)
+        return x->iter_seq < y->iter_seq ? -1 : 1;
+    if (x->at_ns != y->at_ns)
+        return x->at_ns < y->at_ns ? -1 : 1;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+static size_t first_sample(const struct dump_event **idx, size_t n, uint32_t tid, uint64_t seq)
+{
+    size_t lo = 0, hi = n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (idx[mid]->tid < tid || (idx[mid]->tid == tid && idx[mid]->iter_seq < seq))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Order sample indices by their raw stack, then by time. */
+static int cmp_sample_stack(const void *a, const void *b, void *arg)
+{
+    const struct dump_event **samples = arg;
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    const struct dump_stack *s = &samples[x]->stack, *t = &samples[y]->stack;
+    if (s->nframes != t->nframes)
+        return s->nframes < t->nframes ? -1 : 1;
+    int c = s->nframes ? memcmp(s->frames, t->frames, s->nframes * sizeof(uint64_t)) : 0;
+    if (c)
+        return c;
+    return x < y ? -1 : x > y;
+}
+
+/* The stack seen most often among n samples (the earliest on a tie); sorts
+ * rather than compares all pairs, since a hostile dump can hold many. */
+static const struct dump_stack *most_common_stack(const struct dump_event **samples, size_t n)
+{
+    size_t *order = calloc(n, sizeof(*order)), i, run = 0, best = 0, best_count = 0;
+
+    if (!order)
+        return &samples[0]->stack;
+    for (i = 0; i < n; i++)
+        order[i] = i;
+    qsort_r(order, n, sizeof(*order), cmp_sample_stack, (void *)samples);
+    for (i = 0; i < n; i++) {
+        if (i == 0 || !same_raw_stack(&samples[order[i]]->stack, &samples[order[i - 1]]->stack))
+            run = i;
+        size_t count = i - run + 1, first = order[run];
+        if (count > best_count || (count == best_count && first < best)) {
+            best_count = count;
+            best = first;
+        }
+    }
+    free(order);
+    return &samples[best]->stack;
+}
+
+/* Fill a stall's samples; when it has no call, its stack is the sampled
+ * stack seen most often (the first on a tie). */
+static int join_samples(struct m_process *p, struct m_stall *st, const struct dump_stack *own,
+                        uint64_t start_ns, const struct dump_event **idx, size_t nidx)
+{
+    size_t i = first_sample(idx, nidx, st->tid, st->iter_seq), j, n = 0;
+
+    while (i + n < nidx && idx[i + n]->tid == st->tid && idx[i + n]->iter_seq == st->iter_seq)
+        n++;
+    if (n) {
+        st->samples = calloc(n, sizeof(*st->samples));
+        if (!st->samples)
+            return -1;
+    }
+    for (j = 0; j < n; j++) {
+        const struct dump_event *e = idx[i + j];
+        struct m_sample *s = &st->samples[st->nsamples++];
+        s->at_ms = e->at_ns >= start_ns ? (double)(e->at_ns - start_ns) / 1e6 : 0;
+        if (make_stack(p, &e->stack, e->at_ns, &s->stack) < 0)
+            return -1;
+    }
+    if (!st->call && n)
+        return make_stack(p, most_common_stack(idx + i, n), idx[i]->at_ns, &st->stack);
+    return make_stack(p, own, start_ns, &st->stack);
+}
+
+static int cmp_stall(const void *a, const void *b)
+{
+    const struct m_stall *x = a, *y = b;
+    if (x->start_s != y->start_s)
+        return x->start_s < y->start_s ? -1 : 1;
+    return x->tid < y->tid ? -1 : x->tid > y->tid;
+}
+
+static int cmp_site_index(const void *a, const void *b, void *arg)
+{
+    const struct m_site *sites = arg;
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    const struct m_site *x = &sites[i], *y = &sites[j];
+    if (x->total_ms != y->total_ms)
+        return x->total_ms > y->total_ms ? -1 : 1;
+    if (x->count != y->count)
+        return x->count > y->count ? -1 : 1;
+    return i < j ? -1 : i > j;
+}
+
+static int build_threads(struct m_process *p, const struct dump *d)
+{
+    uint32_t i;
+
+    p->threads = calloc(d->nthreads ? d->nthreads : 1, sizeof(*p->threads));
+    if (!p->threads)
+        return -1;
+    for (i = 0; i < d->nthreads; i++) {
+        const struct st_thread *t = &d->threads[i];
+        struct m_thread *m = &p->threads[p->nthreads++];
+
+        m->tid = t->tid;
+        snprintf(m->name, sizeof(m->name), "%s", t->name);
+        m->is_loop = (t->flags & ST_THREAD_LOOP) != 0;
+        m->exited = (t->flags & ST_THREAD_EXITED) != 0;
+        m->loop.iterations = t->iterations;
+        m->loop.busy_s = (double)t->busy_ns / 1e9;
+        double all = (double)t->busy_ns + (double)t->idle_ns;
+        m->loop.utilization = all > 0 ? (double)t->busy_ns / all : 0;
+        m->loop.p50_ms = model_hist_quantile(t->busy_hist, t->max_busy_ns, 0.50) / 1e6;
+        m->loop.p99_ms = model_hist_quantile(t->busy_hist, t->max_busy_ns, 0.99) / 1e6;
+        m->loop.max_ms = (double)t->max_busy_ns / 1e6;
+    }
+    return 0;
+}
+
+static struct m_stall *new_stall(struct m_process *p, size_t *cap)
+{
+    if (p->nstalls == *cap) {
+        size_t nc = *cap ? *cap * 2 : 64;
+        struct m_stall *s = realloc(p->stalls, nc * sizeof(*s));
+        if (!s)
+            return NULL;
+        p->stalls = s;
+        *cap = nc;
+    }
+    struct m_stall *st = &p->stalls[p->nstalls++];
+    memset(st, 0, sizeof(*st));
+    return st;
+}
+
+static void free_stall(struct m_stall *st)
+{
+    size_t i;
+
+    free(st->stack.frames);
+    for (i = 0; i < st->nsamples; i++)
+        free(st->samples[i].stack.frames);
+    free(st->samples);
+}
+
+/* Stall records by (tid, iter_seq), then position: one stall per iteration. */
+static int cmp_stall_key(const void *a, const void *b)
+{
+    const struct dump_event *x = *(const struct dump_event *const *)a;
+    const struct dump_event *y = *(const struct dump_event *const *)b;
+    if (x->tid != y->tid)
+        return x->tid < y->tid ? -1 : 1;
+    if (x->iter_seq != y->iter_seq)
+        return x->iter_seq < y->iter_seq ? -1 : 1;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+static bool has_stall(const struct dump_event **sv, size_t n, uint32_t tid, uint64_t seq)
+{
+    struct dump_event key = {.tid = tid, .iter_seq = seq, .pos = 0};
+    const struct dump_event *k = &key;
+    size_t lo = 0, hi = n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cmp_stall_key(&sv[mid], &k) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && sv[lo]->tid == tid && sv[lo]->iter_seq == seq;
+}
+
+static int build_stalls(struct m_process *p, const struct dump *d, double threshold_ms,
+                        const struct dump_event **idx, size_t nidx)
+{
+    size_t i, n = 0, cap = 0;
+    double keep_ms = threshold_ms >= 0 ? threshold_ms : 0;
+    const struct dump_event **sv = calloc(d->nevents ? d->nevents : 1, sizeof(*sv));
+
+    if (!sv)
+        return -1;
+    for (i = 0; i < d->nevents; i++)
+        if (d->events[i].type == ST_REC_STALL)
+            sv[n++] = &d->events[i];
+    if (n > 1)
+        qsort(sv, n, sizeof(*sv), cmp_stall_key);
+
+    for (i = 0; i < n; i++) {
+        const struct dump_event *e = sv[i];
+        /* A repeated iteration (a recorder bug, or hostile bytes) gets no
+         * samples: each sample belongs to one stall. */
+        bool repeat = i > 0 && sv[i - 1]->tid == e->tid && sv[i - 1]->iter_seq == e->iter_seq;
+        if ((double)e->duration_ns / 1e6 < keep_ms)
+            continue;
+        struct m_stall *st = new_stall(p, &cap);
+        if (!st)
+            goto fail;
+        st->tid = e->tid;
+        st->iter_seq = e->iter_seq;
+        st->start_s = (double)e->start_ns / 1e9;
+        st->duration_ms = (double)e->duration_ns / 1e6;
+        st->call = call_name(e->call);
+        if (join_samples(p, st, &e->stack, e->start_ns, idx, repeat ? 0 : nidx) < 0)
+            goto fail;
+    }
+
+    /* A killed process leaves the iteration it was stuck in unfinished. */
+    for (i = 0; i < d->nthreads && !p->complete; i++) {
+        const struct st_thread *t = &d->threads[i];
+        uint64_t end = d->hdr.last_update_ns, start = t->live_iter_start_ns;
+
+        if (start == 0 || end < start || end - start < d->hdr.threshold_ns ||
+            (double)(end - start) / 1e6 < keep_ms || has_stall(sv, n, t->tid, t->live_iter_seq))
+            continue;
+        struct m_stall *st = new_stall(p, &cap);
+        if (!st)
+            goto fail;
+        struct dump_stack none = {0};
+        st->tid = t->tid;
+        st->iter_seq = t->live_iter_seq;
+        st->start_s = (double)start / 1e9;
+        st->duration_ms = (double)(end - start) / 1e6;
+        st->in_progress = true;
+        /* Its call, if any, has no recorded stack: samples are all we have. */
+        if (join_samples(p, st, &none, start, idx, nidx) < 0)
+            goto fail;
+        st->call = call_name(t->live_call);
+    }
+    free(sv);
+    if (p->nstalls > 1)
+        qsort(p->stalls, p->nstalls, sizeof(*p->stalls), cmp_stall);
+    return 0;
+fail:
+    free(sv);
+    return -1;
+}
+
+static int build_slow_calls(struct m_process *p, const struct dump *d)
+{
+    size_t i, n = 0;
+
+    for (i = 0; i < d->nevents; i++)
+        n += d->events[i].type == ST_REC_SLOW_CALL;
+    p->slow_calls = calloc(n ? n : 1, sizeof(*p->slow_calls));
+    if (!p->slow_calls)
+        return -1;
+    for (i = 0; i < d->nevents; i++) {
+        const struct dump_event *e = &d->events[i];
+        if (e->type != ST_REC_SLOW_CALL)
+            continue;
+        struct m_slow_call *c = &p->slow_calls[p->nslow_calls++];
+        c->tid = e->tid;
+        c->call = call_name(e->call);
+        c->start_s = (double)e->start_ns / 1e9;
+        c->duration_ms = (double)e->duration_ns / 1e6;
+        c->object = e->object;
+        if (make_stack(p, &e->stack, e->start_ns, &c->stack) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static uint64_t hash_str(uint64_t h, const char *s)
+{
+    if (!s)
+        return h * 31 + 7;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return h;
+}
+
+/* Agrees with same_site: equal sites hash equal. */
+static uint64_t site_hash(const char *call, const struct m_stack *s)
+{
+    uint64_t h = hash_str(0xcbf29ce484222325ull, call);
+    size_t i;
+
+    for (i = 0; i < s->n; i++) {
+        const struct sym_frame *f = s->frames[i];
+        if (!f->function) {
+            h = (h ^ f->address) * 0x100000001b3ull;
+            continue;
+        }
+        h = hash_str(h, f->function);
+        h = hash_str(h, f->file);
+        h = hash_str(h, f->module);
+        h = (h ^ (uint64_t)(unsigned)f->line) * 0x100000001b3ull;
+    }
+    return h;
+}
+
+static int build_sites(struct m_process *p)
+{
+    size_t i, cap = 16, *table, *order, *rank;
+    struct m_site *sorted;
+
+    while (cap < p->nstalls * 2)
+        cap *= 2;
+    p->sites = calloc(p->nstalls ? p->nstalls : 1, sizeof(*p->sites));
+    table = malloc(cap * sizeof(*table));
+    if (!p->sites || !table) {
+        free(table);
+        return -1;
+    }
+    memset(table, 0xff, cap * sizeof(*table));  /* SIZE_MAX: empty */
+    for (i = 0; i < p->nstalls; i++) {
+        struct m_stall *st = &p->stalls[i];
+        size_t j = (size_t)site_hash(st->call, &st->stack) & (cap - 1);
+        while (table[j] != SIZE_MAX && !same_site(st->call, &st->stack, &p->sites[table[j]]))
+            j = (j + 1) & (cap - 1);
+        if (table[j] == SIZE_MAX) {
+            table[j] = p->nsites;
+            p->sites[p->nsites].call = st->call;
+            p->sites[p->nsites].stack = st->stack;
+            p->nsites++;
+        }
+        struct m_site *site = &p->sites[table[j]];
+        st->site = table[j];
+        site->count++;
+        site->total_ms += st->duration_ms;
+        if (st->duration_ms > site->max_ms)
+            site->max_ms = st->duration_ms;
+    }
+    free(table);
+
+    /* Worst first; the stalls follow their site to its new place. */
+    order = calloc(p->nsites ? p->nsites : 1, sizeof(*order));
+    rank = calloc(p->nsites ? p->nsites : 1, sizeof(*rank));
+    sorted = calloc(p->nsites ? p->nsites : 1, sizeof(*sorted));
+    if (!order || !rank || !sorted) {
+        free(order);
+        free(rank);
+        free(sorted);
+        return -1;
+    }
+    for (i = 0; i < p->nsites; i++)
+        sorted[i] = p->sites[i];
+    for (i = 0; i < p->nsites; i++)
+        order[i] = i;
+    if (p->nsites > 1)
+        qsort_r(order, p->nsites, sizeof(*order), cmp_site_index, p->sites);
+    for (i = 0; i < p->nsites; i++) {
+        sorted[i] = p->sites[order[i]];
+        rank[order[i]] = i;
+    }
+    for (i = 0; i < p->nstalls; i++)
+        p->stalls[i].site = rank[p->stalls[i].site];
+    free(p->sites);
+    p->sites = sorted;
+    free(order);
+    free(rank);
+    return 0;
+}
+
+static const char *thread_name(const struct m_process *p, uint32_t tid)
+{
+    size_t i;
+
+    for (i = 0; i < p->nthreads; i++)
+        if (p->threads[i].tid == tid)
+            return p->threads[i].name;
+    return "";
+}
+
+void model_fmt_ms(char *buf, size_t len, double ms)
+{
+    if (ms >= 1000)
+        snprintf(buf, len, "%.1f s", ms / 1000);
+    else if (ms >= 10)
+        snprintf(buf, len, "%.0f ms", ms);
+    else if (ms >= 1)
+        snprintf(buf, len, "%.1f ms", ms);
+    else
+        snprintf(buf, len, "%.2f ms", ms);
+}
+
+/* "called from X / Y": the first function of the user's code (not an inlined
+ * helper: its caller's line is the one to look at), preceded by the first
+ * interpreted (python, jit) frame when there is one. */
+static void describe_where(const struct m_stack *s, char *buf, size_t len)
+{
+    const struct sym_frame *native = NULL, *script = NULL;
+    bool unnamed_jit = false;
+    char a[256], b[256];
+    size_t i;
+
+    for (i = 0; i < s->n; i++) {
+        const struct sym_frame *f = s->frames[i];
+        if (strcmp(f->kind, "native") != 0) {
+            if (!script)
+                script = f;
+        } else if (script) {
+            break;                 /* natives calling the script are the runtime's */
+        } else if (!f->module && !f->function && !native) {
+            unnamed_jit = true;    /* code outside every module: JIT without a perf map */
+        } else if (!native && !model_frame_is_plumbing(f) && f->function && !f->inlined) {
+            native = f;
+        }
+    }
+    buf[0] = '\0';
+    if (!script && unnamed_jit) {
+        snprintf(buf, len, "JIT-compiled code that has no name (run node with --perf-basic-prof, "
+                           "or Python 3.12+ with -X perf, to name it)");
+    } else if (script && native) {
+        model_frame_describe(script, a, sizeof(a));
+        model_frame_describe(native, b, sizeof(b));
+        snprintf(buf, len, "%s / %s", a, b);
+    } else if (script || native) {
+        model_frame_describe(script ? script : native, buf, len);
+    }
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int build_diagnosis(struct m_process *p)
+{
+    size_t i, j, nthreads_stalled = 0;
+    uint32_t worst_tid = 0;
+    double worst_total = -1;
+
+    if (p->nstalls == 0)
+        return 0;
+    /* The loop thread that lost the most time is the one to talk about
+     * (sorted by tid: dumps can hold very many stalls). */
+    uint32_t *tids = calloc(p->nstalls, sizeof(*tids));
+    double *totals = calloc(p->nstalls, sizeof(*totals));
+    if (!tids || !totals) {
+        free(tids);
+        free(totals);
+        return -1;
+    }
+    for (i = 0; i < p->nstalls; i++)
+        tids[i] = p->stalls[i].tid;
+    qsort(tids, p->nstalls, sizeof(*tids), cmp_u32);
+    size_t ndistinct = 0;
+    for (i = 0; i < p->nstalls; i++)
+        if (i == 0 || tids[i] != tids[i - 1])
+            tids[ndistinct++] = tids[i];
+    nthreads_stalled = ndistinct;
+    for (i = 0; i < p->nstalls; i++) {
+        uint32_t *at = bsearch(&p->stalls[i].tid, tids, ndistinct, sizeof(*tids), cmp_u32);
+        totals[at - tids] += p->stalls[i].duration_ms;
+    }
+    for (j = 0; j < ndistinct; j++)
+        if (totals[j] > worst_total) {
+            worst_total = totals[j];
+            worst_tid = tids[j];
+        }
+    free(tids);
+    free(totals);
+
+    size_t count = 0;
+    double max = 0;
+    bool in_progress = false;
+    double *site_total = calloc(p->nsites, sizeof(double));
+    if (!site_total)
+        return -1;
+    for (i = 0; i < p->nstalls; i++) {
+        const struct m_stall *st = &p->stalls[i];
+        if (st->tid != worst_tid)
+            continue;
+        count++;
+        if (st->duration_ms > max)
+            max = st->duration_ms;
+        in_progress |= st->in_progress;
+        site_total[st->site] += st->duration_ms;
+    }
+    size_t site = 0;
+    for (j = 1; j < p->nsites; j++)
+        if (site_total[j] > site_total[site])
+            site = j;
+    free(site_total);
+
+    char smax[32], stotal[32], where[600], what[700], others[96] = "", times[256];
+    const struct m_site *s = &p->sites[site];
+    model_fmt_ms(smax, sizeof(smax), max);
+    model_fmt_ms(stotal, sizeof(stotal), worst_total);
+    describe_where(&s->stack, where, sizeof(where));
+    if (s->call)
+        snprintf(what, sizeof(what), "mostly in %s%s%s", s->call, where[0] ? " called from " : "", where);
+    else if (where[0])
+        snprintf(what, sizeof(what), "mostly by CPU-bound work in %s", where);
+    else
+        snprintf(what, sizeof(what), "mostly by CPU-bound work");
+    if (nthreads_stalled > 1)
+        snprintf(others, sizeof(others), "; %zu other loop thread%s stalled too", nthreads_stalled - 1,
+                 nthreads_stalled > 2 ? "s" : "");
+
+    p->diagnosis = calloc(1, sizeof(*p->diagnosis));
+    if (!p->diagnosis)
+        return -1;
+    p->diagnosis[0].culprit = "event_loop_blocking";
+    if (count == 1)
+        snprintf(times, sizeof(times), "once for %s%s", smax,
+                 in_progress ? " (still blocked when the recording ended)" : "");
+    else
+        snprintf(times, sizeof(times), "%zu times for up to %s (%s in all%s)", count, smax, stotal,
+                 in_progress ? ", the last still running when the recording ended" : "");
+    if (asprintf(&p->diagnosis[0].summary, "The event loop of thread %u (%s) was blocked %s, %s%s.",
+                 worst_tid, thread_name(p, worst_tid), times, what, others) < 0)
+        return -1;
+    p->ndiagnosis = 1;
+    return 0;
+}
+
+struct m_process *model_build(const struct dump *d, const struct model_options *opt)
+{
+    struct m_process *p = calloc(1, sizeof(*p));
+    const struct dump_event **idx = NULL;
+    size_t i, nidx = 0;
+
+    if (!p)
+        return NULL;
+    p->dump = d;
+    p->pid = d->proc.pid;
+    p->parent_pid = d->proc.parent_pid;
+    p->exe = d->proc.exe;
+    p->argc = d->argc;
+    p->argv = d->argv;
+    p->duration_s = (double)d->hdr.last_update_ns / 1e9;
+    p->threshold_ms = (double)d->hdr.threshold_ns / 1e6;
+    p->complete = (d->hdr.flags & ST_FLAG_COMPLETE) != 0;
+    p->dropped = d->dropped;
+    p->end_reason = d->hdr.end_reason;
+    p->end_signal = d->hdr.end_signal;
+    p->sym = sym_new(d->modules, d->nmodules, d->proc.pid, opt ? opt->perf_map_dir : NULL);
+    if (!p->sym)
+        goto fail;
+
+    idx = calloc(d->nevents ? d->nevents : 1, sizeof(*idx));
+    if (!idx)
+        goto fail;
+    for (i = 0; i < d->nevents; i++)
+        if (d->events[i].type == ST_REC_SAMPLE)
+            idx[nidx++] = &d->events[i];
+    if (nidx > 1)
+        qsort(idx, nidx, sizeof(*idx), cmp_sample);
+
+    if (build_threads(p, d) < 0 ||
+        build_stalls(p, d, opt ? opt->threshold_ms : -1, idx, nidx) < 0 ||
+        build_slow_calls(p, d) < 0 || build_sites(p) < 0 || build_diagnosis(p) < 0)
+        goto fail;
+    free(idx);
+    return p;
+fail:
+    free(idx);
+    model_free(p);
+    return NULL;
+}
+
+void model_free(struct m_process *p)
+{
+    size_t i;
+
+    if (!p)
+        return;
+    for (i = 0; i < p->nstalls; i++)
+        free_stall(&p->stalls[i]);
+    free(p->stalls);
+    for (i = 0; i < p->nslow_calls; i++)
+        free(p->slow_calls[i].stack.frames);
+    free(p->slow_calls);
+    free(p->sites);
+    for (i = 0; i < p->ndiagnosis; i++)
+        free(p->diagnosis[i].summary);
+    free(p->diagnosis);
+    free(p->threads);
+    sym_free(p->sym);
+    free(p);
+}

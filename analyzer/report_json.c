@@ -1,0 +1,191 @@
+/* report_json.c - `report --format json`: the stalltrace-report document of
+ * SPEC.md, one entry in "processes" per dump. */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "report.h"
+
+/* Keep reports readable: durations to the microsecond, ratios to 1e-4. */
+static json_t *real(double v, double scale)
+{
+    if (!isfinite(v))
+        v = 0;
+    return json_real(round(v * scale) / scale);
+}
+
+/* Dumps are untrusted and names need not be UTF-8: jansson refuses those,
+ * so bytes outside ASCII are shown as '?' rather than losing the field. */
+static json_t *str(const char *s)
+{
+    json_t *j = json_string(s);
+    char *copy, *c;
+
+    if (j)
+        return j;
+    copy = strdup(s);
+    if (!copy)
+        return json_null();
+    for (c = copy; *c; c++)
+        if ((unsigned char)*c >= 0x80)
+            *c = '?';
+    j = json_string(copy);
+    free(copy);
+    return j ? j : json_null();
+}
+
+static json_t *str_or_null(const char *s)
+{
+    return s ? str(s) : json_null();
+}
+
+static json_t *frame_json(const struct sym_frame *f)
+{
+    char addr[24];
+    json_t *o = json_object();
+
+    snprintf(addr, sizeof(addr), "0x%llx", (unsigned long long)f->address);
+    json_object_set_new(o, "function", str_or_null(f->function));
+    json_object_set_new(o, "module", str_or_null(f->module));
+    json_object_set_new(o, "file", str_or_null(f->file));
+    json_object_set_new(o, "line", f->line > 0 ? json_integer(f->line) : json_null());
+    json_object_set_new(o, "kind", json_string(f->kind));
+    json_object_set_new(o, "address", json_string(addr));
+    if (f->inlined)
+        json_object_set_new(o, "inlined", json_true());
+    if (f->note)
+        json_object_set_new(o, "note", str(f->note));
+    return o;
+}
+
+static json_t *stack_json(const struct m_stack *s)
+{
+    json_t *a = json_array();
+    size_t i;
+
+    for (i = 0; i < s->n; i++)
+        json_array_append_new(a, frame_json(s->frames[i]));
+    return a;
+}
+
+static json_t *thread_json(const struct m_thread *t)
+{
+    json_t *o = json_object();
+
+    json_object_set_new(o, "tid", json_integer(t->tid));
+    json_object_set_new(o, "name", str(t->name));
+    json_object_set_new(o, "role", json_string(t->is_loop ? "loop" : "other"));
+    json_object_set_new(o, "pool", json_null());
+    if (t->is_loop) {
+        json_t *l = json_object();
+        json_object_set_new(l, "iterations", json_integer((json_int_t)t->loop.iterations));
+        json_object_set_new(l, "busy_s", real(t->loop.busy_s, 1e6));
+        json_object_set_new(l, "utilization", real(t->loop.utilization, 1e4));
+        json_object_set_new(l, "p50_ms", real(t->loop.p50_ms, 1e3));
+        json_object_set_new(l, "p99_ms", real(t->loop.p99_ms, 1e3));
+        json_object_set_new(l, "max_ms", real(t->loop.max_ms, 1e3));
+        json_object_set_new(o, "loop", l);
+    } else {
+        json_object_set_new(o, "loop", json_null());
+    }
+    return o;
+}
+
+static json_t *stall_json(const struct m_stall *st)
+{
+    json_t *o = json_object(), *samples = json_array();
+    size_t i;
+
+    json_object_set_new(o, "tid", json_integer(st->tid));
+    json_object_set_new(o, "start_s", real(st->start_s, 1e6));
+    json_object_set_new(o, "duration_ms", real(st->duration_ms, 1e3));
+    json_object_set_new(o, "call", str_or_null(st->call));
+    if (st->in_progress)
+        json_object_set_new(o, "in_progress", json_true());
+    json_object_set_new(o, "stack", stack_json(&st->stack));
+    for (i = 0; i < st->nsamples; i++) {
+        json_t *s = json_object();
+        json_object_set_new(s, "at_ms", real(st->samples[i].at_ms, 1e3));
+        json_object_set_new(s, "stack", stack_json(&st->samples[i].stack));
+        json_array_append_new(samples, s);
+    }
+    json_object_set_new(o, "samples", samples);
+    return o;
+}
+
+static json_t *slow_call_json(const struct m_slow_call *c)
+{
+    json_t *o = json_object();
+    char obj[24];
+
+    snprintf(obj, sizeof(obj), "0x%llx", (unsigned long long)c->object);
+    json_object_set_new(o, "tid", json_integer(c->tid));
+    json_object_set_new(o, "start_s", real(c->start_s, 1e6));
+    json_object_set_new(o, "duration_ms", real(c->duration_ms, 1e3));
+    json_object_set_new(o, "call", str_or_null(c->call));
+    json_object_set_new(o, "object", json_string(obj));
+    json_object_set_new(o, "stack", stack_json(&c->stack));
+    return o;
+}
+
+static json_t *process_json(const struct m_process *p)
+{
+    json_t *o = json_object(), *a;
+    size_t i;
+    int k;
+
+    json_object_set_new(o, "pid", json_integer(p->pid));
+    json_object_set_new(o, "parent_pid", json_integer(p->parent_pid));
+    json_object_set_new(o, "exe", str(p->exe));
+    a = json_array();
+    for (k = 0; k < p->argc; k++)
+        json_array_append_new(a, str(p->argv[k]));
+    json_object_set_new(o, "argv", a);
+    json_object_set_new(o, "duration_s", real(p->duration_s, 1e6));
+    json_object_set_new(o, "complete", json_boolean(p->complete));
+    json_object_set_new(o, "dropped_events", json_integer((json_int_t)p->dropped));
+    json_object_set_new(o, "threshold_ms", real(p->threshold_ms, 1e3));
+
+    a = json_array();
+    for (i = 0; i < p->nthreads; i++)
+        json_array_append_new(a, thread_json(&p->threads[i]));
+    json_object_set_new(o, "threads", a);
+    a = json_array();
+    for (i = 0; i < p->nstalls; i++)
+        json_array_append_new(a, stall_json(&p->stalls[i]));
+    json_object_set_new(o, "stalls", a);
+    a = json_array();
+    for (i = 0; i < p->nslow_calls; i++)
+        json_array_append_new(a, slow_call_json(&p->slow_calls[i]));
+    json_object_set_new(o, "slow_calls", a);
+    json_object_set_new(o, "pools", json_array());
+    json_object_set_new(o, "locks", json_array());
+    a = json_array();
+    for (i = 0; i < p->ndiagnosis; i++) {
+        json_t *d = json_object();
+        json_object_set_new(d, "culprit", json_string(p->diagnosis[i].culprit));
+        json_object_set_new(d, "summary", str(p->diagnosis[i].summary));
+        json_array_append_new(a, d);
+    }
+    json_object_set_new(o, "diagnosis", a);
+    return o;
+}
+
+int report_json(FILE *out, struct m_process **procs, size_t n)
+{
+    json_t *doc = json_object(), *a = json_array();
+    size_t i;
+    int rc;
+
+    json_object_set_new(doc, "format", json_string("stalltrace-report"));
+    json_object_set_new(doc, "version", json_integer(1));
+    for (i = 0; i < n; i++)
+        json_array_append_new(a, process_json(procs[i]));
+    json_object_set_new(doc, "processes", a);
+    rc = json_dumpf(doc, out, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
+    fputc('\n', out);
+    json_decref(doc);
+    return rc;
+}

@@ -1,0 +1,173 @@
+/* report_text.c - the default report for a person at a terminal: what to do
+ * first, then the worst stall sites, then the figures of each loop thread. */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "report.h"
+
+#define WIDTH 100
+
+/* Print text wrapped at WIDTH with every line indented. */
+static void wrapped(FILE *out, const char *text, int indent)
+{
+    const char *p = text;
+    int width = WIDTH - indent;
+
+    while (*p) {
+        int n = (int)strlen(p), cut = n;
+        if (n > width) {
+            for (cut = width; cut > 0 && p[cut] != ' '; cut--)
+                ;
+            if (cut == 0)
+                cut = width;
+        }
+        fprintf(out, "%*s%.*s\n", indent, "", cut, p);
+        p += cut;
+        while (*p == ' ')
+            p++;
+    }
+}
+
+/* One line, cut to the terminal width. */
+static void line_fit(FILE *out, const char *s)
+{
+    if (strlen(s) > WIDTH)
+        fprintf(out, "%.*s...\n", WIDTH - 3, s);
+    else
+        fprintf(out, "%s\n", s);
+}
+
+static void frame_line(FILE *out, const struct sym_frame *f)
+{
+    char buf[1024], fn[32], where[700] = "";
+    const char *name = f->function;
+
+    if (!name) {
+        snprintf(fn, sizeof(fn), "0x%llx", (unsigned long long)f->address);
+        name = fn;
+    }
+    if (f->file && f->line > 0)
+        snprintf(where, sizeof(where), "%s %s:%d", f->module ? f->module : "",
+                 model_basename(f->file), f->line);
+    else if (f->file)
+        snprintf(where, sizeof(where), "%s %s", f->module ? f->module : "", model_basename(f->file));
+    else if (f->module && strcmp(f->module, name) != 0)
+        snprintf(where, sizeof(where), "%s", f->module);
+    snprintf(buf, sizeof(buf), "       %s%s%s%s%s%s", name, where[0] ? " (" : "", where,
+             where[0] ? ")" : "", f->note ? " - " : "", f->note ? f->note : "");
+    line_fit(out, buf);
+}
+
+/* Innermost frame, then frames of the user's code, leaving out runtime
+ * plumbing so the frames that matter fit in a few lines. */
+static void site_stack(FILE *out, const struct m_stack *s, size_t limit)
+{
+    size_t i, shown = 0, left;
+
+    for (i = 0; i < s->n && shown < limit; i++) {
+        if (i > 0 && model_frame_is_plumbing(s->frames[i]))
+            continue;
+        frame_line(out, s->frames[i]);
+        shown++;
+    }
+    left = s->n - shown;
+    if (left > 0 || s->truncated)
+        fprintf(out, "       (%zu more frame%s of runtime machinery or callers%s: --format json has all)\n",
+                left, left == 1 ? "" : "s", s->truncated ? "; stack cut by the recorder" : "");
+    if (s->n == 0)
+        fprintf(out, "       (no stack recorded)\n");
+}
+
+static void process_text(FILE *out, const struct m_process *p, const struct text_limits *lim)
+{
+    char cmd[512] = "", a[32], b[32], c[32], buf[1024];
+    size_t i, used = 0;
+    int k;
+
+    for (k = 0; k < p->argc && used + 1 < sizeof(cmd); k++)
+        used += (size_t)snprintf(cmd + used, sizeof(cmd) - used, "%s%s", k ? " " : "", p->argv[k]);
+    if (!cmd[0])
+        snprintf(cmd, sizeof(cmd), "%s", p->exe);
+    model_fmt_ms(a, sizeof(a), p->duration_s * 1000);
+    model_fmt_ms(b, sizeof(b), p->threshold_ms);
+    snprintf(buf, sizeof(buf), "== pid %d: %s", p->pid, cmd);
+    line_fit(out, buf);
+    fprintf(out, "   %s recorded, stall threshold %s%s\n", a, b, p->complete ? ", complete" : "");
+
+    if (!p->complete) {
+        if (p->end_reason == ST_END_FATAL_SIGNAL)
+            fprintf(out, "   the process died from signal %d (%s): recording incomplete\n",
+                    p->end_signal, strsignal(p->end_signal));
+        else if (p->end_reason == ST_END_EXEC)
+            fprintf(out, "   the process exec'd another program: recording incomplete\n");
+        else
+            fprintf(out, "   the process did not exit cleanly (killed, or still running): "
+                         "recording incomplete\n");
+    }
+    if (p->dropped)
+        fprintf(out, "   %llu event%s dropped: the event ring was overwritten "
+                     "(a larger --buffer-mb keeps more)\n",
+                (unsigned long long)p->dropped, p->dropped == 1 ? " was" : "s were");
+    fputc('\n', out);
+
+    if (p->ndiagnosis == 0) {
+        fprintf(out, "No event-loop stall of %s or more was recorded.\n\n", b);
+    } else {
+        fprintf(out, "What to look at first\n");
+        for (i = 0; i < p->ndiagnosis; i++)
+            wrapped(out, p->diagnosis[i].summary, 2);
+        fputc('\n', out);
+    }
+
+    if (p->nsites > 0) {
+        size_t n = p->nsites < lim->sites ? p->nsites : lim->sites;
+        fprintf(out, "Stall sites, worst first (%zu of %zu)\n", n, p->nsites);
+        for (i = 0; i < n; i++) {
+            const struct m_site *s = &p->sites[i];
+            model_fmt_ms(a, sizeof(a), s->max_ms);
+            model_fmt_ms(c, sizeof(c), s->total_ms);
+            fprintf(out, "  %zu. %s: %zu stall%s, max %s, total %s\n", i + 1,
+                    s->call ? s->call : "CPU-bound (sampled)", s->count, s->count == 1 ? "" : "s",
+                    a, c);
+            site_stack(out, &s->stack, lim->frames);
+        }
+        fputc('\n', out);
+    }
+
+    bool any_loop = false;
+    for (i = 0; i < p->nthreads; i++)
+        any_loop |= p->threads[i].is_loop;
+    if (any_loop) {
+        fprintf(out, "Loop threads\n");
+        fprintf(out, "  %-8s %-16s %12s %7s %10s %10s %10s\n", "tid", "name", "iterations", "busy",
+                "p50", "p99", "max");
+        for (i = 0; i < p->nthreads; i++) {
+            const struct m_thread *t = &p->threads[i];
+            char d[32];
+            if (!t->is_loop)
+                continue;
+            model_fmt_ms(a, sizeof(a), t->loop.p50_ms);
+            model_fmt_ms(c, sizeof(c), t->loop.p99_ms);
+            model_fmt_ms(d, sizeof(d), t->loop.max_ms);
+            fprintf(out, "  %-8u %-16s %12llu %6.1f%% %10s %10s %10s\n", t->tid, t->name,
+                    (unsigned long long)t->loop.iterations, t->loop.utilization * 100, a, c, d);
+        }
+        fputc('\n', out);
+    } else {
+        fprintf(out, "No loop thread was seen (no thread kept returning to the same event wait).\n\n");
+    }
+    if (p->nslow_calls > 0)
+        fprintf(out, "%zu slow call%s outside loop iterations (see --format json).\n\n",
+                p->nslow_calls, p->nslow_calls == 1 ? "" : "s");
+}
+
+int report_text(FILE *out, struct m_process **procs, size_t n, const struct text_limits *lim)
+{
+    static const struct text_limits full = {10, 12};
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        process_text(out, procs[i], lim ? lim : &full);
+    return ferror(out) ? -1 : 0;
+}

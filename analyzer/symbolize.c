@@ -1,0 +1,496 @@
+/* symbolize.c - offline symbolization: one libdwfl session per module of the
+ * dump, checked against its build-id, plus perf map files for JIT code. */
+#include <dlfcn.h>
+#include <dwarf.h>
+#include <elfutils/libdw.h>
+#include <elfutils/libdwfl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "symbolize.h"
+
+struct sym_module {
+    struct st_module m;
+    const char *name;              /* base name of m.path */
+    int state;                     /* 0: not opened yet, 1: usable, -1: not */
+    const char *note;              /* why it is not usable */
+    Dwfl *dwfl;
+    Dwfl_Module *mod;
+};
+
+struct perf_entry {
+    uint64_t start, size;
+    char *name;
+};
+
+/* Cache: many stacks share frames. Key: address + module index and exact flag. */
+struct cache_slot {
+    uint64_t addr;
+    long mod;
+    struct sym_frame *frame;       /* NULL: empty slot */
+};
+
+struct symbolizer {
+    struct sym_module *mods;
+    size_t nmods;
+    int32_t pid;
+    char *perf_map_dir;
+    int perf_loaded;
+    struct perf_entry *perf;
+    size_t nperf;
+    struct cache_slot *cache;
+    size_t cache_cap, cache_used;
+};
+
+static const Dwfl_Callbacks offline_callbacks = {
+    .find_elf = dwfl_build_id_find_elf,
+    .find_debuginfo = dwfl_standard_find_debuginfo,
+    .section_address = dwfl_offline_section_address,
+};
+
+struct symbolizer *sym_new(const struct st_module *mods, size_t nmods, int32_t pid,
+                           const char *perf_map_dir)
+{
+    struct symbolizer *s = calloc(1, sizeof(*s));
+    size_t i;
+
+    if (!s)
+        return NULL;
+    s->mods = calloc(nmods ? nmods : 1, sizeof(*s->mods));
+    s->cache_cap = 1024;
+    s->cache = calloc(s->cache_cap, sizeof(*s->cache));
+    s->perf_map_dir = strdup(perf_map_dir ? perf_map_dir : "/tmp");
+    if (!s->mods || !s->cache || !s->perf_map_dir) {
+        sym_free(s);
+        return NULL;
+    }
+    for (i = 0; i < nmods; i++) {
+        struct sym_module *sm = &s->mods[i];
+        const char *slash;
+
+        sm->m = mods[i];
+        sm->m.path[ST_PATH_MAX - 1] = '\0';
+        slash = strrchr(sm->m.path, '/');
+        sm->name = slash ? slash + 1 : sm->m.path;
+        if (sm->m.flags & ST_MODULE_VDSO)
+            sm->name = "[vdso]";
+    }
+    s->nmods = nmods;
+    s->pid = pid;
+    return s;
+}
+
+/* Open a module's file on first use and check it is the one that ran. */
+static void module_open(struct sym_module *sm)
+{
+    const unsigned char *bits;
+    GElf_Addr vaddr;
+    int len;
+
+    sm->state = -1;
+    if (sm->m.flags & ST_MODULE_VDSO)
+        return;
+    if (sm->m.path[0] == '\0' || access(sm->m.path, R_OK) != 0) {
+        sm->note = "file missing";
+        return;
+    }
+    sm->dwfl = dwfl_begin(&offline_callbacks);
+    if (!sm->dwfl) {
+        sm->note = "cannot read file";
+        return;
+    }
+    dwfl_report_begin(sm->dwfl);
+    sm->mod = dwfl_report_elf(sm->dwfl, sm->name, sm->m.path, -1, sm->m.bias, false);
+    dwfl_report_end(sm->dwfl, NULL, NULL);
+    if (!sm->mod) {
+        sm->note = "cannot read file";
+        return;
+    }
+    /* A file replaced since the run would give silently wrong names. */
+    if (sm->m.build_id_len > 0) {
+        len = dwfl_module_build_id(sm->mod, &bits, &vaddr);
+        if (len != (int)sm->m.build_id_len || memcmp(bits, sm->m.build_id, (size_t)len) != 0) {
+            sm->note = "build-id mismatch";
+            return;
+        }
+    }
+    sm->state = 1;
+}
+
+/* The module holding addr: the newest one loaded by at_ns, else the oldest
+ * (an event recorded before its module's slot was written). */
+static long module_find(const struct symbolizer *s, uint64_t addr, uint64_t at_ns)
+{
+    long best = -1, oldest = -1;
+    size_t i;
+
+    for (i = 0; i < s->nmods; i++) {
+        const struct st_module *m = &s->mods[i].m;
+        if (addr < m->start || addr >= m->end)
+            continue;
+        if (m->loaded_ns <= at_ns && (best < 0 || m->loaded_ns >= s->mods[best].m.loaded_ns))
+            best = (long)i;
+        if (oldest < 0 || m->loaded_ns < s->mods[oldest].m.loaded_ns)
+            oldest = (long)i;
+    }
+    return best >= 0 ? best : oldest;
+}
+
+static int perf_cmp(const void *a, const void *b)
+{
+    const struct perf_entry *x = a, *y = b;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Read /tmp/perf-PID.map: "START SIZE name" per line, hex numbers. */
+static void perf_load(struct symbolizer *s)
+{
+    char path[4096], *line = NULL;
+    size_t cap = 0, alloc = 0;
+    FILE *f;
+
+    s->perf_loaded = 1;
+    if (s->pid <= 0)
+        return;
+    snprintf(path, sizeof(path), "%s/perf-%d.map", s->perf_map_dir, (int)s->pid);
+    f = fopen(path, "re");
+    if (!f)
+        return;
+    while (getline(&line, &cap, f) > 0) {
+        unsigned long long start, size;
+        int n = 0;
+
+        if (sscanf(line, "%llx %llx %n", &start, &size, &n) < 2 || n <= 0 || size == 0)
+            continue;
+        line[strcspn(line, "\r\n")] = '\0';
+        if (s->nperf == alloc) {
+            size_t na = alloc ? alloc * 2 : 256;
+            struct perf_entry *p = realloc(s->perf, na * sizeof(*p));
+            if (!p)
+                break;
+            s->perf = p;
+            alloc = na;
+        }
+        s->perf[s->nperf].start = start;
+        s->perf[s->nperf].size = size;
+        s->perf[s->nperf].name = strdup(line + n);
+        if (s->perf[s->nperf].name)
+            s->nperf++;
+    }
+    free(line);
+    fclose(f);
+    if (s->nperf > 1)
+        qsort(s->perf, s->nperf, sizeof(*s->perf), perf_cmp);
+}
+
+static const struct perf_entry *perf_find(struct symbolizer *s, uint64_t addr)
+{
+    size_t lo = 0, hi;
+
+    if (!s->perf_loaded)
+        perf_load(s);
+    hi = s->nperf;
+    while (lo < hi) {              /* first entry starting after addr */
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->perf[mid].start <= addr)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    /* Entries may nest or overlap after re-JIT: the nearest start wins. */
+    if (lo > 0 && addr - s->perf[lo - 1].start < s->perf[lo - 1].size)
+        return &s->perf[lo - 1];
+    return NULL;
+}
+
+typedef char *(*demangle_fn)(const char *, char *, size_t *, int *);
+
+/* C++ names (Node, V8, libuv embedders) are unreadable mangled. The C++
+ * runtime's demangler is loaded when present, so the analyzer does not
+ * link against it. */
+static char *demangle(const char *name)
+{
+    static demangle_fn fn;
+    static int tried;
+    int status = -1;
+
+    if (!tried) {
+        void *lib = dlopen("libstdc++.so.6", RTLD_LAZY | RTLD_LOCAL);
+        tried = 1;
+        if (lib)
+            *(void **)&fn = dlsym(lib, "__cxa_demangle");
+    }
+    if (!fn || strncmp(name, "_Z", 2) != 0)
+        return NULL;
+    char *out = fn(name, NULL, NULL, &status);
+    if (status != 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* "clock_nanosleep@GLIBC_2.2.5" -> "clock_nanosleep": users know no versions. */
+static char *symbol_name(const char *fn)
+{
+    const char *at = strchr(fn, '@');
+    char *plain = at && at != fn ? strndup(fn, (size_t)(at - fn)) : strdup(fn);
+    char *readable = plain ? demangle(plain) : NULL;
+
+    if (readable) {
+        free(plain);
+        return readable;
+    }
+    return plain;
+}
+
+static const char *die_name(Dwarf_Die *die)
+{
+    Dwarf_Attribute attr;
+    /* Inlined instances name their function through abstract_origin. */
+    if (dwarf_attr_integrate(die, DW_AT_name, &attr))
+        return dwarf_formstring(&attr);
+    return NULL;
+}
+
+/* Frames for the functions inlined at addr: f (the innermost, named after
+ * the line table) becomes the chain inlined -> ... -> the symbol's function,
+ * each caller placed at the call site recorded for its callee. */
+static void expand_inlines(struct sym_module *sm, struct sym_frame *f, uint64_t addr)
+{
+    Dwarf_Addr bias;
+    Dwarf_Die *cu = dwfl_module_addrdie(sm->mod, addr, &bias), *scopes = NULL;
+    Dwarf_Files *files = NULL;
+    size_t nfiles = 0;
+    int n, i;
+
+    if (!cu || (n = dwarf_getscopes(cu, addr - bias, &scopes)) <= 0)
+        return;
+    if (dwarf_getsrcfiles(cu, &files, &nfiles) != 0)
+        files = NULL;
+    struct sym_frame *inner = f;
+    for (i = 0; i < n; i++) {
+        Dwarf_Die *die = &scopes[i];
+        Dwarf_Attribute attr;
+        Dwarf_Word call_line = 0, call_file = 0;
+
+        if (dwarf_tag(die) != DW_TAG_inlined_subroutine)
+            continue;
+        struct sym_frame *caller = calloc(1, sizeof(*caller));
+        if (!caller)
+            break;
+        *caller = *inner;
+        caller->function = inner->function;   /* the outermost keeps the symbol name */
+        caller->file = NULL;
+        caller->line = 0;
+        if (dwarf_formudata(dwarf_attr(die, DW_AT_call_line, &attr), &call_line) == 0)
+            caller->line = (int)call_line;
+        if (files && dwarf_formudata(dwarf_attr(die, DW_AT_call_file, &attr), &call_file) == 0 &&
+            call_file < nfiles) {
+            const char *src = dwarf_filesrc(files, call_file, NULL, NULL);
+            if (src)
+                caller->file = strdup(src);
+        }
+        const char *name = die_name(die);
+        inner->function = name ? strdup(name) : NULL;
+        inner->inlined = true;
+        inner->caller = caller;
+        inner = caller;
+    }
+    free(scopes);
+}
+
+static struct sym_frame *name_in_module(struct sym_module *sm, uint64_t address, uint64_t addr)
+{
+    struct sym_frame *f = calloc(1, sizeof(*f));
+    GElf_Off off;
+    GElf_Sym sym;
+    const char *fn, *src;
+    Dwfl_Line *line;
+    int lineno = 0;
+
+    if (!f)
+        return NULL;
+    f->address = address;
+    f->kind = "native";
+    f->module = sm->name;
+    f->hidden = (sm->m.flags & ST_MODULE_SELF) != 0;
+    if (sm->state == 0)
+        module_open(sm);
+    if (sm->m.flags & ST_MODULE_VDSO) {
+        f->function = strdup("[vdso]");
+        return f;
+    }
+    if (sm->state < 0) {
+        f->note = sm->note;
+        return f;
+    }
+    fn = dwfl_module_addrinfo(sm->mod, addr, &off, &sym, NULL, NULL, NULL);
+    if (fn)
+        f->function = symbol_name(fn);
+    line = dwfl_module_getsrc(sm->mod, addr);
+    if (line && (src = dwfl_lineinfo(line, NULL, &lineno, NULL, NULL, NULL)) && lineno > 0) {
+        f->file = strdup(src);
+        f->line = lineno;
+    }
+    if (!fn)
+        f->note = "no symbol";
+    expand_inlines(sm, f, addr);
+    return f;
+}
+
+/* V8's perf map names: "JS:*busyWork /srv/app.js:11:18" (older nodes say
+ * "LazyCompile:" and friends; '*' optimized, '~' interpreted, '^' baseline).
+ * Anything else is kept whole as the function name. */
+static void split_v8_name(const char *name, struct sym_frame *f)
+{
+    const char *colon = strchr(name, ':'), *space, *fn, *end, *line_at = NULL;
+    long line = 0;
+
+    if (!colon || strchr(name, ' ') < colon || !(space = strchr(colon, ' '))) {
+        f->function = strdup(name);
+        return;
+    }
+    fn = colon + 1;
+    if (*fn == '*' || *fn == '~' || *fn == '^')
+        fn++;
+    /* "file:line:col": the line is the number before the last colon. */
+    end = strrchr(space + 1, ':');
+    if (end && end > space + 1) {
+        const char *p = end - 1;
+        while (p > space + 1 && p[-1] >= '0' && p[-1] <= '9')
+            p--;
+        if (p > space + 1 && p[-1] == ':' && p < end) {
+            line = strtol(p, NULL, 10);
+            line_at = p - 1;
+        }
+    }
+    f->function = fn < space ? strndup(fn, (size_t)(space - fn)) : strdup("(anonymous)");
+    if (line_at && line > 0 && line < 1000000000) {
+        f->file = strndup(space + 1, (size_t)(line_at - space - 1));
+        f->line = (int)line;
+    } else {
+        f->file = strdup(space + 1);
+    }
+}
+
+static struct sym_frame *name_outside(struct symbolizer *s, uint64_t address, uint64_t addr)
+{
+    struct sym_frame *f = calloc(1, sizeof(*f));
+    const struct perf_entry *p;
+
+    if (!f)
+        return NULL;
+    f->address = address;
+    f->kind = "native";
+    p = perf_find(s, addr);
+    if (!p) {
+        f->note = "no module";
+        return f;
+    }
+    f->module = "[jit]";
+    f->kind = "jit";
+    /* CPython's -X perf trampolines are named "py::function:file". */
+    if (strncmp(p->name, "py::", 4) == 0) {
+        const char *colon = strrchr(p->name + 4, ':');
+        f->kind = "python";
+        f->module = "[python]";
+        f->function = colon ? strndup(p->name + 4, (size_t)(colon - p->name - 4)) : strdup(p->name + 4);
+        if (colon && colon[1])
+            f->file = strdup(colon + 1);
+    } else {
+        split_v8_name(p->name, f);
+    }
+    return f;
+}
+
+static size_t cache_hash(uint64_t addr, long mod, size_t cap)
+{
+    uint64_t h = (addr ^ ((uint64_t)mod << 48)) * 0x9e3779b97f4a7c15ull;
+    return (size_t)(h >> 17) & (cap - 1);
+}
+
+static int cache_grow(struct symbolizer *s)
+{
+    size_t cap = s->cache_cap * 2, i;
+    struct cache_slot *c = calloc(cap, sizeof(*c));
+
+    if (!c)
+        return -1;
+    for (i = 0; i < s->cache_cap; i++) {
+        struct cache_slot *o = &s->cache[i];
+        if (!o->frame)
+            continue;
+        size_t j = cache_hash(o->addr, o->mod, cap);
+        while (c[j].frame)
+            j = (j + 1) & (cap - 1);
+        c[j] = *o;
+    }
+    free(s->cache);
+    s->cache = c;
+    s->cache_cap = cap;
+    return 0;
+}
+
+const struct sym_frame *sym_lookup(struct symbolizer *s, uint64_t address, bool exact_pc,
+                                   uint64_t at_ns)
+{
+    /* A return address points after the call: look up the call itself. */
+    uint64_t addr = exact_pc || address == 0 ? address : address - 1;
+    long mod = module_find(s, addr, at_ns);
+    long key = mod * 2 + (exact_pc ? 1 : 0);  /* the same bytes differ as PC and as return */
+    size_t j;
+    struct sym_frame *f;
+
+    j = cache_hash(address, key, s->cache_cap);
+    while (s->cache[j].frame) {
+        if (s->cache[j].addr == address && s->cache[j].mod == key)
+            return s->cache[j].frame;
+        j = (j + 1) & (s->cache_cap - 1);
+    }
+    f = mod >= 0 ? name_in_module(&s->mods[mod], address, addr) : name_outside(s, address, addr);
+    if (!f)
+        return NULL;
+    if ((s->cache_used + 1) * 2 > s->cache_cap) {
+        if (cache_grow(s) < 0)
+            return f;              /* leaks one frame rather than fail */
+        j = cache_hash(address, key, s->cache_cap);
+        while (s->cache[j].frame)
+            j = (j + 1) & (s->cache_cap - 1);
+    }
+    s->cache[j].addr = address;
+    s->cache[j].mod = key;
+    s->cache[j].frame = f;
+    s->cache_used++;
+    return f;
+}
+
+void sym_free(struct symbolizer *s)
+{
+    size_t i;
+
+    if (!s)
+        return;
+    for (i = 0; s->cache && i < s->cache_cap; i++) {
+        struct sym_frame *f = s->cache[i].frame;
+        while (f) {
+            struct sym_frame *next = (struct sym_frame *)f->caller;
+            free((char *)f->function);
+            free((char *)f->file);
+            free(f);
+            f = next;
+        }
+    }
+    for (i = 0; s->mods && i < s->nmods; i++)
+        if (s->mods[i].dwfl)
+            dwfl_end(s->mods[i].dwfl);
+    for (i = 0; i < s->nperf; i++)
+        free(s->perf[i].name);
+    free(s->perf);
+    free(s->cache);
+    free(s->mods);
+    free(s->perf_map_dir);
+    free(s);
+}

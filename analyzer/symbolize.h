@@ -1,0 +1,42 @@
+/* symbolize.h - names the raw addresses of a dump offline, from the module
+ * map stored in it (libdwfl), the vdso and perf map files of JIT code. */
+#ifndef STALLTRACE_SYMBOLIZE_H
+#define STALLTRACE_SYMBOLIZE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "stalltrace/format.h"
+
+/* One frame, named. Strings live as long as the symbolizer. */
+struct sym_frame {
+    uint64_t address;              /* as recorded */
+    const char *function;          /* NULL when unknown: never a guessed name */
+    const char *module;            /* base name of the module, "[vdso]", "[jit]", or NULL */
+    const char *file;              /* source file, NULL when unknown */
+    int line;                      /* 0 when unknown */
+    const char *kind;              /* "native", "python" or "jit" */
+    const char *note;              /* why the name is missing, or NULL */
+    bool hidden;                   /* a frame of the recorder: left out of reports */
+    bool inlined;                  /* inlined into `caller`, at the same address */
+    const struct sym_frame *caller;/* the function this one was inlined into, or NULL */
+};
+
+struct symbolizer;
+
+/* mods: the module table of a dump (copied); pid: for /tmp/perf-PID.map
+ * (0: none). perf_map_dir: where to look for perf maps, NULL for /tmp. */
+struct symbolizer *sym_new(const struct st_module *mods, size_t nmods, int32_t pid,
+                           const char *perf_map_dir);
+
+/* Name an address: its innermost function; follow `caller` for the
+ * functions it was inlined into (outermost last). exact_pc: frame 0 of a stack (otherwise a return address,
+ * looked up one byte earlier). at_ns: the event's time, to pick the module
+ * loaded then when a range was reused. Never NULL except out of memory. */
+const struct sym_frame *sym_lookup(struct symbolizer *s, uint64_t address, bool exact_pc,
+                                   uint64_t at_ns);
+
+void sym_free(struct symbolizer *s);
+
+#endif /* STALLTRACE_SYMBOLIZE_H */

@@ -1,0 +1,231 @@
+/* test_dump_model.c - the report model from synthetic dumps: percentiles,
+ * stalls joined with samples, in-progress stalls, sites and the diagnosis. */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dump.h"
+#include "dump_builder.h"
+#include "model.h"
+#include "report.h"
+
+Test(dump_model, percentile_interpolates_within_a_bucket)
+{
+    uint64_t hist[ST_HIST_BUCKETS] = {0};
+
+    cr_assert_eq(model_hist_quantile(hist, 0, 0.5), 0);
+    /* 100 values in the 5 us bucket [5000, 6000) ns. */
+    hist[st_hist_bucket(5000)] = 100;
+    cr_assert_float_eq(model_hist_quantile(hist, 0, 0.5), 5500, 1e-6);
+    cr_assert_float_eq(model_hist_quantile(hist, 5800, 0.5), 5400, 1e-6);
+    cr_assert_float_eq(model_hist_quantile(hist, 5800, 1.0), 5800, 1e-6);
+}
+
+Test(dump_model, percentiles_of_a_spread_are_within_a_bucket_width)
+{
+    uint64_t hist[ST_HIST_BUCKETS] = {0};
+    uint64_t v;
+
+    for (v = 1; v <= 1000; v++)              /* 1..1000 ms, one each */
+        hist[st_hist_bucket(v * 1000000)]++;
+    double p50 = model_hist_quantile(hist, 1000000000, 0.5) / 1e6;
+    double p99 = model_hist_quantile(hist, 1000000000, 0.99) / 1e6;
+    cr_assert(p50 > 500 * 0.875 && p50 < 500 * 1.125, "p50 %f", p50);
+    cr_assert(p99 > 990 * 0.875 && p99 <= 1000, "p99 %f", p99);
+    cr_assert_float_eq(model_hist_quantile(hist, 1000000000, 1.0) / 1e6, 1000, 1e-6);
+}
+
+static const uint64_t stack_a[] = {0x10, 0x20, 0x30};
+static const uint64_t stack_b[] = {0x11, 0x21, 0x31};
+
+static struct dump_builder *two_stalls(void)
+{
+    struct dump_builder *b = db_new(2, 2, 8192);
+    const char *argv[] = {"python3", "app.py"};
+    db_set_process(b, 4321, "/usr/bin/python3", 2, argv);
+    struct st_thread *t = db_add_thread(b, 4321, "python3", ST_THREAD_LOOP | ST_THREAD_MAIN);
+    t->iterations = 1000;
+    t->busy_ns = 1200000000;
+    t->idle_ns = 10800000000ull;
+    t->max_busy_ns = 310000000;
+    t->busy_hist[st_hist_bucket(100000)] = 990;
+    t->busy_hist[st_hist_bucket(300000000)] = 10;
+    /* A blocking call, then a CPU-bound iteration with three samples. */
+    db_stall(b, 4321, ST_CALL_CLOCK_NANOSLEEP, 10, 1250000000, 301200000, stack_a, 3);
+    db_stall(b, 4321, ST_CALL_NONE, 20, 2000000000, 150000000, NULL, 0);
+    db_sample(b, 4321, 20, 2020000000, stack_a, 3);
+    db_sample(b, 4321, 20, 2040000000, stack_b, 3);
+    db_sample(b, 4321, 20, 2060000000, stack_b, 3);
+    db_sample(b, 4321, 99, 2060000000, stack_a, 3);  /* another iteration */
+    return b;
+}
+
+static struct m_process *build(struct dump_builder *b, struct dump **d, double threshold)
+{
+    char *err = NULL;
+    *d = dump_open_mem(b->buf, b->len, "m.dump", &err);
+    cr_assert_not_null(*d, "%s", err);
+    struct model_options opt = {.threshold_ms = threshold, .perf_map_dir = "/nonexistent"};
+    struct m_process *p = model_build(*d, &opt);
+    cr_assert_not_null(p);
+    return p;
+}
+
+Test(dump_model, stalls_samples_and_loop_figures)
+{
+    struct dump_builder *b = two_stalls();
+    struct dump *d;
+    db_complete(b, 12500000000ull);
+    struct m_process *p = build(b, &d, -1);
+
+    cr_assert_eq(p->complete, true);
+    cr_assert_float_eq(p->duration_s, 12.5, 1e-9);
+    cr_assert_eq(p->nthreads, 1);
+    cr_assert_eq(p->threads[0].is_loop, true);
+    cr_assert_float_eq(p->threads[0].loop.utilization, 0.1, 1e-9);
+    cr_assert_float_eq(p->threads[0].loop.max_ms, 310, 1e-9);
+    cr_assert_lt(p->threads[0].loop.p50_ms, 0.2);
+
+    cr_assert_eq(p->nstalls, 2);
+    cr_assert_str_eq(p->stalls[0].call, "clock_nanosleep");
+    cr_assert_float_eq(p->stalls[0].duration_ms, 301.2, 1e-9);
+    cr_assert_float_eq(p->stalls[0].start_s, 1.25, 1e-9);
+    cr_assert_eq(p->stalls[0].stack.n, 3);
+    cr_assert_eq(p->stalls[0].nsamples, 0);
+
+    cr_assert_null(p->stalls[1].call);
+    cr_assert_eq(p->stalls[1].nsamples, 3);
+    cr_assert_float_eq(p->stalls[1].samples[0].at_ms, 20, 1e-9);
+    cr_assert_float_eq(p->stalls[1].samples[2].at_ms, 60, 1e-9);
+    /* The stack seen most often among its samples. */
+    cr_assert_eq(p->stalls[1].stack.n, 3);
+    cr_assert_eq(p->stalls[1].stack.frames[0]->address, 0x11);
+
+    cr_assert_eq(p->nsites, 2);
+    cr_assert_eq(p->ndiagnosis, 1);
+    cr_assert_str_eq(p->diagnosis[0].culprit, "event_loop_blocking");
+    cr_assert(strstr(p->diagnosis[0].summary, "thread 4321 (python3) was blocked 2 times for up to 301 ms"),
+              "%s", p->diagnosis[0].summary);
+    cr_assert(strstr(p->diagnosis[0].summary, "mostly in clock_nanosleep"), "%s", p->diagnosis[0].summary);
+    model_free(p);
+    dump_free(d);
+    db_free(b);
+}
+
+Test(dump_model, threshold_drops_short_stalls)
+{
+    struct dump_builder *b = two_stalls();
+    struct dump *d;
+    db_complete(b, 12500000000ull);
+    struct m_process *p = build(b, &d, 200);
+    cr_assert_eq(p->nstalls, 1);
+    cr_assert_str_eq(p->stalls[0].call, "clock_nanosleep");
+    model_free(p);
+    dump_free(d);
+    db_free(b);
+}
+
+Test(dump_model, a_killed_process_shows_its_stall_in_progress)
+{
+    struct dump_builder *b = two_stalls();
+    struct dump *d;
+    struct st_file_header *h = db_header(b);
+    struct st_thread *t = (struct st_thread *)(b->buf + h->threads_offset);
+    t->live_iter_seq = 99;
+    t->live_iter_start_ns = 2050000000;
+    h->last_update_ns = 2550000000;          /* killed 500 ms into iteration 99 */
+    struct m_process *p = build(b, &d, -1);
+
+    cr_assert_eq(p->complete, false);
+    cr_assert_eq(p->nstalls, 3);
+    const struct m_stall *st = &p->stalls[2];
+    cr_assert_eq(st->in_progress, true);
+    cr_assert_float_eq(st->duration_ms, 500, 1e-6);
+    cr_assert_eq(st->nsamples, 1);
+    cr_assert_float_eq(st->samples[0].at_ms, 10, 1e-6);
+    cr_assert_eq(st->stack.n, 3);
+
+    /* And in JSON, with the fields SPEC.md promises. */
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    report_json(f, &p, 1);
+    fclose(f);
+    json_error_t jerr;
+    json_t *doc = json_loads(text, 0, &jerr);
+    cr_assert_not_null(doc, "%s", jerr.text);
+    cr_assert_str_eq(json_string_value(json_object_get(doc, "format")), "stalltrace-report");
+    json_t *proc = json_array_get(json_object_get(doc, "processes"), 0);
+    const char *keys[] = {"pid", "exe", "argv", "duration_s", "complete", "dropped_events", "threads",
+                          "stalls", "pools", "locks", "diagnosis", NULL};
+    for (int i = 0; keys[i]; i++)
+        cr_assert_not_null(json_object_get(proc, keys[i]), "missing %s", keys[i]);
+    json_t *stall = json_array_get(json_object_get(proc, "stalls"), 2);
+    cr_assert(json_is_true(json_object_get(stall, "in_progress")));
+    json_t *frame = json_array_get(json_object_get(stall, "stack"), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(frame, "address")), "0x10");
+    cr_assert(json_is_null(json_object_get(frame, "function")));
+    cr_assert_str_eq(json_string_value(json_object_get(frame, "kind")), "native");
+    json_t *thread = json_array_get(json_object_get(proc, "threads"), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(thread, "role")), "loop");
+    cr_assert_not_null(json_object_get(json_object_get(thread, "loop"), "p99_ms"));
+    json_decref(doc);
+    free(text);
+
+    /* The text report says the recording is incomplete. */
+    f = open_memstream(&text, &len);
+    report_text(f, &p, 1, NULL);
+    fclose(f);
+    cr_assert(strstr(text, "recording incomplete"), "%s", text);
+    cr_assert(strstr(text, "What to look at first"), "%s", text);
+    free(text);
+    model_free(p);
+    dump_free(d);
+    db_free(b);
+}
+
+Test(dump_model, stalls_group_by_site_and_recorder_frames_are_hidden)
+{
+    struct dump_builder *b = db_new(2, 2, 8192);
+    /* 0x7f.. lies in the recorder: its frames never reach a report. */
+    db_add_module(b, "/nonexistent/libstalltrace.so", 0x7f0000000000, 0x7f0000100000, 0, ST_MODULE_SELF);
+    db_add_thread(b, 5, "srv", ST_THREAD_LOOP);
+    const uint64_t with_self[] = {0x7f0000000100, 0x10, 0x20};
+    db_stall(b, 5, ST_CALL_RECV, 1, 1000, 40000000, with_self, 3);
+    const uint64_t same[] = {0x10, 0x20};
+    db_stall(b, 5, ST_CALL_RECV, 2, 2000, 60000000, same, 2);
+    db_stall(b, 5, ST_CALL_RECV, 3, 3000, 500000000, stack_b, 3);
+    db_complete(b, 5000000000ull);
+    struct dump *d;
+    struct m_process *p = build(b, &d, -1);
+
+    cr_assert_eq(p->nstalls, 3);
+    cr_assert_eq(p->stalls[0].stack.n, 2, "the recorder's frame is dropped");
+    cr_assert_eq(p->stalls[0].stack.frames[0]->address, 0x10);
+    cr_assert_eq(p->nsites, 2);
+    /* Worst first: one 500 ms stall beats two that total 100 ms. */
+    cr_assert_eq(p->sites[0].count, 1);
+    cr_assert_float_eq(p->sites[0].total_ms, 500, 1e-9);
+    cr_assert_eq(p->sites[1].count, 2);
+    cr_assert_float_eq(p->sites[1].max_ms, 60, 1e-9);
+    cr_assert_float_eq(p->sites[1].total_ms, 100, 1e-9);
+    cr_assert_eq(p->stalls[0].site, 1);
+    cr_assert_eq(p->stalls[2].site, 0);
+
+    /* Two dumps, two processes. */
+    struct m_process *two[2] = {p, p};
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    report_json(f, two, 2);
+    fclose(f);
+    json_t *doc = json_loads(text, 0, NULL);
+    cr_assert_eq(json_array_size(json_object_get(doc, "processes")), 2);
+    json_decref(doc);
+    free(text);
+    model_free(p);
+    dump_free(d);
+    db_free(b);
+}
