@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Installs the Debian packages stalltrace needs (only those missing) and
+# builds it with meson + ninja into build/.  Safe to run again and again.
+#
+#   bash scripts/setup.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+say() { printf 'setup: %s\n' "$*"; }
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO=(sudo)
+fi
+apt_get() { "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "$@"; }
+
+# Build: meson, ninja, pkg-config, a C toolchain and the libraries.
+# Tests: Debian's python3 with uvloop (e2e harness and the uvloop target),
+# Node.js (only when no `node` is installed already, whatever its origin).
+packages=(meson ninja-build pkg-config gcc libc6-dev libunwind-dev libcriterion-dev
+          libdw-dev libelf-dev libjansson-dev python3 python3-uvloop)
+if ! command -v node >/dev/null 2>&1; then
+    packages+=(nodejs)
+fi
+
+missing=()
+for pkg in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$pkg")
+    fi
+done
+
+log=$(mktemp /tmp/stalltrace-setup.XXXXXX)
+trap 'rm -f "$log"' EXIT
+fail() {
+    say "FAILED: $1 (last lines of its output follow)"
+    tail -n 60 "$log" | sed 's/^/  | /'
+    exit 1
+}
+
+if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]}"
+    apt_get update -qq >"$log" 2>&1 || fail "apt-get update"
+    apt_get install -y -qq --no-install-recommends "${missing[@]}" >>"$log" 2>&1 \
+        || fail "apt-get install ${missing[*]}"
+else
+    say "Debian packages already installed"
+fi
+
+if [ -f build/meson-private/coredata.dat ]; then
+    say "reconfiguring build/"
+    meson setup --reconfigure build >"$log" 2>&1 || fail "meson setup --reconfigure build"
+else
+    say "configuring build/"
+    meson setup build >"$log" 2>&1 || fail "meson setup build"
+fi
+
+say "building (ninja -C build)"
+ninja -C build >"$log" 2>&1 || fail "ninja -C build"
+say "built build/preload/libstalltrace.so and build/analyzer/stalltrace"
