@@ -124,8 +124,11 @@ static int install_handler(void)
 {
     int sig = st_rec.sample_signal;
     struct sigaction old, sa;
-    if (sig == 0 || sigaction(sig, NULL, &old) != 0 ||
-        (old.sa_flags & SA_SIGINFO) || old.sa_handler != SIG_DFL)
+    if (sig == 0 || sigaction(sig, NULL, &old) != 0)
+        return 0;
+    if ((old.sa_flags & SA_SIGINFO) && old.sa_sigaction == on_sample_signal)
+        return 1;        /* ours, inherited across fork */
+    if ((old.sa_flags & SA_SIGINFO) || old.sa_handler != SIG_DFL)
         return 0;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_sample_signal;
