@@ -18,16 +18,14 @@ void st_call_slow(uint16_t call, uint64_t t0, uint64_t elapsed, void *real_fn)
         if (elapsed > t->top_call_ns) {
             t->top_call = call;
             t->top_call_ns = elapsed;
-            t->top_nframes = (uint16_t)st_stack_here(t->top_frames, ST_MAX_FRAMES, real_fn,
-                                                     &t->top_truncated);
+            st_capture_here(&t->top_stack, real_fn);
         }
     } else if (elapsed >= st_rec.threshold_ns && t->start_routine != 0) {
         /* Only threads someone started to do work (pool workers and the
          * like): a main thread waiting for its child is no news. */
-        uintptr_t frames[ST_MAX_FRAMES];
-        uint8_t truncated;
-        unsigned n = st_stack_here(frames, ST_MAX_FRAMES, real_fn, &truncated);
-        st_emit_slow_call(t, call, st_coarse_to_rel(t0), elapsed, 0, frames, n, truncated);
+        struct st_captured c;
+        st_capture_here(&c, real_fn);
+        st_emit_slow_call(t, call, st_coarse_to_rel(t0), elapsed, 0, &c);
     }
     t->busy--;
 }

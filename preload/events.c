@@ -7,19 +7,22 @@
 
 #include "recorder.h"
 
-#define ST_RECORD_BUF (sizeof(struct st_rec_stall) + ST_MAX_FRAMES * sizeof(uint64_t))
+#define ST_RECORD_BUF (sizeof(struct st_rec_stall) + ST_STACK_BYTES)
 
-static uint32_t put_stack(struct st_stack *stack, const uintptr_t *frames, unsigned n,
-                          uint8_t truncated, uint8_t unwinder)
+uint32_t st_put_stack(struct st_stack *stack, const struct st_captured *c, uint8_t unwinder)
 {
-    stack->nframes = (uint16_t)n;
+    stack->nframes = c->nframes;
     stack->unwinder = unwinder;
-    stack->truncated = truncated;
+    stack->truncated = c->truncated;
+    stack->npython = c->npython;
+    stack->python = c->python;
     stack->reserved = 0;
     uint64_t *out = (uint64_t *)(stack + 1);
-    for (unsigned i = 0; i < n; i++)
-        out[i] = frames[i];
-    return n * (uint32_t)sizeof(uint64_t);
+    for (unsigned i = 0; i < c->nframes; i++)
+        out[i] = c->frames[i];
+    memcpy(out + c->nframes, c->py, c->npython * sizeof(struct st_pyframe));
+    return c->nframes * (uint32_t)sizeof(uint64_t) +
+           c->npython * (uint32_t)sizeof(struct st_pyframe);
 }
 
 void st_emit_stall(struct st_tls *t, uint64_t busy_ns)
@@ -35,21 +38,20 @@ void st_emit_stall(struct st_tls *t, uint64_t busy_ns)
     r->start_ns = t->iter_start_ns;
     r->busy_ns = busy_ns;
     r->calls_ns = t->calls_ns;
-    unsigned n = 0;
+    static const struct st_captured none;
+    const struct st_captured *c = &none;
     /* A call "consumed" the stall only if it took at least half of it;
      * otherwise the iteration was CPU-bound and the samples tell. */
     if (t->top_call != ST_CALL_NONE && t->top_call_ns * 2 >= busy_ns) {
         r->call = t->top_call;
         r->call_ns = t->top_call_ns;
-        n = t->top_nframes;
+        c = &t->top_stack;
     }
-    uint32_t len = sizeof *r + put_stack(&r->stack, t->top_frames, n, t->top_truncated,
-                                         ST_UNWIND_LIBUNWIND);
+    uint32_t len = sizeof *r + st_put_stack(&r->stack, c, ST_UNWIND_LIBUNWIND);
     st_ring_put(&st_rec.ring, ST_REC_STALL, r, len);
 }
 
-void st_emit_sample(struct st_tls *t, const uintptr_t *frames, unsigned n, uint8_t truncated,
-                    uint64_t at_ns)
+void st_emit_sample(struct st_tls *t, const struct st_captured *c, uint64_t at_ns)
 {
     union {
         struct st_rec_sample rec;
@@ -60,13 +62,12 @@ void st_emit_sample(struct st_tls *t, const uintptr_t *frames, unsigned n, uint8
     r->tid = t->slot->tid;
     r->iter_seq = t->slot->live_iter_seq;
     r->at_ns = at_ns;
-    uint32_t len = sizeof *r + put_stack(&r->stack, frames, n, truncated,
-                                         ST_UNWIND_LIBUNWIND_SIGNAL);
+    uint32_t len = sizeof *r + st_put_stack(&r->stack, c, ST_UNWIND_LIBUNWIND_SIGNAL);
     st_ring_put(&st_rec.ring, ST_REC_SAMPLE, r, len);
 }
 
 void st_emit_slow_call(struct st_tls *t, uint16_t call, uint64_t start_ns, uint64_t duration_ns,
-                       uint64_t object, const uintptr_t *frames, unsigned n, uint8_t truncated)
+                       uint64_t object, const struct st_captured *c)
 {
     union {
         struct st_rec_slow_call rec;
@@ -79,7 +80,7 @@ void st_emit_slow_call(struct st_tls *t, uint16_t call, uint64_t start_ns, uint6
     r->start_ns = start_ns;
     r->duration_ns = duration_ns;
     r->object = object;
-    uint32_t len = sizeof *r + put_stack(&r->stack, frames, n, truncated, ST_UNWIND_LIBUNWIND);
+    uint32_t len = sizeof *r + st_put_stack(&r->stack, c, ST_UNWIND_LIBUNWIND);
     st_ring_put(&st_rec.ring, ST_REC_SLOW_CALL, r, len);
     t->slot->slow_calls++;
 }

@@ -155,7 +155,7 @@ void st_wait_leave(struct st_wait *w, void *real_fn)
     t->iter_start_ns = now ? now : 1;
     t->top_call = ST_CALL_NONE;
     t->top_call_ns = 0;
-    t->top_nframes = 0;
+    t->top_stack.nframes = t->top_stack.npython = 0;
     t->calls_ns = 0;
     s->live_iter_seq++;
     __atomic_store_n(&s->live_iter_start_ns, t->iter_start_ns, __ATOMIC_RELEASE);

@@ -39,6 +39,7 @@ static void on_fork_child(void)
     int parent = st_rec.proc_pid;
     st_dump_abandon();
     st_watchdog_forget();
+    st_py_forget();
     memset(&st_tls, 0, sizeof st_tls);     /* the forking thread starts afresh */
     if (st_rec.state != ST_ACTIVE || !st_rec.follow_fork) {
         st_rec.state = ST_OFF;

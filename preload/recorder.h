@@ -15,6 +15,7 @@
 
 #include "stalltrace/format.h"
 #include "objects.h"
+#include "pyframes.h"
 #include "ring.h"
 
 #define ST_HIDDEN __attribute__((visibility("hidden")))
@@ -57,6 +58,16 @@ struct st_recorder {
 };
 extern struct st_recorder st_rec ST_HIDDEN;
 
+/* ---- A stack as taken: native frames, and Python frames when it runs CPython -- */
+
+struct st_captured {
+    uint16_t nframes, npython;
+    uint8_t truncated;             /* native frames were cut */
+    uint8_t python;                /* st_python_walk */
+    uintptr_t frames[ST_MAX_FRAMES];
+    struct st_pyframe py[ST_MAX_PYFRAMES];
+};
+
 /* ---- Per-thread state (threads.c) ------------------------------------------ */
 
 enum st_tls_state { ST_T_NEW = 0, ST_T_READY, ST_T_IGNORED };
@@ -88,18 +99,15 @@ struct st_tls {
     uint16_t top_call;               /* slowest wrapped call of this iteration */
     uint64_t top_call_ns;
     uint64_t calls_ns;
-    uint16_t top_nframes;
-    uint8_t top_truncated;
-    uintptr_t top_frames[ST_MAX_FRAMES];
+    struct st_captured top_stack;
 
     /* A run of timed waits on one object (sync.c). */
     uint64_t run_object;
     uint16_t run_call;
-    uint16_t run_nframes;
-    uint8_t run_truncated;
+    uint8_t run_has_stack;
     uint32_t run_retries;
     uint64_t run_start_ns, run_last_end_ns;
-    uintptr_t run_frames[ST_MAX_FRAMES];
+    struct st_captured run_stack;
 
     /* Semaphores this thread acquired lately: its posts of them are
      * releases of a lock, not hand-offs of work (wrap_sync.c). */
@@ -209,19 +217,23 @@ ST_HIDDEN void st_sync_thread_exit(struct st_tls *t);
 /* ---- Stacks (stack.c) --------------------------------------------------------- */
 
 /* Stack of the calling thread with the recorder's frames replaced by real_fn. */
-ST_HIDDEN unsigned st_stack_here(uintptr_t *frames, unsigned max, void *real_fn, uint8_t *truncated);
+ST_HIDDEN void st_capture_here(struct st_captured *c, void *real_fn);
 /* Stack of the interrupted context, from a signal handler. */
-ST_HIDDEN unsigned st_stack_signal(uintptr_t *frames, unsigned max, void *ucontext, uint8_t *truncated);
+ST_HIDDEN void st_capture_signal(struct st_captured *c, void *ucontext);
 ST_HIDDEN void st_stack_warm_up(void);
 
 /* ---- Records (events.c) -------------------------------------------------------- */
 
 ST_HIDDEN void st_emit_stall(struct st_tls *t, uint64_t busy_ns);
-ST_HIDDEN void st_emit_sample(struct st_tls *t, const uintptr_t *frames, unsigned n,
-                              uint8_t truncated, uint64_t at_ns);
+ST_HIDDEN void st_emit_sample(struct st_tls *t, const struct st_captured *c, uint64_t at_ns);
 ST_HIDDEN void st_emit_slow_call(struct st_tls *t, uint16_t call, uint64_t start_ns,
                                  uint64_t duration_ns, uint64_t object,
-                                 const uintptr_t *frames, unsigned n, uint8_t truncated);
+                                 const struct st_captured *c);
+/* Writes c as a struct st_stack and its frames at `stack`; returns the bytes
+ * that follow the struct. */
+ST_HIDDEN uint32_t st_put_stack(struct st_stack *stack, const struct st_captured *c,
+                                uint8_t unwinder);
+#define ST_STACK_BYTES (ST_MAX_FRAMES * sizeof(uint64_t) + ST_MAX_PYFRAMES * sizeof(struct st_pyframe))
 
 /* ---- Modules (modules.c), watchdog & sampler (watchdog.c), config (config.c) -- */
 

@@ -11,7 +11,7 @@ static int in_self(uintptr_t ip) { return ip >= st_rec.self_start && ip < st_rec
 
 /* Frame 0 becomes the real libc function the wrapper called, so the stack
  * reads "clock_nanosleep <- pysleep <- ..." as if we were not there. */
-unsigned st_stack_here(uintptr_t *frames, unsigned max, void *real_fn, uint8_t *truncated)
+static unsigned native_here(uintptr_t *frames, unsigned max, void *real_fn, uint8_t *truncated)
 {
     void *raw[ST_MAX_FRAMES + 16];
     int n = unw_backtrace(raw, (int)(sizeof raw / sizeof raw[0]));
@@ -29,7 +29,7 @@ unsigned st_stack_here(uintptr_t *frames, unsigned max, void *real_fn, uint8_t *
     return out;
 }
 
-unsigned st_stack_signal(uintptr_t *frames, unsigned max, void *ucontext, uint8_t *truncated)
+static unsigned native_signal(uintptr_t *frames, unsigned max, void *ucontext, uint8_t *truncated)
 {
     unw_cursor_t cursor;
     unsigned out = 0;
@@ -51,6 +51,19 @@ unsigned st_stack_signal(uintptr_t *frames, unsigned max, void *ucontext, uint8_
     return out;
 }
 
+void st_capture_here(struct st_captured *c, void *real_fn)
+{
+    c->nframes = (uint16_t)native_here(c->frames, ST_MAX_FRAMES, real_fn, &c->truncated);
+    st_py_init();
+    c->npython = (uint16_t)st_py_walk(c->py, ST_MAX_PYFRAMES, &c->python);
+}
+
+void st_capture_signal(struct st_captured *c, void *ucontext)
+{
+    c->nframes = (uint16_t)native_signal(c->frames, ST_MAX_FRAMES, ucontext, &c->truncated);
+    c->npython = (uint16_t)st_py_walk(c->py, ST_MAX_PYFRAMES, &c->python);
+}
+
 /* libunwind builds its per-thread cache on first use: do that outside a
  * signal handler, once per thread that may be sampled. */
 void st_stack_warm_up(void)
@@ -60,4 +73,5 @@ void st_stack_warm_up(void)
         unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
     void *raw[8];
     unw_backtrace(raw, 8);
+    st_py_init();
 }

@@ -27,11 +27,11 @@ static void emit_span(const struct st_object *o, const struct st_span *span)
 
 static void emit_lock_wait(struct st_tls *t, uint16_t call, uint16_t kind, uint64_t object,
                            uint64_t start, uint64_t duration, uint32_t retries,
-                           const uintptr_t *frames, unsigned n, uint8_t truncated)
+                           const struct st_captured *c)
 {
     union {
         struct st_rec_lock_wait rec;
-        uint8_t bytes[sizeof(struct st_rec_lock_wait) + ST_MAX_FRAMES * sizeof(uint64_t)];
+        uint8_t bytes[sizeof(struct st_rec_lock_wait) + ST_STACK_BYTES];
     } buf;
     struct st_rec_lock_wait *r = &buf.rec;
     __builtin_memset(r, 0, sizeof *r);
@@ -42,13 +42,8 @@ static void emit_lock_wait(struct st_tls *t, uint16_t call, uint16_t kind, uint6
     r->start_ns = start;
     r->duration_ns = duration;
     r->retries = retries;
-    r->stack.nframes = (uint16_t)n;
-    r->stack.unwinder = ST_UNWIND_LIBUNWIND;
-    r->stack.truncated = truncated;
-    uint64_t *out = (uint64_t *)(&r->stack + 1);
-    for (unsigned i = 0; i < n; i++)
-        out[i] = frames[i];
-    st_ring_put(&st_rec.ring, ST_REC_LOCK_WAIT, r, sizeof *r + n * sizeof(uint64_t));
+    uint32_t len = sizeof *r + st_put_stack(&r->stack, c, ST_UNWIND_LIBUNWIND);
+    st_ring_put(&st_rec.ring, ST_REC_LOCK_WAIT, r, len);
 }
 
 /* The run of timed waits is over: record it if it was long. */
@@ -57,9 +52,10 @@ static void flush_run(struct st_tls *t)
     if (t->run_object == 0)
         return;
     uint64_t duration = t->run_last_end_ns - t->run_start_ns;
+    static const struct st_captured none;
     if (duration >= st_rec.threshold_ns && t->run_retries > 1)
         emit_lock_wait(t, t->run_call, ST_OBJ_COND, t->run_object, t->run_start_ns, duration,
-                       t->run_retries, t->run_frames, t->run_nframes, t->run_truncated);
+                       t->run_retries, t->run_has_stack ? &t->run_stack : &none);
     t->run_object = 0;
 }
 
@@ -93,7 +89,7 @@ int st_sync_begin(struct st_sync *s, void *object, uint16_t kind, uint16_t call,
             t->run_call = call;
             t->run_start_ns = now;
             t->run_retries = 0;
-            t->run_nframes = 0;
+            t->run_has_stack = 0;
         } else if (s->obj != NULL) {
             __atomic_fetch_or(&s->obj->flags, ST_OBJ_TIMED_RETRY, __ATOMIC_RELAXED);
         }
@@ -154,9 +150,10 @@ void st_sync_end(struct st_sync *s, int timed_out, void *real_fn)
     if (timed_run) {
         t->run_last_end_ns = now;
         t->run_retries++;
-        if (now - t->run_start_ns >= st_rec.threshold_ns && t->run_nframes == 0)
-            t->run_nframes = (uint16_t)st_stack_here(t->run_frames, ST_MAX_FRAMES, real_fn,
-                                                     &t->run_truncated);
+        if (now - t->run_start_ns >= st_rec.threshold_ns && !t->run_has_stack) {
+            st_capture_here(&t->run_stack, real_fn);
+            t->run_has_stack = 1;
+        }
         if (!timed_out)
             flush_run(t);
     }
@@ -165,13 +162,11 @@ void st_sync_end(struct st_sync *s, int timed_out, void *real_fn)
         st_call_slow(s->call, now - waited + st_rec.start_mono_ns, waited, real_fn);
         t->busy++;
     } else if (!in_iteration && long_wait && !timed_run) {
-        uintptr_t frames[ST_MAX_FRAMES];
-        uint8_t truncated;
-        unsigned n = st_stack_here(frames, ST_MAX_FRAMES, real_fn, &truncated);
+        struct st_captured c;
+        st_capture_here(&c, real_fn);
         if (o != NULL)
             __atomic_fetch_add(&o->long_waits, 1, __ATOMIC_RELAXED);
-        emit_lock_wait(t, s->call, s->kind, s->object, s->start_ns, waited, 1, frames, n,
-                       truncated);
+        emit_lock_wait(t, s->call, s->kind, s->object, s->start_ns, waited, 1, &c);
     }
     t->busy--;
     errno = saved_errno;

@@ -50,10 +50,9 @@ static void on_sample_signal(int sig, siginfo_t *info, void *ucontext)
         goto out;
     }
     t->busy++;
-    uintptr_t frames[ST_MAX_FRAMES];
-    uint8_t truncated;
-    unsigned n = st_stack_signal(frames, ST_MAX_FRAMES, ucontext, &truncated);
-    st_emit_sample(t, frames, n, truncated, st_now_ns());
+    struct st_captured c;
+    st_capture_signal(&c, ucontext);
+    st_emit_sample(t, &c, st_now_ns());
     t->busy--;
 out:
     errno = saved_errno;

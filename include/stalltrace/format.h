@@ -339,6 +339,7 @@ enum st_record_type {
     ST_REC_THREAD_NAME = 4,        /* struct st_rec_thread_name */
     ST_REC_LOCK_WAIT = 5,          /* struct st_rec_lock_wait */
     ST_REC_SATURATION = 6,         /* struct st_rec_saturation */
+    ST_REC_PYCODE = 7,             /* struct st_rec_pycode */
 };
 
 struct st_record {
@@ -361,8 +362,43 @@ struct st_stack {
     uint16_t nframes;              /* <= ST_MAX_FRAMES */
     uint8_t unwinder;              /* st_unwinder */
     uint8_t truncated;             /* 1: deeper frames were cut */
-    uint32_t reserved;
-    /* uint64_t frames[nframes] follows */
+    uint16_t npython;              /* <= ST_MAX_PYFRAMES */
+    uint8_t python;                /* st_python_walk: how the Python walk went */
+    uint8_t reserved;
+    /* uint64_t frames[nframes] follows, then struct st_pyframe[npython] */
+};
+
+/* ---- CPython frames ----------------------------------------------------------
+ * When the thread runs CPython, a stack also carries its Python frames,
+ * innermost first, read in process from the interpreter's frame chain. A
+ * frame names its code object by address; the code object's names and line
+ * table are written once per address as an ST_REC_PYCODE record, so the
+ * analyzer can name the frame and compute its line offline.
+ *
+ * Splicing: every native _PyEval_EvalFrameDefault frame runs one or more
+ * Python frames; the one that entered it carries ST_PYFRAME_ENTRY. The
+ * innermost eval frame runs the Python frames up to and including the first
+ * ENTRY frame, the next eval frame the following run, and so on.
+ */
+#define ST_MAX_PYFRAMES 64u
+
+enum st_python_walk {
+    ST_PY_NONE = 0,                /* not a Python thread, or no interpreter seen */
+    ST_PY_OK = 1,                  /* complete chain */
+    ST_PY_TRUNCATED = 2,           /* stopped at ST_MAX_PYFRAMES */
+    ST_PY_IMPLAUSIBLE = 3,         /* stopped on memory that did not look right */
+    ST_PY_UNSUPPORTED = 4,         /* an interpreter version we do not know */
+};
+
+enum st_pyframe_flags {
+    ST_PYFRAME_ENTRY = 1u << 0,    /* first frame of an eval-loop invocation */
+};
+
+struct st_pyframe {
+    uint64_t code;                 /* PyCodeObject address: see ST_REC_PYCODE */
+    uint32_t instr;                /* code unit index of the current instruction,
+                                      UINT32_MAX when unknown */
+    uint32_t flags;                /* st_pyframe_flags */
 };
 
 /* A loop iteration whose busy time reached the threshold. */
@@ -433,6 +469,22 @@ struct st_rec_saturation {
     uint32_t members;              /* live members during the span */
     uint32_t retroactive;          /* 1: dated back to the first member's start,
                                       before the pool was first seen idle */
+};
+
+/* A CPython code object, written once per address before the first stack
+ * that names it. The line table is CPython's co_linetable (the PEP 657
+ * location table of 3.11-3.13), so lines are computed offline. */
+struct st_rec_pycode {
+    struct st_record hdr;
+    uint64_t code;                 /* its address */
+    uint32_t firstlineno;
+    uint16_t py_version;           /* 0x030b for 3.11, ... */
+    uint16_t qualname_len;         /* bytes, no terminator */
+    uint16_t filename_len;
+    uint16_t linetable_len;        /* 0 when it was too long to keep */
+    uint32_t reserved;
+    /* char qualname[qualname_len], filename[filename_len],
+       uint8_t linetable[linetable_len] follow */
 };
 
 #endif /* STALLTRACE_FORMAT_H */

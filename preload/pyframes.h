@@ -1,0 +1,24 @@
+/* pyframes.h - the Python frames of the calling thread, read in process
+ * from CPython's frame chain (3.11, 3.12, 3.13), without the GIL.
+ */
+#ifndef STALLTRACE_PYFRAMES_H
+#define STALLTRACE_PYFRAMES_H
+
+#include <stdint.h>
+
+#include "stalltrace/format.h"
+
+/* Finds the interpreter, if any, and its layout; not from a signal handler
+ * (dlsym). Cheap after the first call. */
+void st_py_init(void);
+
+/* Fills out[] innermost first and returns the count; *status says how the
+ * walk went (st_python_walk). Async-signal-safe: every read goes through
+ * process_vm_readv, so a wrong guess gives a shorter stack, never a fault.
+ * New code objects are written to the ring as ST_REC_PYCODE records. */
+unsigned st_py_walk(struct st_pyframe *out, unsigned max, uint8_t *status);
+
+/* After fork: the child's dump has none of the code records yet. */
+void st_py_forget(void);
+
+#endif
