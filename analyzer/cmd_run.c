@@ -81,6 +81,24 @@ static int set_preload(const char *lib)
     return rc;
 }
 
+/* Node names its JIT code in /tmp/perf-PID.map only when asked; without it
+ * a stall in JavaScript shows as anonymous addresses. NODE_OPTIONS reaches
+ * every node process the command starts, and nothing else reads it. */
+static int enable_jit_maps(void)
+{
+    const char *old = getenv("NODE_OPTIONS");
+    char *val;
+    int rc;
+
+    if (old && strstr(old, "--perf-basic-prof"))
+        return 0;
+    if (asprintf(&val, "%s%s--perf-basic-prof", old ? old : "", old && *old ? " " : "") < 0)
+        return -1;
+    rc = setenv("NODE_OPTIONS", val, 1);
+    free(val);
+    return rc;
+}
+
 /* The output pattern as a glob: %p %e %t become '*', glob characters in
  * the rest are escaped. */
 static char *pattern_glob(const char *pat)
@@ -119,7 +137,8 @@ static int parse_number(const char *s, double max, double *v)
 
 static void run_usage(FILE *out)
 {
-    fprintf(out, "usage: stalltrace run [-o PATH] [--threshold MS] [--buffer-mb N] [--] CMD [ARGS...]\n");
+    fprintf(out, "usage: stalltrace run [-o PATH] [--threshold MS] [--buffer-mb N] [--no-jit-maps]\n"
+                 "                      [--] CMD [ARGS...]\n");
 }
 
 int cmd_run(int argc, char **argv)
@@ -128,6 +147,7 @@ int cmd_run(int argc, char **argv)
         {"output", required_argument, NULL, 'o'},
         {"threshold", required_argument, NULL, 't'},
         {"buffer-mb", required_argument, NULL, 'b'},
+        {"no-jit-maps", no_argument, NULL, 'J'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -138,7 +158,7 @@ int cmd_run(int argc, char **argv)
     char *lib, *g;
     glob_t gl;
     double v;
-    int c, status, rc, found = 0;
+    int c, status, rc, found = 0, jit_maps = 1;
 
     optind = 1;
     opterr = 0;
@@ -161,6 +181,9 @@ int cmd_run(int argc, char **argv)
                 return 2;
             }
             buffer = optarg;
+            break;
+        case 'J':
+            jit_maps = 0;
             break;
         case 'h':
             run_usage(stdout);
@@ -189,7 +212,8 @@ int cmd_run(int argc, char **argv)
         output = DEFAULT_OUTPUT;
     if (set_preload(lib) < 0 || setenv("STALLTRACE_OUTPUT", output, 1) < 0 ||
         (threshold && setenv("STALLTRACE_THRESHOLD_MS", threshold, 1) < 0) ||
-        (buffer && setenv("STALLTRACE_BUFFER_MB", buffer, 1) < 0)) {
+        (buffer && setenv("STALLTRACE_BUFFER_MB", buffer, 1) < 0) ||
+        (jit_maps && enable_jit_maps() < 0)) {
         fprintf(stderr, "stalltrace: run: cannot set the environment\n");
         free(lib);
         return 2;
