@@ -5,9 +5,6 @@
 #include <dlfcn.h>
 #include <pthread.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <sys/uio.h>
-#include <unistd.h>
 
 #include "pyframes.h"
 #include "recorder.h"
@@ -50,19 +47,12 @@ static struct {
     int tries;
     struct py_layout l;
     uintptr_t runtime, code_type;
-    pid_t pid;
 } py;
 
 static uint64_t seen_codes[CODE_CACHE];
 static ST_TLS uintptr_t cached_tstate;
 
-static int peek(void *dst, uintptr_t src, size_t n)
-{
-    if (src < 4096)
-        return 0;
-    struct iovec local = {dst, n}, remote = {(void *)src, n};
-    return syscall(SYS_process_vm_readv, py.pid, &local, 1, &remote, 1, 0) == (ssize_t)n;
-}
+static int peek(void *dst, uintptr_t src, size_t n) { return st_safe_read(dst, src, n); }
 
 static uintptr_t peek_ptr(uintptr_t src)
 {
@@ -109,7 +99,6 @@ void st_py_init(void)
 {
     if (py.state != 0 || py.tries++ > 16)
         return;
-    py.pid = getpid();
     const unsigned long *version = dlsym(RTLD_DEFAULT, "Py_Version");
     uintptr_t runtime = (uintptr_t)dlsym(RTLD_DEFAULT, "_PyRuntime");
     uintptr_t code_type = (uintptr_t)dlsym(RTLD_DEFAULT, "PyCode_Type");
@@ -135,7 +124,6 @@ void st_py_init(void)
 void st_py_forget(void)
 {
     memset(seen_codes, 0, sizeof seen_codes);
-    py.pid = getpid();
 }
 
 /* This thread's PyThreadState: the one whose thread_id is pthread_self(). */

@@ -221,6 +221,7 @@ ST_HIDDEN void st_capture_here(struct st_captured *c, void *real_fn);
 /* Stack of the interrupted context, from a signal handler. */
 ST_HIDDEN void st_capture_signal(struct st_captured *c, void *ucontext);
 ST_HIDDEN void st_stack_warm_up(void);
+ST_HIDDEN int st_safe_read(void *dst, uintptr_t src, size_t n);
 
 /* ---- Records (events.c) -------------------------------------------------------- */
 

@@ -3,11 +3,38 @@
  */
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 #include "recorder.h"
 
 static int in_self(uintptr_t ip) { return ip >= st_rec.self_start && ip < st_rec.self_end; }
+
+static unsigned walk(unw_cursor_t *cursor, uintptr_t *frames, unsigned max, unsigned out,
+                     uint8_t *truncated);
+static int in_module(uintptr_t ip);
+
+/* unw_backtrace stopped in JIT code: walk again, the slow way, from the
+ * last frame it reached. */
+static unsigned native_here_through_jit(uintptr_t *frames, unsigned max, unsigned got)
+{
+    unw_context_t ctx;
+    unw_cursor_t cursor;
+    uint8_t truncated = 0;
+    if (unw_getcontext(&ctx) < 0 || unw_init_local(&cursor, &ctx) < 0)
+        return got;
+    uintptr_t last = frames[got - 1];
+    for (int guard = 0; guard < (int)ST_MAX_FRAMES + 16; guard++) {
+        unw_word_t ip;
+        if (unw_get_reg(&cursor, UNW_REG_IP, &ip) < 0 || ip == last)
+            return walk(&cursor, frames, max, got - 1, &truncated);
+        if (unw_step(&cursor) <= 0)
+            break;
+    }
+    return got;
+}
 
 /* Frame 0 becomes the real libc function the wrapper called, so the stack
  * reads "clock_nanosleep <- pysleep <- ..." as if we were not there. */
@@ -26,26 +53,79 @@ static unsigned native_here(uintptr_t *frames, unsigned max, void *real_fn, uint
     *truncated = i < n || n == (int)(sizeof raw / sizeof raw[0]);
     if (!st_modules_cover(frames, out))
         st_modules_refresh();      /* something was dlopen'ed since */
+    if (out > 1 && !*truncated && !in_module(frames[out - 1]))
+        out = native_here_through_jit(frames, max, out);
     return out;
 }
 
-static unsigned native_signal(uintptr_t *frames, unsigned max, void *ucontext, uint8_t *truncated)
+/* Safe reads of our own memory: a bad pointer gives an error, not a fault. */
+int st_safe_read(void *dst, uintptr_t src, size_t n)
 {
-    unw_cursor_t cursor;
-    unsigned out = 0;
-    *truncated = 0;
-    if (unw_init_local2(&cursor, (unw_context_t *)ucontext, UNW_INIT_SIGNAL_FRAME) < 0)
+    if (src < 4096)
         return 0;
-    do {
+    struct iovec local = {dst, n}, remote = {(void *)src, n};
+    return syscall(SYS_process_vm_readv, st_rec.proc_pid, &local, 1, &remote, 1, 0) == (ssize_t)n;
+}
+
+static int in_module(uintptr_t ip) { return st_modules_cover(&ip, 1); }
+
+/* JIT code (V8's) has no unwind tables but keeps frame pointers: hop along
+ * the rbp chain until a return address lands in a module again, then let
+ * libunwind go on from there with a context made of that frame. */
+static int hop_frame_pointers(unw_cursor_t *cursor, uintptr_t *frames, unsigned max,
+                              unsigned *out)
+{
+    unw_word_t rbp;
+    if (unw_get_reg(cursor, UNW_X86_64_RBP, &rbp) < 0)
+        return 0;
+    for (unsigned hops = 0; hops < 64 && *out < max; hops++) {
+        uintptr_t saved[2];        /* caller's rbp, return address */
+        if ((rbp & 7) || !st_safe_read(saved, rbp, sizeof saved) || saved[1] < 4096 ||
+            saved[0] <= rbp || saved[0] - rbp > (16u << 20))
+            return 0;
+        frames[(*out)++] = saved[1];
+        if (in_module(saved[1])) {
+            unw_context_t ctx;
+            if (unw_getcontext(&ctx) < 0)
+                return 0;
+            ctx.uc_mcontext.gregs[REG_RIP] = (greg_t)saved[1];
+            ctx.uc_mcontext.gregs[REG_RSP] = (greg_t)(rbp + 16);
+            ctx.uc_mcontext.gregs[REG_RBP] = (greg_t)saved[0];
+            return unw_init_local2(cursor, &ctx, 0) == 0 && unw_step(cursor) > 0;
+        }
+        rbp = saved[0];
+    }
+    return 0;
+}
+
+/* Frames from the cursor's current frame on; through JIT code if needed. */
+static unsigned walk(unw_cursor_t *cursor, uintptr_t *frames, unsigned max, unsigned out,
+                     uint8_t *truncated)
+{
+    for (;;) {
         unw_word_t ip;
-        if (unw_get_reg(&cursor, UNW_REG_IP, &ip) < 0 || ip == 0)
+        if (unw_get_reg(cursor, UNW_REG_IP, &ip) < 0 || ip == 0)
             break;
         if (out == max) {
             *truncated = 1;
             break;
         }
         frames[out++] = (uintptr_t)ip;
-    } while (unw_step(&cursor) > 0);
+        if (unw_step(cursor) > 0)
+            continue;
+        if (in_module(ip) || !hop_frame_pointers(cursor, frames, max, &out))
+            break;
+    }
+    return out;
+}
+
+static unsigned native_signal(uintptr_t *frames, unsigned max, void *ucontext, uint8_t *truncated)
+{
+    unw_cursor_t cursor;
+    *truncated = 0;
+    if (unw_init_local2(&cursor, (unw_context_t *)ucontext, UNW_INIT_SIGNAL_FRAME) < 0)
+        return 0;
+    unsigned out = walk(&cursor, frames, max, 0, truncated);
     if (!st_modules_cover(frames, out))
         st_rec.modules_stale = 1;  /* the watchdog refreshes: not safe here */
     return out;
