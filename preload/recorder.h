@@ -49,7 +49,7 @@ struct st_recorder {
     uint64_t threshold_ns;
     uint64_t slow_bar_ns;            /* a call this long (coarse) gets a stack */
     uint64_t sample_interval_ns;
-    int sample_signal;               /* 0: no in-stall sampling */
+    volatile int sample_signal;      /* 0: no in-stall sampling (or given back) */
     int follow_fork;
     int proc_pid;                    /* getpid(), cached for the signal handler */
     uintptr_t self_start, self_end;  /* the recorder's own text: frames hidden */
@@ -242,6 +242,7 @@ ST_HIDDEN void st_modules_refresh(void);
 ST_HIDDEN int st_modules_cover(const uintptr_t *frames, unsigned n);
 ST_HIDDEN void st_watchdog_start(void);
 ST_HIDDEN void st_watchdog_forget(void);
+ST_HIDDEN void st_watchdog_yield_signal(void);
 
 struct st_config {
     char output[4096];

@@ -94,7 +94,9 @@ static int scan_loops(uint64_t now)
             continue;
         sp->last_ns = now;
         sp->count++;
-        syscall(SYS_tgkill, st_rec.proc_pid, tid, st_rec.sample_signal);
+        int sig = __atomic_load_n(&st_rec.sample_signal, __ATOMIC_SEQ_CST);
+        if (sig != 0)
+            syscall(SYS_tgkill, st_rec.proc_pid, tid, sig);
     }
     return stalled;
 }
@@ -140,7 +142,10 @@ void st_watchdog_start(void)
 {
     if (__atomic_exchange_n(&started, 1, __ATOMIC_ACQ_REL))
         return;
-    if (install_handler())
+    st_tls.busy++;            /* our own sigaction calls must not make us yield */
+    int installed = install_handler();
+    st_tls.busy--;
+    if (installed)
         __atomic_fetch_or(&st_rec.hdr->flags, ST_FLAG_SAMPLING, __ATOMIC_RELAXED);
     else
         st_rec.sample_signal = 0;
@@ -160,6 +165,16 @@ void st_watchdog_start(void)
         st_rec.sample_signal = 0;
     pthread_attr_destroy(&attr);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* The target wants the signal: stop sending it. A sample already in flight
+ * finds our handler gone and lands in the target's, so none must be: the
+ * watchdog checks sample_signal right before every tgkill. */
+void st_watchdog_yield_signal(void)
+{
+    __atomic_store_n(&st_rec.sample_signal, 0, __ATOMIC_SEQ_CST);
+    if (st_rec.hdr != NULL)
+        __atomic_fetch_and(&st_rec.hdr->flags, ~ST_FLAG_SAMPLING, __ATOMIC_RELAXED);
 }
 
 /* After fork: the child has no watchdog thread. */

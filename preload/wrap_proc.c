@@ -3,6 +3,7 @@
  * not wrapped: glibc resolves a relative name from its caller's RUNPATH.
  */
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -75,4 +76,26 @@ ST_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
         errno = saved_errno;
     }
     return r;
+}
+
+/* The target takes our sampling signal for itself: sampling steps aside for
+ * good and the target's handler is installed as asked. */
+ST_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+    __typeof__(&sigaction) real = ST_REAL(sigaction);
+    if (ST_UNLIKELY(real == NULL))
+        return (int)syscall(SYS_rt_sigaction, sig, act, old, _NSIG / 8);
+    if (act != NULL && sig != 0 && sig == st_rec.sample_signal && !st_tls.busy)
+        st_watchdog_yield_signal();
+    return real(sig, act, old);
+}
+
+ST_EXPORT sighandler_t signal(int sig, sighandler_t handler)
+{
+    __typeof__(&signal) real = ST_REAL(signal);
+    if (ST_UNLIKELY(real == NULL))
+        return SIG_ERR;
+    if (sig != 0 && sig == st_rec.sample_signal && !st_tls.busy)
+        st_watchdog_yield_signal();
+    return real(sig, handler);
 }
