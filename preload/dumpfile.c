@@ -264,6 +264,11 @@ void st_dump_finish(uint32_t end_reason, int end_signal)
         syscall(SYS_unlink, st_rec.dump_path);
         return;
     }
+    if (end_reason == ST_END_EXIT) {
+        st_tls.busy++;
+        st_jitmap_copy();
+        st_tls.busy--;
+    }
     h->last_update_ns = st_now_ns();
     h->end_reason = end_reason;
     h->end_signal = end_signal;

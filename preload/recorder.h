@@ -261,6 +261,7 @@ ST_HIDDEN int st_dump_create(const struct st_config *cfg, int forked_from);
 ST_HIDDEN void st_dump_finish(uint32_t end_reason, int end_signal);
 ST_HIDDEN void st_dump_abandon(void);
 ST_HIDDEN void st_recorder_child_start(void);
+ST_HIDDEN void st_jitmap_copy(void);
 
 /* Resolved real functions (real.c). */
 ST_HIDDEN void *st_real(void **cache, const char *name);

@@ -340,6 +340,7 @@ enum st_record_type {
     ST_REC_LOCK_WAIT = 5,          /* struct st_rec_lock_wait */
     ST_REC_SATURATION = 6,         /* struct st_rec_saturation */
     ST_REC_PYCODE = 7,             /* struct st_rec_pycode */
+    ST_REC_JITSYM = 8,             /* struct st_rec_jitsym */
 };
 
 struct st_record {
@@ -485,6 +486,18 @@ struct st_rec_pycode {
     uint32_t reserved;
     /* char qualname[qualname_len], filename[filename_len],
        uint8_t linetable[linetable_len] follow */
+};
+
+/* A JIT symbol from the process's perf map (/tmp/perf-PID.map, written by
+ * node --perf-basic-prof or python -X perf), copied at exit for the
+ * addresses recorded stacks need, so the dump is readable without /tmp. */
+struct st_rec_jitsym {
+    struct st_record hdr;
+    uint64_t start;
+    uint32_t size;
+    uint16_t name_len;             /* bytes, no terminator */
+    uint16_t reserved;
+    /* char name[name_len] follows */
 };
 
 #endif /* STALLTRACE_FORMAT_H */

@@ -1,0 +1,158 @@
+/* jitmap.c - at exit, copy from the perf map (/tmp/perf-PID.map) the JIT
+ * symbols that recorded stacks point into, so the dump names them alone.
+ */
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "recorder.h"
+
+#define MAX_ADDRESSES 65536u
+
+struct addresses {
+    uint64_t *v;
+    size_t n;
+};
+
+static void collect_stack(struct addresses *a, const uint8_t *rec, size_t stack_off, size_t size)
+{
+    if (stack_off + sizeof(struct st_stack) > size)
+        return;
+    const struct st_stack *st = (const struct st_stack *)(rec + stack_off);
+    const uint64_t *frames = (const uint64_t *)(st + 1);
+    for (unsigned i = 0; i < st->nframes && a->n < MAX_ADDRESSES; i++) {
+        if ((const uint8_t *)(frames + i + 1) > rec + size)
+            break;
+        uintptr_t ip = frames[i];
+        if (!st_modules_cover(&ip, 1))
+            a->v[a->n++] = ip;
+    }
+}
+
+/* Addresses of every recorded frame that lies in no module. */
+static void collect(struct addresses *a)
+{
+    const struct st_ring *ring = &st_rec.ring;
+    uint64_t head = *ring->head, pos = head > ring->size ? head - ring->size : 0;
+    static uint8_t rec[sizeof(struct st_rec_lock_wait) + ST_STACK_BYTES];
+    while (pos < head) {
+        const struct st_record *h = (const struct st_record *)(ring->base + (pos & (ring->size - 1)));
+        if (h->pos != pos || h->magic != ST_RECORD_MAGIC || h->size < sizeof *h ||
+            h->size % ST_RECORD_ALIGN) {
+            pos += ST_RECORD_ALIGN;
+            continue;
+        }
+        size_t size = h->size < sizeof rec ? h->size : sizeof rec;
+        for (size_t i = 0; i < size; i++)
+            rec[i] = ring->base[(pos + i) & (ring->size - 1)];
+        if (h->type == ST_REC_STALL)
+            collect_stack(a, rec, offsetof(struct st_rec_stall, stack), size);
+        else if (h->type == ST_REC_SAMPLE)
+            collect_stack(a, rec, offsetof(struct st_rec_sample, stack), size);
+        else if (h->type == ST_REC_SLOW_CALL)
+            collect_stack(a, rec, offsetof(struct st_rec_slow_call, stack), size);
+        else if (h->type == ST_REC_LOCK_WAIT)
+            collect_stack(a, rec, offsetof(struct st_rec_lock_wait, stack), size);
+        pos += h->size;
+    }
+}
+
+static int cmp_u64(const void *x, const void *y)
+{
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+static int wanted(const struct addresses *a, uint64_t start, uint64_t size)
+{
+    size_t lo = 0, hi = a->n;
+    while (lo < hi) {               /* first address >= start */
+        size_t mid = lo + (hi - lo) / 2;
+        if (a->v[mid] < start)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < a->n && a->v[lo] - start < size;
+}
+
+static uint64_t parse_hex(const char **p, const char *end)
+{
+    uint64_t v = 0;
+    for (; *p < end; (*p)++) {
+        char c = **p;
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0)
+            break;
+        v = v * 16 + (uint64_t)d;
+    }
+    return v;
+}
+
+/* One "START SIZE NAME" line of the perf map. */
+static void emit_line(const struct addresses *a, const char *p, const char *end)
+{
+    if (end - p > 2 && p[0] == '0' && (p[1] == 'x' || p[1] == 'X'))
+        p += 2;
+    uint64_t start = parse_hex(&p, end);
+    if (p >= end || *p++ != ' ')
+        return;
+    uint64_t size = parse_hex(&p, end);
+    if (p >= end || *p++ != ' ' || size == 0 || size > UINT32_MAX || !wanted(a, start, size))
+        return;
+    union {
+        struct st_rec_jitsym rec;
+        uint8_t bytes[sizeof(struct st_rec_jitsym) + 512];
+    } buf;
+    struct st_rec_jitsym *r = &buf.rec;
+    memset(r, 0, sizeof *r);
+    r->start = start;
+    r->size = (uint32_t)size;
+    r->name_len = (uint16_t)(end - p < 512 ? end - p : 512);
+    memcpy(r + 1, p, r->name_len);
+    st_ring_put(&st_rec.ring, ST_REC_JITSYM, r, sizeof *r + r->name_len);
+}
+
+void st_jitmap_copy(void)
+{
+    char path[64] = "/tmp/perf-";
+    size_t n = strlen(path);
+    char digits[16];
+    int k = 0;
+    for (unsigned pid = (unsigned)st_rec.proc_pid; pid || !k; pid /= 10)
+        digits[k++] = (char)('0' + pid % 10);
+    while (k > 0)
+        path[n++] = digits[--k];
+    memcpy(path + n, ".map", 5);
+
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return;
+    struct addresses a = {malloc(MAX_ADDRESSES * sizeof(uint64_t)), 0};
+    char *buf = malloc(1 << 16);
+    if (a.v != NULL && buf != NULL) {
+        collect(&a);
+        qsort(a.v, a.n, sizeof a.v[0], cmp_u64);
+        size_t have = 0;
+        ssize_t got;
+        while (a.n > 0 && (got = syscall(SYS_read, fd, buf + have, (1 << 16) - have)) > 0) {
+            have += (size_t)got;
+            char *line = buf, *nl;
+            while ((nl = memchr(line, '\n', have - (size_t)(line - buf))) != NULL) {
+                emit_line(&a, line, nl);
+                line = nl + 1;
+            }
+            have -= (size_t)(line - buf);
+            memmove(buf, line, have);
+            if (have == 1 << 16)
+                have = 0;          /* a line longer than the buffer: drop it */
+        }
+    }
+    free(a.v);
+    free(buf);
+    syscall(SYS_close, fd);
+}
