@@ -50,6 +50,7 @@ static struct {
 } py;
 
 static uint64_t seen_codes[CODE_CACHE];
+static uint32_t seen_lap[CODE_CACHE];   /* ring lap its record was written in */
 static ST_TLS uintptr_t cached_tstate;
 
 static int peek(void *dst, uintptr_t src, size_t n) { return st_safe_read(dst, src, n); }
@@ -124,6 +125,7 @@ void st_py_init(void)
 void st_py_forget(void)
 {
     memset(seen_codes, 0, sizeof seen_codes);
+    memset(seen_lap, 0, sizeof seen_lap);
 }
 
 /* This thread's PyThreadState: the one whose thread_id is pthread_self(). */
@@ -158,18 +160,28 @@ static uint32_t peek_ascii(uintptr_t str, char *out, uint32_t cap)
     return peek(out, str + l->ascii_size, n) ? n : 0;
 }
 
-/* Write the code object's names and line table once per address. */
+/* Write the code object's names and line table once per address, and
+ * again once the ring has come round: the old record may be overwritten
+ * while stacks that name the code are still in the ring. */
 static void note_code(uintptr_t code)
 {
     uint64_t h = (code >> 4) * 0x9e3779b97f4a7c15ULL;
+    uint32_t lap = (uint32_t)(__atomic_load_n(st_rec.ring.head, __ATOMIC_RELAXED) /
+                              (st_rec.ring.size / 2));
     for (unsigned i = 0; i < 16; i++) {
-        uint64_t *slot = &seen_codes[(h + i) & (CODE_CACHE - 1)];
-        uint64_t seen = __atomic_load_n(slot, __ATOMIC_RELAXED);
-        if (seen == code)
-            return;
-        if (seen == 0 && __atomic_compare_exchange_n(slot, &seen, code, 0, __ATOMIC_RELAXED,
-                                                     __ATOMIC_RELAXED))
+        unsigned at = (unsigned)((h + i) & (CODE_CACHE - 1));
+        uint64_t seen = __atomic_load_n(&seen_codes[at], __ATOMIC_RELAXED);
+        if (seen == code) {
+            if (__atomic_load_n(&seen_lap[at], __ATOMIC_RELAXED) == lap)
+                return;
+            __atomic_store_n(&seen_lap[at], lap, __ATOMIC_RELAXED);
             break;
+        }
+        if (seen == 0 && __atomic_compare_exchange_n(&seen_codes[at], &seen, code, 0,
+                                                     __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+            __atomic_store_n(&seen_lap[at], lap, __ATOMIC_RELAXED);
+            break;
+        }
     }
     const struct py_layout *l = &py.l;
     union {
