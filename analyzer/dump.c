@@ -1,5 +1,5 @@
 /* dump.c - opens a dump and validates every byte of it before use, then
- * decodes the process facts, module map, thread table and ring records. */
+ * decodes the process facts, module map, thread and object tables and ring records. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -13,9 +13,10 @@
 
 #include "dump.h"
 
-/* Big enough for every known record with a full stack; longer records of
- * known types carry nothing we use beyond that. */
-#define REC_COPY_MAX 1024u
+/* Big enough for every known record with full native and Python stacks,
+ * and for a code record as the recorder writes it; longer records of known
+ * types carry nothing we use beyond that. */
+#define REC_COPY_MAX 4096u
 
 static const char *call_names[] = {
 #define ST_CALL_NAME(id, name) name,
@@ -145,6 +146,17 @@ static int check_header(const uint8_t *buf, size_t len, const char *name,
         set_err(err, name, "corrupted (ring section outside the file)");
         return -1;
     }
+    /* The object table is optional: a capacity of 0 means none. */
+    if (h->object_capacity > 0 && h->object_size < sizeof(struct st_object)) {
+        set_err(err, name, "corrupted (object slot size %u, expected %zu)",
+                h->object_size, sizeof(struct st_object));
+        return -1;
+    }
+    if (h->object_capacity > 0 &&
+        !section_inside(h->objects_offset, h->object_capacity, h->object_size, len)) {
+        set_err(err, name, "corrupted (objects section outside the file)");
+        return -1;
+    }
     if (h->module_count > h->module_capacity) {
         set_err(err, name, "corrupted (module count %u exceeds capacity %u)",
                 h->module_count, h->module_capacity);
@@ -220,7 +232,8 @@ static int load_threads(struct dump *d, const uint8_t *buf)
     uint32_t i, n = d->hdr.thread_count;
 
     d->threads = calloc(n ? n : 1, sizeof(*d->threads));
-    if (!d->threads)
+    d->thread_slots = calloc(n ? n : 1, sizeof(*d->thread_slots));
+    if (!d->threads || !d->thread_slots)
         return -1;
     for (i = 0; i < n; i++) {
         struct st_thread *t = &d->threads[d->nthreads];
@@ -229,7 +242,35 @@ static int load_threads(struct dump *d, const uint8_t *buf)
         if (t->tid == 0)
             continue;
         t->name[ST_NAME_MAX - 1] = '\0';
-        d->nthreads++;
+        /* Objects name threads by slot, free slots included: keep it. */
+        d->thread_slots[d->nthreads++] = i;
+    }
+    return 0;
+}
+
+static int load_objects(struct dump *d, const uint8_t *buf)
+{
+    uint32_t i, n = d->hdr.object_capacity;
+    uint32_t cap = d->hdr.object_count < n ? d->hdr.object_count : n;
+    struct st_object o;
+
+    /* object_count is a hint for the allocation; the slots are the truth. */
+    d->objects = calloc(cap ? cap : 1, sizeof(*d->objects));
+    if (!d->objects)
+        return -1;
+    for (i = 0; i < n; i++) {
+        memcpy(&o, buf + d->hdr.objects_offset + (uint64_t)i * d->hdr.object_size, sizeof(o));
+        if (o.addr == 0)
+            continue;
+        if (d->nobjects == cap) {
+            uint32_t more = cap ? cap * 2 : 16;
+            struct st_object *grown = realloc(d->objects, (size_t)more * sizeof(*grown));
+            if (!grown)
+                return -1;
+            d->objects = grown;
+            cap = more;
+        }
+        d->objects[d->nobjects++] = o;
     }
     return 0;
 }
@@ -252,7 +293,35 @@ struct walk {
     size_t nevents, cap;
     uint64_t *arena;
     size_t narena, arena_cap;
+    size_t *py_at;                 /* pyarena index of each event's Python frames */
+    struct dump_pyframe *pyarena;
+    size_t npy, py_cap;
 };
+
+/* Copy a stack's Python frames (raw st_pyframe, after its native frames). */
+static int walk_push_python(struct walk *w, const struct dump_event *ev, const uint8_t *raw)
+{
+    uint16_t i;
+
+    if (w->npy + ev->stack.npython > w->py_cap) {
+        size_t cap = w->py_cap ? w->py_cap * 2 : 1024;
+        while (cap < w->npy + ev->stack.npython)
+            cap *= 2;
+        struct dump_pyframe *a = realloc(w->pyarena, cap * sizeof(*a));
+        if (!a)
+            return -1;
+        w->pyarena = a;
+        w->py_cap = cap;
+    }
+    for (i = 0; i < ev->stack.npython; i++) {
+        struct st_pyframe f;
+        memcpy(&f, raw + (size_t)i * sizeof(f), sizeof(f));
+        w->pyarena[w->npy + i] = (struct dump_pyframe){f.code, f.instr, f.flags, NULL};
+    }
+    w->py_at[w->nevents] = w->npy;
+    w->npy += ev->stack.npython;
+    return 0;
+}
 
 static int walk_push(struct walk *w, const struct dump_event *ev, const uint64_t *frames)
 {
@@ -266,6 +335,10 @@ static int walk_push(struct walk *w, const struct dump_event *ev, const uint64_t
         if (!f)
             return -1;
         w->frame_at = f;
+        size_t *py = realloc(w->py_at, cap * sizeof(*py));
+        if (!py)
+            return -1;
+        w->py_at = py;
         w->cap = cap;
     }
     if (w->narena + ev->stack.nframes > w->arena_cap) {
@@ -280,6 +353,8 @@ static int walk_push(struct walk *w, const struct dump_event *ev, const uint64_t
     }
     if (ev->stack.nframes)
         memcpy(w->arena + w->narena, frames, ev->stack.nframes * sizeof(uint64_t));
+    if (walk_push_python(w, ev, frames ? (const uint8_t *)(frames + ev->stack.nframes) : NULL) < 0)
+        return -1;
     w->frame_at[w->nevents] = w->narena;
     w->narena += ev->stack.nframes;
     w->events[w->nevents++] = *ev;
@@ -296,11 +371,14 @@ static bool decode_stack(const uint8_t *rec, size_t size, size_t at, struct dump
     if (at + sizeof(s) > size)
         return false;
     memcpy(&s, rec + at, sizeof(s));
-    if (s.nframes > ST_MAX_FRAMES || at + sizeof(s) + (size_t)s.nframes * 8u > size)
+    if (s.nframes > ST_MAX_FRAMES || s.npython > ST_MAX_PYFRAMES ||
+        at + sizeof(s) + (size_t)s.nframes * 8u + (size_t)s.npython * sizeof(struct st_pyframe) > size)
         return false;
     ev->stack.nframes = s.nframes;
     ev->stack.unwinder = s.unwinder;
     ev->stack.truncated = s.truncated;
+    ev->stack.npython = s.npython;
+    ev->stack.python = s.python;
     *frames = (const uint64_t *)(rec + at + sizeof(s));
     return true;
 }
@@ -349,6 +427,32 @@ static int decode_record(const uint8_t *rec, size_t size, uint16_t type,
         ev->duration_ns = r.duration_ns;
         ev->object = r.object;
         return decode_stack(rec, size, offsetof(struct st_rec_slow_call, stack), ev, frames) ? 1 : -1;
+    }
+    case ST_REC_LOCK_WAIT: {
+        struct st_rec_lock_wait r;
+        if (size < sizeof(r))
+            return -1;
+        memcpy(&r, rec, sizeof(r));
+        ev->tid = r.tid;
+        ev->call = r.call;
+        ev->kind = r.kind;
+        ev->object = r.object;
+        ev->start_ns = r.start_ns;
+        ev->duration_ns = r.duration_ns;
+        ev->retries = r.retries;
+        return decode_stack(rec, size, offsetof(struct st_rec_lock_wait, stack), ev, frames) ? 1 : -1;
+    }
+    case ST_REC_SATURATION: {
+        struct st_rec_saturation r;
+        if (size < sizeof(r))
+            return -1;
+        memcpy(&r, rec, sizeof(r));
+        ev->object = r.object;
+        ev->start_ns = r.start_ns;
+        ev->duration_ns = r.duration_ns;
+        ev->members = r.members;
+        ev->retroactive = r.retroactive != 0;
+        return 1;
     }
     case ST_REC_THREAD_NAME: {
         struct st_rec_thread_name r;
@@ -407,6 +511,13 @@ static int walk_ring(struct dump *d, const uint8_t *ring, const uint8_t *data,
         const uint64_t *frames;
         ring_copy(data, size, pos, rec, n);
         int kind = decode_record(rec, n, r.type, &ev, &frames);
+        if (r.type == ST_REC_PYCODE) {
+            /* Code objects are kept aside: stacks name them by address. */
+            int got = py_codes_add(&d->pycodes, pos, rec, n);
+            if (got < 0)
+                return -1;
+            kind = got ? 0 : -1;
+        }
         if (kind >= 0)
             d->accepted++;
         if (kind == 1) {
@@ -441,18 +552,28 @@ static struct dump *parse(const char *name, const uint8_t *buf, size_t len,
     copy_string(d->unwinder, d->hdr.unwinder, sizeof(d->hdr.unwinder));
     d->live = !(d->hdr.flags & ST_FLAG_COMPLETE);
 
-    if (load_process(d, buf) < 0 || load_modules(d, buf) < 0 || load_threads(d, buf) < 0)
+    if (load_process(d, buf) < 0 || load_modules(d, buf) < 0 || load_threads(d, buf) < 0 ||
+        load_objects(d, buf) < 0)
         goto oom;
 
     const uint8_t *ring = buf + d->hdr.ring_offset;
     if (walk_ring(d, ring, ring2 ? ring2 : ring, ring2 ? head_after : 0, &w) < 0)
         goto oom;
-    for (i = 0; i < w.nevents; i++)
-        w.events[i].stack.frames = w.arena ? w.arena + w.frame_at[i] : NULL;
+    py_codes_finish(&d->pycodes);
+    for (i = 0; i < w.nevents; i++) {
+        struct dump_stack *s = &w.events[i].stack;
+        struct dump_pyframe *py = s->npython ? w.pyarena + w.py_at[i] : NULL;
+        s->frames = w.arena ? w.arena + w.frame_at[i] : NULL;
+        s->pyframes = py;
+        for (size_t j = 0; j < s->npython; j++)  /* the description in force then */
+            py[j].info = py_codes_find(&d->pycodes, py[j].code, w.events[i].pos);
+    }
     d->events = w.events;
     d->nevents = w.nevents;
     d->arena = w.arena;
+    d->pyarena = w.pyarena;
     free(w.frame_at);
+    free(w.py_at);
     d->dropped = d->hdr.ring_records > d->accepted ? d->hdr.ring_records - d->accepted : 0;
     return d;
 
@@ -460,6 +581,8 @@ oom:
     free(w.events);
     free(w.frame_at);
     free(w.arena);
+    free(w.py_at);
+    free(w.pyarena);
     dump_free(d);
     set_err(err, name, "out of memory");
     return NULL;
@@ -585,8 +708,12 @@ void dump_free(struct dump *d)
     free(d->argv);
     free(d->modules);
     free(d->threads);
+    free(d->thread_slots);
+    free(d->objects);
     free(d->events);
     free(d->arena);
+    free(d->pyarena);
+    py_codes_free(&d->pycodes);
     free(d->path);
     free(d);
 }

@@ -3,10 +3,20 @@
 #ifndef STALLTRACE_DUMP_H
 #define STALLTRACE_DUMP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "stalltrace/format.h"
+#include "pycode.h"
+
+/* A CPython frame as stored (struct st_pyframe), with its code's record. */
+struct dump_pyframe {
+    uint64_t code;
+    uint32_t instr;                /* code unit index, UINT32_MAX when unknown */
+    uint32_t flags;                /* st_pyframe_flags */
+    const struct py_code *info;    /* NULL: the dump does not describe it */
+};
 
 /* A stack as stored: frame 0 is an exact PC, the others return addresses. */
 struct dump_stack {
@@ -14,6 +24,9 @@ struct dump_stack {
     uint8_t unwinder;
     uint8_t truncated;
     const uint64_t *frames;        /* points into the dump's event arena */
+    uint16_t npython;              /* Python frames, innermost first */
+    uint8_t python;                /* st_python_walk */
+    const struct dump_pyframe *pyframes;  /* points into the dump's Python arena */
 };
 
 /* One accepted ring record, decoded. Fields a type does not have are 0. */
@@ -27,7 +40,11 @@ struct dump_event {
     uint64_t duration_ns;          /* stall busy_ns, slow call duration_ns */
     uint64_t call_ns, calls_ns;    /* stall */
     uint64_t at_ns;                /* sample, thread name */
-    uint64_t object;               /* slow call */
+    uint64_t object;               /* slow call, lock wait, saturation */
+    uint16_t kind;                 /* lock wait: st_object_kind */
+    uint32_t retries;              /* lock wait: timed waits in the run */
+    uint32_t members;              /* saturation: live members during the span */
+    bool retroactive;              /* saturation: dated back to the first member's start */
     char name[ST_NAME_MAX + 1];    /* thread name */
     struct dump_stack stack;
 };
@@ -45,7 +62,12 @@ struct dump {
     struct st_module *modules;     /* valid slots only, in slot order */
     uint32_t nmodules;
     struct st_thread *threads;     /* claimed slots only (tid != 0) */
+    uint32_t *thread_slots;        /* slot index of each of threads[]: the
+                                      bit number in an object's bitmaps */
     uint32_t nthreads;
+
+    struct st_object *objects;     /* slots in use (addr != 0), in slot order */
+    uint32_t nobjects;
 
     struct dump_event *events;     /* accepted records of known types, by pos */
     size_t nevents;
@@ -55,6 +77,8 @@ struct dump {
     int live;                      /* not marked complete: read as a live dump */
 
     uint64_t *arena;               /* stack frames of all events */
+    struct dump_pyframe *pyarena;  /* Python frames of all events */
+    struct py_codes pycodes;       /* the code objects ST_REC_PYCODE describes */
 };
 
 /* Open and validate PATH. On failure returns NULL and sets *err to one line

@@ -1,11 +1,14 @@
 /* model.c - turns a loaded dump into the report model: loop figures from the
- * histograms, stalls joined with their samples, sites and the diagnosis. */
+ * histograms, stalls joined with their samples and sites; then pools, locks
+ * and the diagnosis (pools.c, locks.c, diagnosis.c). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "model.h"
+#include "model_build.h"
+#include "pyframes.h"
 
 /* Frames that are not where the user's code blocked. One table, so later
  * issues (Node, more interpreters) extend it here. */
@@ -18,6 +21,10 @@ static const char *plumbing_functions[] = {
     "cfunction_", "PyVectorcall", "_PyVectorcall", "vectorcall_", "slot_tp_", "PyGen_",
     "gen_send_ex", "_PyGen_", "do_call_core", "context_run", "task_step", "run_eval_code_obj",
     "run_mod", "pyrun_", "_PyRun_", "PyRun_", "pymain_", "Py_RunMain", "Py_BytesMain",
+    /* CPython's locks and GIL: the wait itself, not who waited */
+    "PyThread_acquire_lock", "acquire_timed", "lock_PyThread_", "rlock_acquire", "_PySemaphore_",
+    "_PyParkingLot_", "PyEvent_", "_PyMutex_", "take_gil", "drop_gil", "PyCOND_",
+    "eval_frame_handle_pending", "thread_run", "pythread_wrapper", "t_bootstrap",
     /* Node: V8's builtins and entry, node's and libuv's dispatch */
     "Builtins_", "v8::", "node::", "uv_run", "uv__",
     NULL,
@@ -33,7 +40,7 @@ bool model_frame_is_plumbing(const struct sym_frame *f)
 {
     int i;
 
-    if (f->hidden)
+    if (f->hidden || py_frame_is_machinery(f))
         return true;
     if (f->module)
         for (i = 0; plumbing_modules[i]; i++)
@@ -98,7 +105,7 @@ double model_hist_quantile(const uint64_t *hist, uint64_t max_ns, double q)
     return (double)max_ns;
 }
 
-static const char *call_name(unsigned call)
+const char *model_call_name(unsigned call)
 {
     if (call == ST_CALL_NONE)
         return NULL;
@@ -108,8 +115,8 @@ static const char *call_name(unsigned call)
 
 /* Name a recorded stack; frames of the recorder are dropped, and inlined
  * functions become frames of their own (at the same address). */
-static int make_stack(struct m_process *p, const struct dump_stack *ds, uint64_t at_ns,
-                      struct m_stack *out)
+int model_make_stack(struct m_process *p, const struct dump_stack *ds, uint64_t at_ns,
+                     struct m_stack *out)
 {
     const struct sym_frame *f;
     size_t i, n = 0, cap = ds->nframes;
@@ -117,7 +124,7 @@ static int make_stack(struct m_process *p, const struct dump_stack *ds, uint64_t
     memset(out, 0, sizeof(*out));
     out->truncated = ds->truncated != 0;
     if (ds->nframes == 0)
-        return 0;
+        return py_splice(p->py, ds, &out->frames, &out->n);
     out->frames = calloc(cap, sizeof(*out->frames));
     if (!out->frames)
         return -1;
@@ -139,7 +146,7 @@ static int make_stack(struct m_process *p, const struct dump_stack *ds, uint64_t
             out->n = n;
         }
     }
-    return 0;
+    return py_splice(p->py, ds, &out->frames, &out->n);
 }
 
 static bool same_raw_stack(const struct dump_stack *a, const struct dump_stack *b)
@@ -175,6 +182,67 @@ static bool same_site(const char *call, const struct m_stack *s, const struct m_
     for (i = 0; i < s->n; i++)
         if (!same_frame(s->frames[i], site->stack.frames[i]))
             return false;
+    return true;
+}
+
+/* A total order on (call, named stack) that agrees with same_site: equal
+ * places compare 0, so sorting brings each place's members together. */
+static int cmp_frame(const struct sym_frame *a, const struct sym_frame *b)
+{
+    int c;
+
+    if (a == b)
+        return 0;
+    if (!a->function || !b->function) {
+        if (a->function || b->function)
+            return a->function ? 1 : -1;
+        return a->address < b->address ? -1 : a->address > b->address;
+    }
+    if ((c = cmp_str(a->function, b->function)) || (c = cmp_str(a->file, b->file)) ||
+        (c = cmp_str(a->module, b->module)))
+        return c;
+    return a->line < b->line ? -1 : a->line > b->line;
+}
+
+int model_cmp_place(const char *call_a, const struct m_stack *a, const char *call_b,
+                    const struct m_stack *b)
+{
+    size_t i;
+    int c = cmp_str(call_a, call_b);
+
+    if (c)
+        return c;
+    if (a->n != b->n)
+        return a->n < b->n ? -1 : 1;
+    for (i = 0; i < a->n; i++)
+        if ((c = cmp_frame(a->frames[i], b->frames[i])))
+            return c;
+    return 0;
+}
+
+const char *model_object_kind(unsigned kind)
+{
+    switch (kind) {
+    case ST_OBJ_MUTEX: return "mutex";
+    case ST_OBJ_RWLOCK: return "rwlock";
+    case ST_OBJ_COND: return "cond";
+    case ST_OBJ_SEM: return "sem";
+    default: return "unknown";
+    }
+}
+
+bool model_data_symbol(struct m_process *p, uint64_t addr, char *buf, size_t len, bool *py_runtime)
+{
+    char name[256];
+    uint64_t off;
+
+    *py_runtime = false;
+    buf[0] = '\0';
+    if (!sym_data_symbol(p->sym, addr, p->dump->hdr.last_update_ns, name, sizeof(name), &off))
+        return false;
+    /* CPython keeps the GIL and the interpreters' state in this one variable. */
+    *py_runtime = strcmp(name, "_PyRuntime") == 0;
+    snprintf(buf, len, "%s+0x%llx", name, (unsigned long long)off);
     return true;
 }
 
@@ -262,12 +330,12 @@ static int join_samples(struct m_process *p, struct m_stall *st, const struct du
         const struct dump_event *e = idx[i + j];
         struct m_sample *s = &st->samples[st->nsamples++];
         s->at_ms = e->at_ns >= start_ns ? (double)(e->at_ns - start_ns) / 1e6 : 0;
-        if (make_stack(p, &e->stack, e->at_ns, &s->stack) < 0)
+        if (model_make_stack(p, &e->stack, e->at_ns, &s->stack) < 0)
             return -1;
     }
     if (!st->call && n)
-        return make_stack(p, most_common_stack(idx + i, n), idx[i]->at_ns, &st->stack);
-    return make_stack(p, own, start_ns, &st->stack);
+        return model_make_stack(p, most_common_stack(idx + i, n), idx[i]->at_ns, &st->stack);
+    return model_make_stack(p, own, start_ns, &st->stack);
 }
 
 static int cmp_stall(const void *a, const void *b)
@@ -305,6 +373,7 @@ static int build_threads(struct m_process *p, const struct dump *d)
         snprintf(m->name, sizeof(m->name), "%s", t->name);
         m->is_loop = (t->flags & ST_THREAD_LOOP) != 0;
         m->exited = (t->flags & ST_THREAD_EXITED) != 0;
+        m->pool = -1;
         m->loop.iterations = t->iterations;
         m->loop.busy_s = (double)t->busy_ns / 1e9;
         double all = (double)t->busy_ns + (double)t->idle_ns;
@@ -398,7 +467,7 @@ static int build_stalls(struct m_process *p, const struct dump *d, double thresh
         st->iter_seq = e->iter_seq;
         st->start_s = (double)e->start_ns / 1e9;
         st->duration_ms = (double)e->duration_ns / 1e6;
-        st->call = call_name(e->call);
+        st->call = model_call_name(e->call);
         if (join_samples(p, st, &e->stack, e->start_ns, idx, repeat ? 0 : nidx) < 0)
             goto fail;
     }
@@ -423,7 +492,7 @@ static int build_stalls(struct m_process *p, const struct dump *d, double thresh
         /* Its call, if any, has no recorded stack: samples are all we have. */
         if (join_samples(p, st, &none, start, idx, nidx) < 0)
             goto fail;
-        st->call = call_name(t->live_call);
+        st->call = model_call_name(t->live_call);
     }
     free(sv);
     if (p->nstalls > 1)
@@ -449,11 +518,11 @@ static int build_slow_calls(struct m_process *p, const struct dump *d)
             continue;
         struct m_slow_call *c = &p->slow_calls[p->nslow_calls++];
         c->tid = e->tid;
-        c->call = call_name(e->call);
+        c->call = model_call_name(e->call);
         c->start_s = (double)e->start_ns / 1e9;
         c->duration_ms = (double)e->duration_ns / 1e6;
         c->object = e->object;
-        if (make_stack(p, &e->stack, e->start_ns, &c->stack) < 0)
+        if (model_make_stack(p, &e->stack, e->start_ns, &c->stack) < 0)
             return -1;
     }
     return 0;
@@ -551,7 +620,7 @@ static int build_sites(struct m_process *p)
     return 0;
 }
 
-static const char *thread_name(const struct m_process *p, uint32_t tid)
+const char *model_thread_name(const struct m_process *p, uint32_t tid)
 {
     size_t i;
 
@@ -576,13 +645,16 @@ void model_fmt_ms(char *buf, size_t len, double ms)
 /* "called from X / Y": the first function of the user's code (not an inlined
  * helper: its caller's line is the one to look at), preceded by the first
  * interpreted (python, jit) frame when there is one. */
-static void describe_where(const struct m_stack *s, char *buf, size_t len)
+void model_describe_where(const struct m_stack *s, char *buf, size_t len)
 {
     const struct sym_frame *native = NULL, *script = NULL;
     bool unnamed_jit = false;
     char a[256], b[256];
     size_t i;
 
+    /* Python code reads best as its own frames: "f (app.py:3) in g (app.py:6)". */
+    if (py_describe_where(s->frames, s->n, buf, len))
+        return;
     for (i = 0; i < s->n; i++) {
         const struct sym_frame *f = s->frames[i];
         if (strcmp(f->kind, "native") != 0) {
@@ -609,103 +681,6 @@ static void describe_where(const struct m_stack *s, char *buf, size_t len)
     }
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-static int build_diagnosis(struct m_process *p)
-{
-    size_t i, j, nthreads_stalled = 0;
-    uint32_t worst_tid = 0;
-    double worst_total = -1;
-
-    if (p->nstalls == 0)
-        return 0;
-    /* The loop thread that lost the most time is the one to talk about
-     * (sorted by tid: dumps can hold very many stalls). */
-    uint32_t *tids = calloc(p->nstalls, sizeof(*tids));
-    double *totals = calloc(p->nstalls, sizeof(*totals));
-    if (!tids || !totals) {
-        free(tids);
-        free(totals);
-        return -1;
-    }
-    for (i = 0; i < p->nstalls; i++)
-        tids[i] = p->stalls[i].tid;
-    qsort(tids, p->nstalls, sizeof(*tids), cmp_u32);
-    size_t ndistinct = 0;
-    for (i = 0; i < p->nstalls; i++)
-        if (i == 0 || tids[i] != tids[i - 1])
-            tids[ndistinct++] = tids[i];
-    nthreads_stalled = ndistinct;
-    for (i = 0; i < p->nstalls; i++) {
-        uint32_t *at = bsearch(&p->stalls[i].tid, tids, ndistinct, sizeof(*tids), cmp_u32);
-        totals[at - tids] += p->stalls[i].duration_ms;
-    }
-    for (j = 0; j < ndistinct; j++)
-        if (totals[j] > worst_total) {
-            worst_total = totals[j];
-            worst_tid = tids[j];
-        }
-    free(tids);
-    free(totals);
-
-    size_t count = 0;
-    double max = 0;
-    bool in_progress = false;
-    double *site_total = calloc(p->nsites, sizeof(double));
-    if (!site_total)
-        return -1;
-    for (i = 0; i < p->nstalls; i++) {
-        const struct m_stall *st = &p->stalls[i];
-        if (st->tid != worst_tid)
-            continue;
-        count++;
-        if (st->duration_ms > max)
-            max = st->duration_ms;
-        in_progress |= st->in_progress;
-        site_total[st->site] += st->duration_ms;
-    }
-    size_t site = 0;
-    for (j = 1; j < p->nsites; j++)
-        if (site_total[j] > site_total[site])
-            site = j;
-    free(site_total);
-
-    char smax[32], stotal[32], where[600], what[700], others[96] = "", times[256];
-    const struct m_site *s = &p->sites[site];
-    model_fmt_ms(smax, sizeof(smax), max);
-    model_fmt_ms(stotal, sizeof(stotal), worst_total);
-    describe_where(&s->stack, where, sizeof(where));
-    if (s->call)
-        snprintf(what, sizeof(what), "mostly in %s%s%s", s->call, where[0] ? " called from " : "", where);
-    else if (where[0])
-        snprintf(what, sizeof(what), "mostly by CPU-bound work in %s", where);
-    else
-        snprintf(what, sizeof(what), "mostly by CPU-bound work");
-    if (nthreads_stalled > 1)
-        snprintf(others, sizeof(others), "; %zu other loop thread%s stalled too", nthreads_stalled - 1,
-                 nthreads_stalled > 2 ? "s" : "");
-
-    p->diagnosis = calloc(1, sizeof(*p->diagnosis));
-    if (!p->diagnosis)
-        return -1;
-    p->diagnosis[0].culprit = "event_loop_blocking";
-    if (count == 1)
-        snprintf(times, sizeof(times), "once for %s%s", smax,
-                 in_progress ? " (still blocked when the recording ended)" : "");
-    else
-        snprintf(times, sizeof(times), "%zu times for up to %s (%s in all%s)", count, smax, stotal,
-                 in_progress ? ", the last still running when the recording ended" : "");
-    if (asprintf(&p->diagnosis[0].summary, "The event loop of thread %u (%s) was blocked %s, %s%s.",
-                 worst_tid, thread_name(p, worst_tid), times, what, others) < 0)
-        return -1;
-    p->ndiagnosis = 1;
-    return 0;
-}
-
 struct m_process *model_build(const struct dump *d, const struct model_options *opt)
 {
     struct m_process *p = calloc(1, sizeof(*p));
@@ -727,7 +702,8 @@ struct m_process *model_build(const struct dump *d, const struct model_options *
     p->end_reason = d->hdr.end_reason;
     p->end_signal = d->hdr.end_signal;
     p->sym = sym_new(d->modules, d->nmodules, d->proc.pid, opt ? opt->perf_map_dir : NULL);
-    if (!p->sym)
+    p->py = py_namer_new(opt && opt->native_only);
+    if (!p->sym || !p->py)
         goto fail;
 
     idx = calloc(d->nevents ? d->nevents : 1, sizeof(*idx));
@@ -741,8 +717,11 @@ struct m_process *model_build(const struct dump *d, const struct model_options *
 
     if (build_threads(p, d) < 0 ||
         build_stalls(p, d, opt ? opt->threshold_ms : -1, idx, nidx) < 0 ||
-        build_slow_calls(p, d) < 0 || build_sites(p) < 0 || build_diagnosis(p) < 0)
+        build_slow_calls(p, d) < 0 || build_sites(p) < 0 || model_build_lock_waits(p, d) < 0 ||
+        model_build_pools(p, d) < 0 || model_build_locks(p, d) < 0 || model_build_diagnosis(p) < 0)
         goto fail;
+    if (py_namer_unsupported(p->py))
+        p->python_note = "Python frames unavailable: unsupported CPython version";
     free(idx);
     return p;
 fail:
@@ -764,10 +743,13 @@ void model_free(struct m_process *p)
         free(p->slow_calls[i].stack.frames);
     free(p->slow_calls);
     free(p->sites);
+    model_free_pools(p);
+    model_free_locks(p);
     for (i = 0; i < p->ndiagnosis; i++)
         free(p->diagnosis[i].summary);
     free(p->diagnosis);
     free(p->threads);
     sym_free(p->sym);
+    py_namer_free(p->py);
     free(p);
 }

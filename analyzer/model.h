@@ -1,5 +1,5 @@
 /* model.h - the report model: what one dump says about its process (threads,
- * loop figures, stalls with named stacks, sites, diagnosis), for any format. */
+ * loop figures, stalls with named stacks, sites, pools, locks, diagnosis). */
 #ifndef STALLTRACE_MODEL_H
 #define STALLTRACE_MODEL_H
 
@@ -52,7 +52,76 @@ struct m_thread {
     char name[ST_NAME_MAX + 1];
     bool is_loop;
     bool exited;
+    int pool;                      /* id of the pool it works in, or -1 */
     struct m_loop loop;            /* meaningful when is_loop */
+};
+
+/* A wait on a sync object of at least the threshold (one record; a run of
+ * timed retries counts as one wait). */
+struct m_lock_wait {
+    uint32_t tid;
+    const char *call;
+    uint16_t kind;                 /* st_object_kind */
+    uint32_t retries;
+    uint64_t object;
+    double start_s, duration_ms;
+    struct m_stack stack;
+};
+
+/* A span during which every worker of a pool was busy. */
+struct m_span {
+    double start_s, duration_ms;
+    uint32_t members;              /* live members, as the recorder counted them */
+    bool retroactive;              /* dated back to the first worker's start */
+    bool in_progress;              /* still saturated when the recording ended */
+};
+
+/* What a pool's workers were busy in: slow calls and lock waits grouped by
+ * call and stack. */
+struct m_busy {
+    const char *call;
+    struct m_stack stack;          /* borrowed from its first call */
+    size_t count;
+    double total_ms, max_ms;
+    double saturated_ms;           /* the part inside the pool's saturation spans */
+};
+
+struct m_pool {
+    int id;
+    uint64_t *objects;             /* its work queues: several when each worker parks on its own */
+    size_t nobjects;
+    const char *kind;              /* "cond" or "sem" */
+    uint32_t *tids;                /* its workers, by thread table order */
+    size_t nthreads;
+    size_t added_by_routine;       /* workers never seen idle, joined by start routine */
+    double busy_ratio;             /* 1 - idle / lifetime over its workers */
+    double busy_s;                 /* worker-seconds not idle */
+    double saturated_s;
+    struct m_span *saturations;    /* by start */
+    size_t nsaturations;
+    double spans_s, longest_ms;    /* sum and max of the spans */
+    struct m_busy *busy_in;        /* by total time, largest first */
+    size_t nbusy;
+    /* Of the worker time inside saturation spans (or of busy_s without
+     * spans): the share in busy_in[0], and in all wrapped calls together. */
+    double top_share, wrapped_share;
+    bool shares_of_saturation;
+};
+
+struct m_lock {
+    uint64_t object;
+    char *symbol;                  /* "_PyRuntime+0x1a8": the data symbol it lies in, or NULL */
+    const char *label;             /* "GIL", or NULL */
+    const char *kind;              /* "mutex", "rwlock", "cond", "sem" */
+    uint32_t flags;                /* st_object_flags, when in the object table */
+    uint64_t contentions;          /* waits that blocked */
+    uint64_t long_waits;           /* waits of at least the threshold (recorded with a stack) */
+    uint64_t timeouts;             /* timed waits that timed out */
+    uint64_t releases, handoffs;   /* posts by holders / wakes by others */
+    size_t waiters;                /* distinct threads among the long waits */
+    double wait_total_ms, wait_max_ms;
+    const char *call;              /* call of the top stack */
+    struct m_stack stack;          /* the long wait's stack seen most often (borrowed) */
 };
 
 /* Stalls grouped by where they blocked: call + named stack. */
@@ -66,11 +135,14 @@ struct m_site {
 struct m_diagnosis {
     const char *culprit;           /* "event_loop_blocking", ... */
     char *summary;                 /* one sentence */
+    double weight_ms;              /* time it explains: the worst first */
 };
 
 struct m_process {
     const struct dump *dump;
     struct symbolizer *sym;
+    struct py_namer *py;           /* names and splices Python frames (pyframes.c) */
+    const char *python_note;       /* why Python frames are missing, or NULL */
     int32_t pid, parent_pid;
     const char *exe;
     int argc;
@@ -89,13 +161,19 @@ struct m_process {
     size_t nslow_calls;
     struct m_site *sites;          /* by total time, largest first */
     size_t nsites;
+    struct m_lock_wait *lock_waits;/* by position in the ring */
+    size_t nlock_waits;
+    struct m_pool *pools;          /* by id */
+    size_t npools;
+    struct m_lock *locks;          /* by total wait, largest first */
+    size_t nlocks;
     struct m_diagnosis *diagnosis;
     size_t ndiagnosis;
 };
 
 struct model_options {
     double threshold_ms;           /* drop stalls shorter than this; < 0: keep all */
-    bool native_only;              /* accepted; raw native stacks (no effect yet) */
+    bool native_only;              /* raw native stacks: no Python frames spliced in */
     const char *perf_map_dir;      /* NULL: /tmp */
 };
 
@@ -116,6 +194,13 @@ void model_frame_describe(const struct sym_frame *f, char *buf, size_t len);
 
 /* Human durations: "0.40 ms", "3.5 ms", "301 ms", "1.2 s". */
 void model_fmt_ms(char *buf, size_t len, double ms);
+
+/* "called from" text for a stack: the first user function (and the first
+ * interpreted frame); empty when there is none. */
+void model_describe_where(const struct m_stack *s, char *buf, size_t len);
+
+/* Name of an st_object_kind: "mutex", "rwlock", "cond", "sem" or "unknown". */
+const char *model_object_kind(unsigned kind);
 
 /* The base name of a path (the part after the last '/'). */
 const char *model_basename(const char *path);

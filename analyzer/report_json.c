@@ -76,8 +76,9 @@ static json_t *thread_json(const struct m_thread *t)
 
     json_object_set_new(o, "tid", json_integer(t->tid));
     json_object_set_new(o, "name", str(t->name));
-    json_object_set_new(o, "role", json_string(t->is_loop ? "loop" : "other"));
-    json_object_set_new(o, "pool", json_null());
+    /* A loop thread is never a pool's worker (pools.c leaves them out). */
+    json_object_set_new(o, "role", json_string(t->is_loop ? "loop" : t->pool >= 0 ? "worker" : "other"));
+    json_object_set_new(o, "pool", t->pool >= 0 ? json_integer(t->pool) : json_null());
     if (t->is_loop) {
         json_t *l = json_object();
         json_object_set_new(l, "iterations", json_integer((json_int_t)t->loop.iterations));
@@ -130,6 +131,91 @@ static json_t *slow_call_json(const struct m_slow_call *c)
     return o;
 }
 
+static json_t *hex(uint64_t v)
+{
+    char buf[24];
+
+    snprintf(buf, sizeof(buf), "0x%llx", (unsigned long long)v);
+    return json_string(buf);
+}
+
+static json_t *pool_json(const struct m_pool *pool)
+{
+    json_t *o = json_object(), *a;
+    size_t i;
+
+    json_object_set_new(o, "id", json_integer(pool->id));
+    json_object_set_new(o, "threads", json_integer((json_int_t)pool->nthreads));
+    a = json_array();
+    for (i = 0; i < pool->nthreads; i++)
+        json_array_append_new(a, json_integer(pool->tids[i]));
+    json_object_set_new(o, "tids", a);
+    json_object_set_new(o, "object", hex(pool->objects[0]));
+    if (pool->nobjects > 1) {
+        a = json_array();
+        for (i = 0; i < pool->nobjects; i++)
+            json_array_append_new(a, hex(pool->objects[i]));
+        json_object_set_new(o, "objects", a);
+    }
+    json_object_set_new(o, "kind", json_string(pool->kind));
+    json_object_set_new(o, "busy_ratio", real(pool->busy_ratio, 1e4));
+    json_object_set_new(o, "saturated_s", real(pool->saturated_s, 1e6));
+    json_object_set_new(o, "longest_saturation_ms", real(pool->longest_ms, 1e3));
+    a = json_array();
+    for (i = 0; i < pool->nsaturations; i++) {
+        const struct m_span *s = &pool->saturations[i];
+        json_t *x = json_object();
+        json_object_set_new(x, "start_s", real(s->start_s, 1e6));
+        json_object_set_new(x, "duration_ms", real(s->duration_ms, 1e3));
+        json_object_set_new(x, "members", json_integer(s->members));
+        if (s->retroactive)
+            json_object_set_new(x, "retroactive", json_true());
+        if (s->in_progress)
+            json_object_set_new(x, "in_progress", json_true());
+        json_array_append_new(a, x);
+    }
+    json_object_set_new(o, "saturations", a);
+    a = json_array();
+    for (i = 0; i < pool->nbusy; i++) {
+        const struct m_busy *b = &pool->busy_in[i];
+        json_t *x = json_object();
+        json_object_set_new(x, "call", str_or_null(b->call));
+        json_object_set_new(x, "count", json_integer((json_int_t)b->count));
+        json_object_set_new(x, "total_ms", real(b->total_ms, 1e3));
+        json_object_set_new(x, "max_ms", real(b->max_ms, 1e3));
+        json_object_set_new(x, "saturated_ms", real(b->saturated_ms, 1e3));
+        json_object_set_new(x, "stack", stack_json(&b->stack));
+        json_array_append_new(a, x);
+    }
+    json_object_set_new(o, "busy_in", a);
+    /* Shares of the worker time while saturated (of all busy time when the
+     * pool never was): in busy_in[0], and in any wrapped call. */
+    json_object_set_new(o, "busy_in_top_share", real(pool->top_share, 1e4));
+    json_object_set_new(o, "busy_in_wrapped_share", real(pool->wrapped_share, 1e4));
+    /* No submissions are visible without the annotation API. */
+    json_object_set_new(o, "queue_wait_ms", json_null());
+    return o;
+}
+
+static json_t *lock_json(const struct m_lock *l)
+{
+    json_t *o = json_object();
+
+    json_object_set_new(o, "object", hex(l->object));
+    json_object_set_new(o, "symbol", str_or_null(l->symbol));
+    json_object_set_new(o, "label", str_or_null(l->label));
+    json_object_set_new(o, "kind", json_string(l->kind));
+    json_object_set_new(o, "contentions", json_integer((json_int_t)l->contentions));
+    json_object_set_new(o, "long_waits", json_integer((json_int_t)l->long_waits));
+    json_object_set_new(o, "waiters", json_integer((json_int_t)l->waiters));
+    json_object_set_new(o, "timeouts", json_integer((json_int_t)l->timeouts));
+    json_object_set_new(o, "wait_total_ms", real(l->wait_total_ms, 1e3));
+    json_object_set_new(o, "wait_max_ms", real(l->wait_max_ms, 1e3));
+    json_object_set_new(o, "call", str_or_null(l->call));
+    json_object_set_new(o, "stack", stack_json(&l->stack));
+    return o;
+}
+
 static json_t *process_json(const struct m_process *p)
 {
     json_t *o = json_object(), *a;
@@ -160,8 +246,14 @@ static json_t *process_json(const struct m_process *p)
     for (i = 0; i < p->nslow_calls; i++)
         json_array_append_new(a, slow_call_json(&p->slow_calls[i]));
     json_object_set_new(o, "slow_calls", a);
-    json_object_set_new(o, "pools", json_array());
-    json_object_set_new(o, "locks", json_array());
+    a = json_array();
+    for (i = 0; i < p->npools; i++)
+        json_array_append_new(a, pool_json(&p->pools[i]));
+    json_object_set_new(o, "pools", a);
+    a = json_array();
+    for (i = 0; i < p->nlocks; i++)
+        json_array_append_new(a, lock_json(&p->locks[i]));
+    json_object_set_new(o, "locks", a);
     a = json_array();
     for (i = 0; i < p->ndiagnosis; i++) {
         json_t *d = json_object();
@@ -170,6 +262,11 @@ static json_t *process_json(const struct m_process *p)
         json_array_append_new(a, d);
     }
     json_object_set_new(o, "diagnosis", a);
+    /* What the stacks could not show, said once per process. */
+    a = json_array();
+    if (p->python_note)
+        json_array_append_new(a, json_string(p->python_note));
+    json_object_set_new(o, "notes", a);
     return o;
 }
 

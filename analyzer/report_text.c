@@ -1,5 +1,5 @@
 /* report_text.c - the default report for a person at a terminal: what to do
- * first, then the worst stall sites, then the figures of each loop thread. */
+ * first, the worst stall sites, loop threads, thread pools and locks. */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -79,6 +79,116 @@ static void site_stack(FILE *out, const struct m_stack *s, size_t limit)
         fprintf(out, "       (no stack recorded)\n");
 }
 
+/* "27358, 27359, 27360 and 1 more" */
+static void tid_list(char *buf, size_t len, const uint32_t *tids, size_t n)
+{
+    size_t i, used = 0, shown = n > 6 ? 5 : n;
+
+    buf[0] = '\0';
+    for (i = 0; i < shown && used < len; i++)
+        used += (size_t)snprintf(buf + used, len - used, "%s%u", i ? ", " : "", tids[i]);
+    if (shown < n && used < len)
+        snprintf(buf + used, len - used, " and %zu more", n - shown);
+}
+
+static void pools_text(FILE *out, const struct m_process *p, const struct text_limits *lim)
+{
+    char a[32], b[32], c[32], tids[96], buf[1024], where[600];
+    size_t i, j;
+
+    if (p->npools == 0)
+        return;
+    fprintf(out, "Thread pools\n");
+    for (i = 0; i < p->npools; i++) {
+        const struct m_pool *pool = &p->pools[i];
+        tid_list(tids, sizeof(tids), pool->tids, pool->nthreads);
+        snprintf(buf, sizeof(buf), "  pool %d: %zu worker%s (thread%s %s), busy %.0f%% of their time",
+                 pool->id, pool->nthreads, pool->nthreads == 1 ? "" : "s", pool->nthreads == 1 ? "" : "s",
+                 tids, pool->busy_ratio * 100);
+        line_fit(out, buf);
+        fprintf(out, "    idle workers wait on the %s 0x%llx%s\n", pool->kind,
+                (unsigned long long)pool->objects[0],
+                pool->nobjects > 1 ? " and others (each worker parks on its own)" : "");
+        model_fmt_ms(a, sizeof(a), pool->saturated_s * 1e3);
+        model_fmt_ms(b, sizeof(b), p->threshold_ms);
+        if (pool->nsaturations == 0) {
+            fprintf(out, "    never saturated for %s or more (all workers busy for %s in all, in shorter "
+                         "spans)\n", b, a);
+        } else {
+            model_fmt_ms(c, sizeof(c), pool->longest_ms);
+            fprintf(out, "    saturated %s in all: %zu span%s of %s or more, the longest %s\n", a,
+                    pool->nsaturations, pool->nsaturations == 1 ? "" : "s", b, c);
+            for (j = 0; j < pool->nsaturations && j < 5; j++) {
+                const struct m_span *s = &pool->saturations[j];
+                model_fmt_ms(c, sizeof(c), s->duration_ms);
+                fprintf(out, "      at %.3f s for %s%s\n", s->start_s, c,
+                        s->in_progress ? " (still saturated when the recording ended)" : "");
+            }
+            if (pool->nsaturations > 5)
+                fprintf(out, "      ... %zu more (--format json has all)\n", pool->nsaturations - 5);
+        }
+        /* "4/4 workers busy for 4.0 s, 96% of it in clock_nanosleep called from X" */
+        const char *of = pool->shares_of_saturation ? "while saturated" : "of their busy time";
+        model_fmt_ms(a, sizeof(a), (pool->shares_of_saturation ? pool->spans_s : pool->busy_s) * 1e3);
+        if (pool->nbusy > 0 && pool->wrapped_share >= 0.5) {
+            const struct m_busy *top = &pool->busy_in[0];
+            model_describe_where(&top->stack, where, sizeof(where));
+            snprintf(buf, sizeof(buf), "    %zu/%zu workers busy for %s, %.0f%% of it in %s%s%s",
+                     pool->nthreads, pool->nthreads, a, pool->top_share * 100, top->call ? top->call : "a wait",
+                     where[0] ? " called from " : "", where);
+            if (!pool->shares_of_saturation)
+                snprintf(buf, sizeof(buf), "    %.0f%% of the workers' busy time (%s) was in %s%s%s",
+                         pool->top_share * 100, a, top->call ? top->call : "a wait",
+                         where[0] ? " called from " : "", where);
+            line_fit(out, buf);
+        } else if (pool->busy_s > 0) {
+            fprintf(out, "    %s, %.0f%% of the time was in wrapped calls: busy outside any wrapped call "
+                         "(CPU)\n", of, pool->wrapped_share * 100);
+        }
+        for (j = 0; j < pool->nbusy && j < lim->sites && j < 3; j++) {
+            const struct m_busy *bz = &pool->busy_in[j];
+            model_fmt_ms(a, sizeof(a), bz->total_ms);
+            model_fmt_ms(c, sizeof(c), bz->max_ms);
+            fprintf(out, "    %zu. %s: %zu call%s, total %s, max %s\n", j + 1, bz->call ? bz->call : "(unknown)",
+                    bz->count, bz->count == 1 ? "" : "s", a, c);
+            site_stack(out, &bz->stack, lim->frames);
+        }
+    }
+    fputc('\n', out);
+}
+
+static void locks_text(FILE *out, const struct m_process *p, const struct text_limits *lim)
+{
+    char a[32], b[32], name[400], buf[1024], by[48];
+    size_t i, n = p->nlocks < lim->sites ? p->nlocks : lim->sites;
+
+    if (p->nlocks == 0)
+        return;
+    fprintf(out, "Locks waited for, longest total wait first (%zu of %zu)\n", n, p->nlocks);
+    for (i = 0; i < n; i++) {
+        const struct m_lock *l = &p->locks[i];
+        if (l->label)
+            snprintf(name, sizeof(name), "the %s (%s %s)", l->label, l->kind, l->symbol ? l->symbol : "");
+        else if (l->symbol)
+            snprintf(name, sizeof(name), "%s %s", l->kind, l->symbol);
+        else
+            snprintf(name, sizeof(name), "%s 0x%llx", l->kind, (unsigned long long)l->object);
+        by[0] = '\0';
+        if (l->waiters > 1)
+            snprintf(by, sizeof(by), " by %zu threads", l->waiters);
+        model_fmt_ms(a, sizeof(a), l->wait_total_ms);
+        model_fmt_ms(b, sizeof(b), l->wait_max_ms);
+        snprintf(buf, sizeof(buf), "  %zu. %s: %llu wait%s%s, total %s, max %s", i + 1, name,
+                 (unsigned long long)l->contentions, l->contentions == 1 ? "" : "s", by, a, b);
+        line_fit(out, buf);
+        if (l->long_waits == 0)
+            fprintf(out, "       (no single wait reached the threshold: no stack recorded)\n");
+        else
+            site_stack(out, &l->stack, lim->frames);
+    }
+    fputc('\n', out);
+}
+
 static void process_text(FILE *out, const struct m_process *p, const struct text_limits *lim)
 {
     char cmd[512] = "", a[32], b[32], c[32], buf[1024];
@@ -109,10 +219,13 @@ static void process_text(FILE *out, const struct m_process *p, const struct text
         fprintf(out, "   %llu event%s dropped: the event ring was overwritten "
                      "(a larger --buffer-mb keeps more)\n",
                 (unsigned long long)p->dropped, p->dropped == 1 ? " was" : "s were");
+    if (p->python_note)
+        fprintf(out, "   %s\n", p->python_note);
     fputc('\n', out);
 
     if (p->ndiagnosis == 0) {
-        fprintf(out, "No event-loop stall of %s or more was recorded.\n\n", b);
+        fprintf(out, "No event-loop stall of %s or more was recorded; no pool was exhausted and no "
+                     "lock contended.\n\n", b);
     } else {
         fprintf(out, "What to look at first\n");
         for (i = 0; i < p->ndiagnosis; i++)
@@ -157,6 +270,8 @@ static void process_text(FILE *out, const struct m_process *p, const struct text
     } else {
         fprintf(out, "No loop thread was seen (no thread kept returning to the same event wait).\n\n");
     }
+    pools_text(out, p, lim);
+    locks_text(out, p, lim);
     if (p->nslow_calls > 0)
         fprintf(out, "%zu slow call%s outside loop iterations (see --format json).\n\n",
                 p->nslow_calls, p->nslow_calls == 1 ? "" : "s");

@@ -467,6 +467,32 @@ const struct sym_frame *sym_lookup(struct symbolizer *s, uint64_t address, bool 
     return f;
 }
 
+bool sym_data_symbol(struct symbolizer *s, uint64_t address, uint64_t at_ns, char *name, size_t len,
+                     uint64_t *offset)
+{
+    long mod = module_find(s, address, at_ns);
+    struct sym_module *sm;
+    const char *fn;
+    GElf_Off off;
+    GElf_Sym sym;
+
+    if (mod < 0)
+        return false;
+    sm = &s->mods[mod];
+    if (sm->state == 0)
+        module_open(sm);
+    if (sm->state < 0)
+        return false;
+    /* libdwfl searches every symbol type; only a sized variable that
+     * holds the address names it (not the nearest symbol before it). */
+    fn = dwfl_module_addrinfo(sm->mod, address, &off, &sym, NULL, NULL, NULL);
+    if (!fn || GELF_ST_TYPE(sym.st_info) != STT_OBJECT || off >= sym.st_size)
+        return false;
+    snprintf(name, len, "%.*s", (int)strcspn(fn, "@"), fn);
+    *offset = off;
+    return true;
+}
+
 void sym_free(struct symbolizer *s)
 {
     size_t i;

@@ -37,6 +37,12 @@ struct symbolizer *sym_new(const struct st_module *mods, size_t nmods, int32_t p
 const struct sym_frame *sym_lookup(struct symbolizer *s, uint64_t address, bool exact_pc,
                                    uint64_t at_ns);
 
+/* The data symbol (a global or static variable) that address lies in: its
+ * name into name[len] and the offset into it. at_ns as for sym_lookup.
+ * Returns false for the heap, stacks, and modules without a symbol table. */
+bool sym_data_symbol(struct symbolizer *s, uint64_t address, uint64_t at_ns, char *name, size_t len,
+                     uint64_t *offset);
+
 void sym_free(struct symbolizer *s);
 
 #endif /* STALLTRACE_SYMBOLIZE_H */

@@ -23,6 +23,12 @@ struct st_process *db_process(struct dump_builder *b)
 
 struct dump_builder *db_new(uint32_t module_capacity, uint32_t thread_capacity, uint64_t ring_size)
 {
+    return db_new_objects(module_capacity, thread_capacity, 0, ring_size);
+}
+
+struct dump_builder *db_new_objects(uint32_t module_capacity, uint32_t thread_capacity,
+                                    uint32_t object_capacity, uint64_t ring_size)
+{
     struct dump_builder *b = calloc(1, sizeof(*b));
     uint64_t off = align_up(sizeof(struct st_file_header), ST_SECTION_ALIGN);
     struct st_file_header h;
@@ -43,6 +49,12 @@ struct dump_builder *db_new(uint32_t module_capacity, uint32_t thread_capacity, 
     h.thread_size = sizeof(struct st_thread);
     h.thread_capacity = thread_capacity;
     off = align_up(off + (uint64_t)thread_capacity * h.thread_size, ST_SECTION_ALIGN);
+    if (object_capacity > 0) {
+        h.objects_offset = off;
+        h.object_size = sizeof(struct st_object);
+        h.object_capacity = object_capacity;
+        off = align_up(off + (uint64_t)object_capacity * h.object_size, ST_SECTION_ALIGN);
+    }
     h.ring_offset = off;
     h.ring_size = ring_size;
     h.file_size = off + ring_size;
@@ -116,6 +128,28 @@ struct st_thread *db_add_thread(struct dump_builder *b, uint32_t tid, const char
     t->flags = flags;
     snprintf(t->name, sizeof(t->name), "%s", name);
     return t;
+}
+
+void db_add_free_thread_slot(struct dump_builder *b)
+{
+    db_header(b)->thread_count++;
+}
+
+struct st_object *db_add_object(struct dump_builder *b, uint64_t addr, uint32_t kind)
+{
+    struct st_file_header *h = db_header(b);
+    struct st_object *o = (struct st_object *)(b->buf + h->objects_offset +
+                                               (uint64_t)h->object_count * h->object_size);
+
+    h->object_count++;
+    o->addr = addr;
+    o->kind = kind;
+    return o;
+}
+
+void db_set_bit(uint64_t *bits, uint32_t slot)
+{
+    bits[slot / 64] |= (uint64_t)1 << (slot % 64);
 }
 
 /* Copy bytes to absolute ring position pos, wrapping at the end. */
@@ -232,6 +266,39 @@ uint64_t db_slow_call(struct dump_builder *b, uint32_t tid, uint16_t call, uint6
     r.duration_ns = duration_ns;
     return append_with_stack(b, ST_REC_SLOW_CALL, (uint8_t *)&r + skip,
                              offsetof(struct st_rec_slow_call, stack) - skip, frames, nframes);
+}
+
+uint64_t db_lock_wait(struct dump_builder *b, uint32_t tid, uint16_t call, uint16_t kind, uint64_t object,
+                      uint64_t start_ns, uint64_t duration_ns, uint32_t retries, const uint64_t *frames,
+                      uint16_t nframes)
+{
+    struct st_rec_lock_wait r;
+    const size_t skip = sizeof(struct st_record);
+
+    memset(&r, 0, sizeof(r));
+    r.tid = tid;
+    r.call = call;
+    r.kind = kind;
+    r.object = object;
+    r.start_ns = start_ns;
+    r.duration_ns = duration_ns;
+    r.retries = retries;
+    return append_with_stack(b, ST_REC_LOCK_WAIT, (uint8_t *)&r + skip,
+                             offsetof(struct st_rec_lock_wait, stack) - skip, frames, nframes);
+}
+
+uint64_t db_saturation(struct dump_builder *b, uint64_t object, uint64_t start_ns, uint64_t duration_ns,
+                       uint32_t members)
+{
+    struct st_rec_saturation r;
+    const size_t skip = sizeof(struct st_record);
+
+    memset(&r, 0, sizeof(r));
+    r.object = object;
+    r.start_ns = start_ns;
+    r.duration_ns = duration_ns;
+    r.members = members;
+    return db_append(b, ST_REC_SATURATION, (uint8_t *)&r + skip, sizeof(r) - skip);
 }
 
 void db_complete(struct dump_builder *b, uint64_t last_update_ns)

@@ -16,6 +16,9 @@ struct dump_builder {
 
 /* A dump with room for the given slots and a ring of ring_size bytes. */
 struct dump_builder *db_new(uint32_t module_capacity, uint32_t thread_capacity, uint64_t ring_size);
+/* The same with an object table of object_capacity slots. */
+struct dump_builder *db_new_objects(uint32_t module_capacity, uint32_t thread_capacity,
+                                    uint32_t object_capacity, uint64_t ring_size);
 void db_free(struct dump_builder *b);
 
 /* Direct access to the sections (valid until db_free). */
@@ -28,6 +31,14 @@ struct st_module *db_add_module(struct dump_builder *b, const char *path, uint64
                                 uint64_t end, uint64_t bias, uint32_t flags);
 struct st_thread *db_add_thread(struct dump_builder *b, uint32_t tid, const char *name,
                                 uint32_t flags);
+
+/* A thread slot claimed and freed again (tid 0): later slots keep their index. */
+void db_add_free_thread_slot(struct dump_builder *b);
+
+/* A sync object in the next free slot of the object table. */
+struct st_object *db_add_object(struct dump_builder *b, uint64_t addr, uint32_t kind);
+/* Set bit `slot` of an object's member or waker bitmap. */
+void db_set_bit(uint64_t *bits, uint32_t slot);
 
 /* Append a committed record of the given type; payload follows the 16-byte
  * record header. Returns its absolute position. */
@@ -43,6 +54,12 @@ uint64_t db_sample(struct dump_builder *b, uint32_t tid, uint64_t iter_seq, uint
                    const uint64_t *frames, uint16_t nframes);
 uint64_t db_slow_call(struct dump_builder *b, uint32_t tid, uint16_t call, uint64_t start_ns,
                       uint64_t duration_ns, const uint64_t *frames, uint16_t nframes);
+
+uint64_t db_lock_wait(struct dump_builder *b, uint32_t tid, uint16_t call, uint16_t kind, uint64_t object,
+                      uint64_t start_ns, uint64_t duration_ns, uint32_t retries, const uint64_t *frames,
+                      uint16_t nframes);
+uint64_t db_saturation(struct dump_builder *b, uint64_t object, uint64_t start_ns, uint64_t duration_ns,
+                       uint32_t members);
 
 /* Mark the dump as cleanly ended. */
 void db_complete(struct dump_builder *b, uint64_t last_update_ns);

@@ -13,7 +13,7 @@
 static struct dump_builder *sample_dump(void)
 {
     static const uint64_t frames[] = {0x401000, 0x402010, 0x7f0000001000, 0x403020};
-    struct dump_builder *b = db_new(3, 3, 2048);
+    struct dump_builder *b = db_new_objects(3, 3, 2, 2048);
     const char *argv[] = {"server", "--port", "80"};
     size_t i;
 
@@ -37,6 +37,18 @@ static struct dump_builder *sample_dump(void)
             db_append_torn(b, 64);
     }
     db_slow_call(b, 43, ST_CALL_SEM_WAIT, 5, 50000000, frames, 2);
+    /* A work queue worker 43 idles on, and a contended mutex. */
+    struct st_object *q = db_add_object(b, 0x600000, ST_OBJ_COND);
+    q->members = 1;
+    q->handoffs = 4;
+    q->saturated_ns = 60000000;
+    db_set_bit(q->member_bits, 1);
+    db_set_bit(q->waker_bits, 0);
+    struct st_object *m = db_add_object(b, 0x600100, ST_OBJ_MUTEX);
+    m->waits = 3;
+    m->wait_ns = 90000000;
+    db_saturation(b, 0x600000, 10, 60000000, 1);
+    db_lock_wait(b, 42, ST_CALL_MUTEX_LOCK, ST_OBJ_MUTEX, 0x600100, 20, 30000000, 1, frames, 3);
     db_header(b)->last_update_ns = 2000000000;
     return b;
 }

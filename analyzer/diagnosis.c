@@ -1,0 +1,271 @@
+/* diagnosis.c - what to look at first: one actionable sentence per culprit
+ * (a blocked event loop, an exhausted pool, a contended lock), worst first. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model_build.h"
+
+/* A pool saturated this long, or this share of the recording, is exhausted. */
+#define POOL_MIN_SATURATED_S 1.0
+#define POOL_MIN_SATURATED_SHARE 0.2
+/* Locks waited for this many thresholds in all are worth a sentence. */
+#define LOCK_MIN_THRESHOLDS 3.0
+
+static int add(struct m_process *p, const char *culprit, double weight_ms, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int add(struct m_process *p, const char *culprit, double weight_ms, const char *fmt, ...)
+{
+    struct m_diagnosis *more = realloc(p->diagnosis, (p->ndiagnosis + 1) * sizeof(*more));
+    va_list ap;
+    int rc;
+
+    if (!more)
+        return -1;
+    p->diagnosis = more;
+    struct m_diagnosis *dg = &p->diagnosis[p->ndiagnosis];
+    dg->culprit = culprit;
+    dg->weight_ms = weight_ms;
+    va_start(ap, fmt);
+    rc = vasprintf(&dg->summary, fmt, ap);
+    va_end(ap);
+    if (rc < 0)
+        return -1;
+    p->ndiagnosis++;
+    return 0;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* event_loop_blocking: the loop thread that lost the most time to stalls. */
+static int diagnose_loop(struct m_process *p)
+{
+    size_t i, j, nthreads_stalled = 0;
+    uint32_t worst_tid = 0;
+    double worst_total = -1;
+
+    if (p->nstalls == 0)
+        return 0;
+    /* The loop thread that lost the most time is the one to talk about
+     * (sorted by tid: dumps can hold very many stalls). */
+    uint32_t *tids = calloc(p->nstalls, sizeof(*tids));
+    double *totals = calloc(p->nstalls, sizeof(*totals));
+    if (!tids || !totals) {
+        free(tids);
+        free(totals);
+        return -1;
+    }
+    for (i = 0; i < p->nstalls; i++)
+        tids[i] = p->stalls[i].tid;
+    qsort(tids, p->nstalls, sizeof(*tids), cmp_u32);
+    size_t ndistinct = 0;
+    for (i = 0; i < p->nstalls; i++)
+        if (i == 0 || tids[i] != tids[i - 1])
+            tids[ndistinct++] = tids[i];
+    nthreads_stalled = ndistinct;
+    for (i = 0; i < p->nstalls; i++) {
+        uint32_t *at = bsearch(&p->stalls[i].tid, tids, ndistinct, sizeof(*tids), cmp_u32);
+        totals[at - tids] += p->stalls[i].duration_ms;
+    }
+    for (j = 0; j < ndistinct; j++)
+        if (totals[j] > worst_total) {
+            worst_total = totals[j];
+            worst_tid = tids[j];
+        }
+    free(tids);
+    free(totals);
+
+    size_t count = 0;
+    double max = 0;
+    bool in_progress = false;
+    double *site_total = calloc(p->nsites, sizeof(double));
+    if (!site_total)
+        return -1;
+    for (i = 0; i < p->nstalls; i++) {
+        const struct m_stall *st = &p->stalls[i];
+        if (st->tid != worst_tid)
+            continue;
+        count++;
+        if (st->duration_ms > max)
+            max = st->duration_ms;
+        in_progress |= st->in_progress;
+        site_total[st->site] += st->duration_ms;
+    }
+    size_t site = 0;
+    for (j = 1; j < p->nsites; j++)
+        if (site_total[j] > site_total[site])
+            site = j;
+    free(site_total);
+
+    char smax[32], stotal[32], where[600], what[700], others[96] = "", times[256];
+    const struct m_site *s = &p->sites[site];
+    model_fmt_ms(smax, sizeof(smax), max);
+    model_fmt_ms(stotal, sizeof(stotal), worst_total);
+    model_describe_where(&s->stack, where, sizeof(where));
+    if (s->call)
+        snprintf(what, sizeof(what), "mostly in %s%s%s", s->call, where[0] ? " called from " : "", where);
+    else if (where[0])
+        snprintf(what, sizeof(what), "mostly by CPU-bound work in %s", where);
+    else
+        snprintf(what, sizeof(what), "mostly by CPU-bound work");
+    if (nthreads_stalled > 1)
+        snprintf(others, sizeof(others), "; %zu other loop thread%s stalled too", nthreads_stalled - 1,
+                 nthreads_stalled > 2 ? "s" : "");
+
+    if (count == 1)
+        snprintf(times, sizeof(times), "once for %s%s", smax,
+                 in_progress ? " (still blocked when the recording ended)" : "");
+    else
+        snprintf(times, sizeof(times), "%zu times for up to %s (%s in all%s)", count, smax, stotal,
+                 in_progress ? ", the last still running when the recording ended" : "");
+    return add(p, "event_loop_blocking", worst_total, "The event loop of thread %u (%s) was blocked %s, %s%s.",
+               worst_tid, model_thread_name(p, worst_tid), times, what, others);
+}
+
+
+/* The knob that adds workers, by runtime. */
+static const char *more_workers(const struct m_process *p)
+{
+    const char *exe = model_basename(p->exe);
+
+    if (exe && strncmp(exe, "python", 6) == 0)
+        return "raise the executor's max_workers";
+    if (exe && strncmp(exe, "node", 4) == 0)
+        return "raise UV_THREADPOOL_SIZE";
+    return "add workers";
+}
+
+/* The busiest loop thread's idle share, or -1 without a loop thread. */
+static double loop_idle(const struct m_process *p)
+{
+    const struct m_thread *best = NULL;
+    size_t i;
+
+    for (i = 0; i < p->nthreads; i++)
+        if (p->threads[i].is_loop && (!best || p->threads[i].loop.iterations > best->loop.iterations))
+            best = &p->threads[i];
+    return best ? 1 - best->loop.utilization : -1;
+}
+
+/* thread_pool_exhaustion: a pool whose saturation spans add up to a real
+ * share of the recording. */
+static int diagnose_pool(struct m_process *p, const struct m_pool *pool)
+{
+    char sat[32], dur[32], longest[32], who[96], idle[96] = "", busy[900], where[600];
+    double idle_share = loop_idle(p);
+
+    if (pool->nsaturations == 0 ||
+        (pool->spans_s < POOL_MIN_SATURATED_S && pool->spans_s < POOL_MIN_SATURATED_SHARE * p->duration_s))
+        return 0;
+    model_fmt_ms(sat, sizeof(sat), pool->saturated_s * 1e3);
+    model_fmt_ms(dur, sizeof(dur), p->duration_s * 1e3);
+    model_fmt_ms(longest, sizeof(longest), pool->longest_ms);
+    if (pool->nthreads > 1)
+        snprintf(who, sizeof(who), "%zu workers (thread %u and %zu other%s)", pool->nthreads, pool->tids[0],
+                 pool->nthreads - 1, pool->nthreads > 2 ? "s" : "");
+    else
+        snprintf(who, sizeof(who), "1 worker (thread %u)", pool->tids[0]);
+    if (idle_share >= 0)
+        snprintf(idle, sizeof(idle), " while the event loop was idle %.0f%% of the time", idle_share * 100);
+
+    if (pool->nbusy > 0 && pool->wrapped_share >= 0.5) {
+        const struct m_busy *b = &pool->busy_in[0];
+        model_describe_where(&b->stack, where, sizeof(where));
+        snprintf(busy, sizeof(busy), "%.0f%% of the workers' time %s was in %s%s%s; %s or make that call "
+                 "non-blocking", pool->top_share * 100,
+                 pool->shares_of_saturation ? "while it was saturated" : "busy", b->call ? b->call : "a wait",
+                 where[0] ? " called from " : "", where, more_workers(p));
+    } else {
+        snprintf(busy, sizeof(busy), "The workers were busy outside any wrapped call (CPU-bound work): "
+                 "%s only up to the number of cores, else make the work cheaper", more_workers(p));
+    }
+    return add(p, "thread_pool_exhaustion", pool->saturated_s * 1e3,
+               "The thread pool of %s was saturated for %s of %s (longest span %s)%s: work queued behind "
+               "busy workers. %s.", who, sat, dur, longest, idle, busy);
+}
+
+/* Only waits that mean threads competing for one lock: a mutex or rwlock,
+ * the GIL, or a semaphore its holders release (CPython's threading.Lock)
+ * that was waited for more than once. A one-off wait on a semaphore or a
+ * condition is a thread waiting for another (join, an event, a result). */
+static bool is_contention(const struct m_lock *l)
+{
+    if (l->label)
+        return true;
+    if (strcmp(l->kind, "mutex") == 0 || strcmp(l->kind, "rwlock") == 0)
+        return true;
+    if (strcmp(l->kind, "sem") == 0)
+        return ((l->flags & ST_OBJ_RELEASED) || l->releases > 0) && l->long_waits >= 2;
+    return (l->flags & ST_OBJ_TIMED_RETRY) != 0;
+}
+
+/* lock_contention: the contended lock with the longest total wait. */
+static int diagnose_locks(struct m_process *p)
+{
+    const struct m_lock *l = NULL;
+    size_t i, others = 0;
+    char total[32], max[32], name[400], where[600], at[620] = "", more[64] = "", by[48] = "";
+
+    for (i = 0; i < p->nlocks; i++) {
+        const struct m_lock *c = &p->locks[i];
+        if (!is_contention(c) || c->wait_total_ms < LOCK_MIN_THRESHOLDS * p->threshold_ms)
+            continue;
+        if (!l)
+            l = c;                 /* locks are sorted by total wait */
+        else
+            others++;
+    }
+    if (!l)
+        return 0;
+    model_fmt_ms(total, sizeof(total), l->wait_total_ms);
+    model_fmt_ms(max, sizeof(max), l->wait_max_ms);
+    if (l->label)
+        snprintf(name, sizeof(name), "the GIL (CPython's global interpreter lock, %s %s)", l->kind,
+                 l->symbol ? l->symbol : "");
+    else if (l->symbol)
+        snprintf(name, sizeof(name), "the %s %s", l->kind, l->symbol);
+    else
+        snprintf(name, sizeof(name), "the %s at 0x%llx", l->kind, (unsigned long long)l->object);
+    if (l->waiters > 1)
+        snprintf(by, sizeof(by), " by %zu threads", l->waiters);
+    model_describe_where(&l->stack, where, sizeof(where));
+    if (where[0])
+        snprintf(at, sizeof(at), ", mostly in %s", where);
+    if (others)
+        snprintf(more, sizeof(more), " (%zu other contended lock%s below)", others, others > 1 ? "s" : "");
+    return add(p, "lock_contention", l->wait_total_ms,
+               "Threads waited %s in all for %s: %llu waits%s of up to %s%s%s. %s", total, name,
+               (unsigned long long)l->contentions, by, max, at, more,
+               l->label ? "Python threads running at once take turns: move CPU-bound work to processes "
+                          "(ProcessPoolExecutor) or to code that releases the GIL."
+                        : "Hold it for less time (no blocking call while holding it) or split it.");
+}
+
+static int cmp_weight(const void *a, const void *b)
+{
+    const struct m_diagnosis *x = a, *y = b;
+    return x->weight_ms > y->weight_ms ? -1 : x->weight_ms < y->weight_ms;
+}
+
+int model_build_diagnosis(struct m_process *p)
+{
+    size_t i;
+
+    if (diagnose_loop(p) < 0)
+        return -1;
+    for (i = 0; i < p->npools; i++)
+        if (diagnose_pool(p, &p->pools[i]) < 0)
+            return -1;
+    if (diagnose_locks(p) < 0)
+        return -1;
+    /* The culprit that explains the most time first (stable for ties). */
+    if (p->ndiagnosis > 1)
+        qsort(p->diagnosis, p->ndiagnosis, sizeof(*p->diagnosis), cmp_weight);
+    return 0;
+}

@@ -1,0 +1,616 @@
+/* pools.c - thread pools from the dump's object table: which objects are work
+ * queues, who works on them, when all were busy at once and on what. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "model_build.h"
+
+/* A worker that never had to wait for work never idles on its queue, so
+ * the recorder cannot see it there; a thread with the same start routine,
+ * created within this long of the pool's known workers, is taken as one. */
+#define SAME_BATCH_NS 250000000ull
+
+/* A pool while it is being put together: indices into d->threads. */
+struct draft {
+    const struct st_object **objs;
+    size_t nobjs;
+    size_t *threads;
+    size_t nthreads;
+    size_t added;                  /* threads joined by start routine */
+};
+
+/* SPEC.md's work queue: a cond or sem that threads wait on without a timeout
+ * and that some thread which never waits on it wakes. Timed waits that keep
+ * retrying (the GIL) and semaphores posted by their holders (a lock) are not. */
+static bool is_work_queue(const struct st_object *o)
+{
+    unsigned i;
+
+    if (o->kind != ST_OBJ_COND && o->kind != ST_OBJ_SEM)
+        return false;
+    if ((o->flags & ST_OBJ_TIMED_RETRY) || o->members == 0 || o->handoffs == 0)
+        return false;
+    for (i = 0; i < ST_THREAD_BITS / 64; i++)
+        if (o->waker_bits[i] & ~o->member_bits[i])
+            return true;
+    return false;
+}
+
+static bool bit_set(const uint64_t *bits, uint32_t i)
+{
+    return i < ST_THREAD_BITS && (bits[i / 64] >> (i % 64) & 1) != 0;
+}
+
+static int cmp_size(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_draft(const void *a, const void *b)
+{
+    const struct draft *x = a, *y = b;
+    /* Drafts are never empty; their threads are sorted. */
+    return cmp_size(&x->threads[0], &y->threads[0]);
+}
+
+static int add_thread(struct draft *dr, size_t idx)
+{
+    size_t *more = realloc(dr->threads, (dr->nthreads + 1) * sizeof(*more));
+
+    if (!more)
+        return -1;
+    dr->threads = more;
+    dr->threads[dr->nthreads++] = idx;
+    return 0;
+}
+
+static void free_drafts(struct draft *drafts, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        free(drafts[i].objs);
+        free(drafts[i].threads);
+    }
+    free(drafts);
+}
+
+/* One draft per work queue that has workers left once loop threads (busy
+ * in their loop, not idle workers) and threads already taken are out. */
+static int draft_queues(struct m_process *p, const struct dump *d, struct draft **out, size_t *nout)
+{
+    uint32_t nslots = d->hdr.thread_count < ST_THREAD_BITS ? d->hdr.thread_count : ST_THREAD_BITS;
+    long *at_slot = malloc((nslots ? nslots : 1) * sizeof(*at_slot));
+    bool *taken = calloc(d->nthreads ? d->nthreads : 1, sizeof(*taken));
+    struct draft *drafts = calloc(d->nobjects ? d->nobjects : 1, sizeof(*drafts));
+    size_t n = 0, i;
+    uint32_t slot;
+    char sym[320];
+    bool py_runtime;
+
+    if (!at_slot || !taken || !drafts)
+        goto fail;
+    for (slot = 0; slot < nslots; slot++)
+        at_slot[slot] = -1;
+    for (i = 0; i < d->nthreads; i++)
+        if (d->thread_slots[i] < nslots)
+            at_slot[d->thread_slots[i]] = (long)i;
+
+    for (i = 0; i < d->nobjects; i++) {
+        const struct st_object *o = &d->objects[i];
+        struct draft *dr = &drafts[n];
+
+        if (!is_work_queue(o))
+            continue;
+        /* CPython's GIL hand-over (switch_cond) looks like a work queue. */
+        model_data_symbol(p, o->addr, sym, sizeof(sym), &py_runtime);
+        if (py_runtime)
+            continue;
+        for (slot = 0; slot < nslots; slot++) {
+            long t = at_slot[slot];
+            if (t < 0 || !bit_set(o->member_bits, slot) || taken[t] ||
+                (d->threads[t].flags & ST_THREAD_LOOP))
+                continue;
+            if (add_thread(dr, (size_t)t) < 0)
+                goto fail;
+            taken[t] = true;
+        }
+        if (dr->nthreads == 0)
+            continue;
+        dr->objs = malloc(sizeof(*dr->objs));
+        if (!dr->objs)
+            goto fail;
+        dr->objs[0] = o;
+        dr->nobjs = 1;
+        n++;
+    }
+    free(at_slot);
+    free(taken);
+    *out = drafts;
+    *nout = n;
+    return 0;
+fail:
+    free(at_slot);
+    free(taken);
+    free_drafts(drafts, d->nobjects);
+    return -1;
+}
+
+/* CPython 3.13 parks each waiting thread on a semaphore of its own: an
+ * executor of 4 shows as 4 queues of one worker each. One-worker queues whose
+ * workers share a start routine are one pool. */
+static int merge_parked(const struct dump *d, struct draft *drafts, size_t *n)
+{
+    size_t i, j, k;
+
+    for (i = 0; i < *n; i++) {
+        struct draft *a = &drafts[i];
+        uint64_t routine;
+        if (a->nthreads != 1 || a->nobjs != 1)
+            continue;
+        routine = d->threads[a->threads[0]].start_routine;
+        if (routine == 0)
+            continue;
+        for (j = i + 1; j < *n;) {
+            struct draft *b = &drafts[j];
+            if (b->nthreads != 1 || b->nobjs != 1 || d->threads[b->threads[0]].start_routine != routine) {
+                j++;
+                continue;
+            }
+            const struct st_object **objs = realloc(a->objs, (a->nobjs + 1) * sizeof(*objs));
+            if (!objs || add_thread(a, b->threads[0]) < 0) {
+                if (objs)
+                    a->objs = objs;
+                return -1;
+            }
+            a->objs = objs;
+            a->objs[a->nobjs++] = b->objs[0];
+            free(b->objs);
+            free(b->threads);
+            for (k = j; k + 1 < *n; k++)
+                drafts[k] = drafts[k + 1];
+            (*n)--;
+        }
+    }
+    return 0;
+}
+
+/* Workers that never idled: same start routine, created in the same batch. */
+static int add_never_idle(const struct dump *d, struct draft *drafts, size_t n)
+{
+    bool *in_pool = calloc(d->nthreads ? d->nthreads : 1, sizeof(*in_pool));
+    size_t i, j, t;
+
+    if (!in_pool)
+        return -1;
+    for (i = 0; i < n; i++)
+        for (j = 0; j < drafts[i].nthreads; j++)
+            in_pool[drafts[i].threads[j]] = true;
+    for (i = 0; i < n; i++) {
+        struct draft *dr = &drafts[i];
+        const struct st_thread *first = &d->threads[dr->threads[0]];
+        uint64_t routine = first->start_routine, lo = first->created_ns, hi = lo;
+        size_t known = dr->nthreads;
+
+        for (j = 0; j < known; j++) {
+            const struct st_thread *w = &d->threads[dr->threads[j]];
+            if (w->start_routine != routine)
+                routine = 0;       /* workers of mixed origins: no batch to match */
+            lo = w->created_ns < lo ? w->created_ns : lo;
+            hi = w->created_ns > hi ? w->created_ns : hi;
+        }
+        if (routine == 0)
+            continue;
+        lo = lo > SAME_BATCH_NS ? lo - SAME_BATCH_NS : 0;
+        hi = hi + SAME_BATCH_NS;
+        for (t = 0; t < d->nthreads; t++) {
+            const struct st_thread *c = &d->threads[t];
+            if (in_pool[t] || c->start_routine != routine || (c->flags & (ST_THREAD_LOOP | ST_THREAD_MAIN)) ||
+                c->created_ns < lo || c->created_ns > hi)
+                continue;
+            if (add_thread(dr, t) < 0) {
+                free(in_pool);
+                return -1;
+            }
+            in_pool[t] = true;
+            dr->added++;
+        }
+        qsort(dr->threads, dr->nthreads, sizeof(*dr->threads), cmp_size);
+    }
+    free(in_pool);
+    return 0;
+}
+
+/* ---- Saturation ----------------------------------------------------------- */
+
+static int cmp_span(const void *a, const void *b)
+{
+    const struct m_span *x = a, *y = b;
+    if (x->start_s != y->start_s)
+        return x->start_s < y->start_s ? -1 : 1;
+    return x->duration_ms < y->duration_ms ? -1 : x->duration_ms > y->duration_ms;
+}
+
+static int push_span(struct m_span **spans, size_t *n, const struct m_span *s)
+{
+    struct m_span *more = realloc(*spans, (*n + 1) * sizeof(*more));
+
+    if (!more)
+        return -1;
+    *spans = more;
+    (*spans)[(*n)++] = *s;
+    return 0;
+}
+
+/* The recorded spans of one work queue, plus the one still open when a
+ * killed process stopped; sorted by start. */
+static int object_spans(const struct m_process *p, const struct dump *d, const struct st_object *o,
+                        struct m_span **spans, size_t *n)
+{
+    size_t i;
+
+    *spans = NULL;
+    *n = 0;
+    for (i = 0; i < d->nevents; i++) {
+        const struct dump_event *e = &d->events[i];
+        if (e->type != ST_REC_SATURATION || e->object != o->addr)
+            continue;
+        struct m_span s = {.start_s = (double)e->start_ns / 1e9, .duration_ms = (double)e->duration_ns / 1e6,
+                           .members = e->members, .retroactive = e->retroactive};
+        if (push_span(spans, n, &s) < 0)
+            return -1;
+    }
+    uint64_t since = o->live_saturated_since_ns, end = d->hdr.last_update_ns;
+    if (!p->complete && since != 0 && end > since && end - since >= d->hdr.threshold_ns) {
+        struct m_span s = {.start_s = (double)since / 1e9, .duration_ms = (double)(end - since) / 1e6,
+                           .members = o->live_members, .in_progress = true};
+        if (push_span(spans, n, &s) < 0)
+            return -1;
+    }
+    if (*n > 1)
+        qsort(*spans, *n, sizeof(**spans), cmp_span);
+    return 0;
+}
+
+/* Spans during which both lists say "busy": the pool of parked workers is
+ * saturated when each of its one-worker queues is. Spans within a list may
+ * not overlap each other much, but nothing here relies on it. */
+static int intersect(const struct m_span *a, size_t na, const struct m_span *b, size_t nb,
+                     struct m_span **out, size_t *nout)
+{
+    size_t i, j;
+
+    *out = NULL;
+    *nout = 0;
+    for (i = 0; i < na; i++)
+        for (j = 0; j < nb; j++) {
+            double s = a[i].start_s > b[j].start_s ? a[i].start_s : b[j].start_s;
+            double ea = a[i].start_s + a[i].duration_ms / 1e3, eb = b[j].start_s + b[j].duration_ms / 1e3;
+            double e = ea < eb ? ea : eb;
+            if (e <= s)
+                continue;
+            struct m_span x = {.start_s = s, .duration_ms = (e - s) * 1e3,
+                               .members = a[i].members + b[j].members,
+                               .retroactive = a[i].retroactive || b[j].retroactive,
+                               .in_progress = a[i].in_progress && b[j].in_progress};
+            if (push_span(out, nout, &x) < 0)
+                return -1;
+        }
+    return 0;
+}
+
+static int pool_saturation(struct m_process *p, const struct dump *d, const struct draft *dr,
+                           struct m_pool *pool)
+{
+    size_t i;
+
+    if (object_spans(p, d, dr->objs[0], &pool->saturations, &pool->nsaturations) < 0)
+        return -1;
+    if (dr->nobjs == 1) {
+        const struct st_object *o = dr->objs[0];
+        pool->saturated_s = (double)o->saturated_ns / 1e9;
+        for (i = 0; i < pool->nsaturations; i++)
+            if (pool->saturations[i].in_progress)
+                pool->saturated_s += pool->saturations[i].duration_ms / 1e3;
+    } else {
+        /* Only spans of at least the threshold are known per worker, and
+         * only those can overlap into a span that long. */
+        for (i = 1; i < dr->nobjs; i++) {
+            struct m_span *other, *both;
+            size_t nother, nboth;
+            if (object_spans(p, d, dr->objs[i], &other, &nother) < 0)
+                return -1;
+            int rc = intersect(pool->saturations, pool->nsaturations, other, nother, &both, &nboth);
+            free(other);
+            free(pool->saturations);
+            pool->saturations = both;
+            pool->nsaturations = rc < 0 ? 0 : nboth;
+            if (rc < 0)
+                return -1;
+        }
+        size_t kept = 0;
+        for (i = 0; i < pool->nsaturations; i++) {
+            struct m_span *s = &pool->saturations[i];
+            if (s->duration_ms * 1e6 < (double)d->hdr.threshold_ns)
+                continue;
+            s->members = (uint32_t)dr->nobjs;
+            pool->saturations[kept++] = *s;
+            pool->saturated_s += s->duration_ms / 1e3;
+        }
+        pool->nsaturations = kept;
+        if (kept > 1)
+            qsort(pool->saturations, kept, sizeof(*pool->saturations), cmp_span);
+    }
+    for (i = 0; i < pool->nsaturations; i++) {
+        pool->spans_s += pool->saturations[i].duration_ms / 1e3;
+        if (pool->saturations[i].duration_ms > pool->longest_ms)
+            pool->longest_ms = pool->saturations[i].duration_ms;
+    }
+    return 0;
+}
+
+/* busy_ratio over the workers' lifetimes; a worker blocked idle right now
+ * (a live dump, or daemon threads at exit) is idle up to the end. */
+static void pool_busy(const struct dump *d, const struct draft *dr, struct m_pool *pool)
+{
+    double life = 0, idle = 0;
+    uint64_t last = d->hdr.last_update_ns;
+    size_t i;
+
+    for (i = 0; i < dr->nthreads; i++) {
+        const struct st_thread *t = &d->threads[dr->threads[i]];
+        uint64_t end = (t->flags & ST_THREAD_EXITED) && t->exited_ns ? t->exited_ns : last;
+        uint64_t span = end > t->created_ns ? end - t->created_ns : 0, idle_ns = t->pool_idle_ns;
+        if (!(t->flags & ST_THREAD_EXITED) && t->live_idle_since_ns && last > t->live_idle_since_ns)
+            idle_ns += last - t->live_idle_since_ns;
+        life += (double)span;
+        idle += (double)(idle_ns < span ? idle_ns : span);
+    }
+    pool->busy_ratio = life > 0 ? 1 - idle / life : 0;
+    if (pool->busy_ratio < 0)
+        pool->busy_ratio = 0;
+    if (pool->busy_ratio > 1)
+        pool->busy_ratio = 1;
+    pool->busy_s = (life - idle) / 1e9;
+}
+
+/* ---- What the busy workers were in ---------------------------------------- */
+
+struct busy_item {
+    const char *call;
+    const struct m_stack *stack;
+    double start_s, duration_ms;
+};
+
+static int cmp_item(const void *a, const void *b)
+{
+    const struct busy_item *x = a, *y = b;
+    return model_cmp_place(x->call, x->stack, y->call, y->stack);
+}
+
+static int cmp_busy(const void *a, const void *b)
+{
+    const struct m_busy *x = a, *y = b;
+    if (x->total_ms != y->total_ms)
+        return x->total_ms > y->total_ms ? -1 : 1;
+    return x->count > y->count ? -1 : x->count < y->count;
+}
+
+/* Milliseconds of [start, start + ms) inside the sorted spans. */
+static double overlap_ms(const struct m_span *spans, size_t n, double start_s, double ms)
+{
+    double end_s = start_s + ms / 1e3, sum = 0;
+    size_t lo = 0, hi = n;
+
+    /* Spans of a pool do not nest; find the first that ends after start. */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (spans[mid].start_s + spans[mid].duration_ms / 1e3 <= start_s)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (; lo < n && spans[lo].start_s < end_s; lo++) {
+        double s = spans[lo].start_s > start_s ? spans[lo].start_s : start_s;
+        double e = spans[lo].start_s + spans[lo].duration_ms / 1e3;
+        e = e < end_s ? e : end_s;
+        if (e > s)
+            sum += (e - s) * 1e3;
+    }
+    return sum;
+}
+
+static bool has_tid(const uint32_t *sorted, size_t n, uint32_t tid)
+{
+    size_t lo = 0, hi = n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (sorted[mid] < tid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && sorted[lo] == tid;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Time in the place busy_in[0] names: the same call reached from the same
+ * code can come through different interpreter frames, and a person reads
+ * "clock_nanosleep called from time_sleep" as one place. */
+static double top_place_ms(const struct m_pool *pool)
+{
+    char top[600], other[600];
+    double sum = 0;
+    size_t i;
+
+    model_describe_where(&pool->busy_in[0].stack, top, sizeof(top));
+    for (i = 0; i < pool->nbusy; i++) {
+        const struct m_busy *b = &pool->busy_in[i];
+        if (i > 0) {
+            if ((b->call == NULL) != (pool->busy_in[0].call == NULL) ||
+                (b->call && strcmp(b->call, pool->busy_in[0].call) != 0))
+                continue;
+            model_describe_where(&b->stack, other, sizeof(other));
+            if (strcmp(top, other) != 0)
+                continue;
+        }
+        sum += pool->nsaturations ? b->saturated_ms : b->total_ms;
+    }
+    return sum;
+}
+
+static int pool_busy_in(struct m_process *p, struct m_pool *pool)
+{
+    size_t n = 0, i, start;
+    struct busy_item *items = calloc(p->nslow_calls + p->nlock_waits + 1, sizeof(*items));
+    uint32_t *tids = malloc((pool->nthreads ? pool->nthreads : 1) * sizeof(*tids));
+
+    if (!items || !tids) {
+        free(items);
+        free(tids);
+        return -1;
+    }
+    memcpy(tids, pool->tids, pool->nthreads * sizeof(*tids));
+    qsort(tids, pool->nthreads, sizeof(*tids), cmp_u32);
+    /* Waits on a work queue are a worker idling, not working. */
+    for (i = 0; i < p->nslow_calls; i++) {
+        const struct m_slow_call *c = &p->slow_calls[i];
+        if (has_tid(tids, pool->nthreads, c->tid) && !(c->object && model_is_pool_object(p, c->object)))
+            items[n++] = (struct busy_item){c->call, &c->stack, c->start_s, c->duration_ms};
+    }
+    for (i = 0; i < p->nlock_waits; i++) {
+        const struct m_lock_wait *w = &p->lock_waits[i];
+        if (has_tid(tids, pool->nthreads, w->tid) && !model_is_pool_object(p, w->object))
+            items[n++] = (struct busy_item){w->call, &w->stack, w->start_s, w->duration_ms};
+    }
+    free(tids);
+    if (n > 1)
+        qsort(items, n, sizeof(*items), cmp_item);
+
+    pool->busy_in = calloc(n ? n : 1, sizeof(*pool->busy_in));
+    if (!pool->busy_in) {
+        free(items);
+        return -1;
+    }
+    for (start = 0; start < n; start = i) {
+        struct m_busy *b = &pool->busy_in[pool->nbusy++];
+        b->call = items[start].call;
+        b->stack = *items[start].stack;
+        for (i = start; i < n && cmp_item(&items[start], &items[i]) == 0; i++) {
+            b->count++;
+            b->total_ms += items[i].duration_ms;
+            if (items[i].duration_ms > b->max_ms)
+                b->max_ms = items[i].duration_ms;
+            b->saturated_ms += overlap_ms(pool->saturations, pool->nsaturations, items[i].start_s,
+                                          items[i].duration_ms);
+        }
+    }
+    free(items);
+    if (pool->nbusy > 1)
+        qsort(pool->busy_in, pool->nbusy, sizeof(*pool->busy_in), cmp_busy);
+
+    /* Shares of the saturated worker time when there was any, else of all
+     * busy time: what a person asks is "busy in what, while it was full". */
+    double all = 0, denom;
+    for (i = 0; i < pool->nbusy; i++)
+        all += pool->nsaturations ? pool->busy_in[i].saturated_ms : pool->busy_in[i].total_ms;
+    pool->shares_of_saturation = pool->nsaturations > 0;
+    denom = pool->nsaturations ? pool->spans_s * 1e3 * (double)pool->nthreads : pool->busy_s * 1e3;
+    if (denom > 0 && pool->nbusy > 0) {
+        double top = top_place_ms(pool);
+        pool->top_share = top / denom > 1 ? 1 : top / denom;
+        pool->wrapped_share = all / denom > 1 ? 1 : all / denom;
+    }
+    return 0;
+}
+
+/* ---- The pools ------------------------------------------------------------- */
+
+bool model_is_pool_object(const struct m_process *p, uint64_t addr)
+{
+    size_t i, j;
+
+    for (i = 0; i < p->npools; i++)
+        for (j = 0; j < p->pools[i].nobjects; j++)
+            if (p->pools[i].objects[j] == addr)
+                return true;
+    return false;
+}
+
+int model_build_pools(struct m_process *p, const struct dump *d)
+{
+    struct draft *drafts = NULL;
+    size_t n = 0, i, j;
+
+    if (draft_queues(p, d, &drafts, &n) < 0)
+        return -1;
+    if (merge_parked(d, drafts, &n) < 0 || add_never_idle(d, drafts, n) < 0)
+        goto fail;
+    /* Stable ids: by the first worker's place in the thread table. */
+    if (n > 1)
+        qsort(drafts, n, sizeof(*drafts), cmp_draft);
+    p->pools = calloc(n ? n : 1, sizeof(*p->pools));
+    if (!p->pools)
+        goto fail;
+    for (i = 0; i < n; i++) {
+        struct draft *dr = &drafts[i];
+        struct m_pool *pool = &p->pools[p->npools++];
+
+        pool->id = (int)i;
+        pool->kind = model_object_kind(dr->objs[0]->kind);
+        pool->objects = calloc(dr->nobjs, sizeof(*pool->objects));
+        pool->tids = calloc(dr->nthreads, sizeof(*pool->tids));
+        if (!pool->objects || !pool->tids)
+            goto fail;
+        for (j = 0; j < dr->nobjs; j++)
+            pool->objects[j] = dr->objs[j]->addr;
+        pool->nobjects = dr->nobjs;
+        if (dr->nobjs > 1)
+            qsort(pool->objects, dr->nobjs, sizeof(*pool->objects), cmp_u64);
+        for (j = 0; j < dr->nthreads; j++) {
+            pool->tids[j] = d->threads[dr->threads[j]].tid;
+            /* m_process.threads mirrors d->threads index for index. */
+            p->threads[dr->threads[j]].pool = pool->id;
+        }
+        pool->nthreads = dr->nthreads;
+        pool->added_by_routine = dr->added;
+        pool_busy(d, dr, pool);
+        if (pool_saturation(p, d, dr, pool) < 0)
+            goto fail;
+    }
+    /* busy_in leaves out waits on any pool's queue: all pools first. */
+    for (i = 0; i < p->npools; i++)
+        if (pool_busy_in(p, &p->pools[i]) < 0)
+            goto fail;
+    free_drafts(drafts, n);
+    return 0;
+fail:
+    free_drafts(drafts, n);
+    return -1;
+}
+
+void model_free_pools(struct m_process *p)
+{
+    size_t i;
+
+    for (i = 0; i < p->npools; i++) {
+        free(p->pools[i].objects);
+        free(p->pools[i].tids);
+        free(p->pools[i].saturations);
+        free(p->pools[i].busy_in);
+    }
+    free(p->pools);
+}
