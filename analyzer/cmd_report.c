@@ -20,12 +20,15 @@ static double parse_ms(const char *s)
     return v;
 }
 
+/* --native-only: kept here so report_dumps keeps its signature for `run`. */
+static bool native_only;
+
 int report_dumps(FILE *out, char **paths, int n, const char *format, double threshold_ms,
                  const struct text_limits *lim)
 {
     struct dump **dumps = calloc((size_t)n + 1, sizeof(*dumps));
     struct m_process **procs = calloc((size_t)n + 1, sizeof(*procs));
-    struct model_options opt = {.threshold_ms = threshold_ms};
+    struct model_options opt = {.threshold_ms = threshold_ms, .native_only = native_only};
     int i, rc = 0;
 
     if (!dumps || !procs) {
@@ -52,6 +55,14 @@ int report_dumps(FILE *out, char **paths, int n, const char *format, double thre
     }
     if (strcmp(format, "json") == 0)
         rc = report_json(out, procs, (size_t)n);
+    else if (strcmp(format, "folded") == 0)
+        rc = report_folded(out, procs, (size_t)n);
+    else if (strcmp(format, "chrome") == 0)
+        rc = report_chrome(out, procs, (size_t)n);
+    else if (strcmp(format, "openmetrics") == 0)
+        rc = report_openmetrics(out, procs, (size_t)n);
+    else if (strcmp(format, "html") == 0)
+        rc = report_html(out, procs, (size_t)n);
     else
         rc = report_text(out, procs, (size_t)n, lim);
     if (rc != 0 || fflush(out) != 0) {
@@ -98,13 +109,14 @@ int cmd_report(int argc, char **argv)
             }
             break;
         case 'n':
-            break;                 /* raw native stacks: interpreters come later */
+            native_only = true;    /* raw native stacks: no Python frames spliced */
+            break;
         case 'o':
             output = optarg;
             break;
         case 'h':
-            printf("usage: stalltrace report [--format text|json] [--threshold MS] [--native-only] "
-                   "[-o FILE] DUMP...\n");
+            printf("usage: stalltrace report [--format text|json|html|folded|chrome|openmetrics]\n"
+                   "                         [--threshold MS] [--native-only] [-o FILE] DUMP...\n");
             return 0;
         default:
             fprintf(stderr, "stalltrace: report: bad option '%s' (see stalltrace --help)\n",
@@ -112,12 +124,11 @@ int cmd_report(int argc, char **argv)
             return 2;
         }
     }
-    if (strcmp(format, "text") != 0 && strcmp(format, "json") != 0) {
-        if (!strcmp(format, "html") || !strcmp(format, "folded") || !strcmp(format, "chrome") ||
-            !strcmp(format, "openmetrics"))
-            fprintf(stderr, "stalltrace: report: format %s is not implemented yet\n", format);
-        else
-            fprintf(stderr, "stalltrace: report: unknown format '%s'\n", format);
+    if (strcmp(format, "text") != 0 && strcmp(format, "json") != 0 && strcmp(format, "html") != 0 &&
+        strcmp(format, "folded") != 0 && strcmp(format, "chrome") != 0 &&
+        strcmp(format, "openmetrics") != 0) {
+        fprintf(stderr, "stalltrace: report: unknown format '%s' "
+                        "(text, json, html, folded, chrome or openmetrics)\n", format);
         return 2;
     }
     if (optind >= argc) {

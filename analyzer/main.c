@@ -1,5 +1,5 @@
 /* main.c - the stalltrace command: dispatches to one subcommand per file
- * (run, report; check, diff, top, metrics come in later issues). */
+ * (run, report, check, diff; top and metrics come in later issues). */
 #include <stdio.h>
 #include <string.h>
 
@@ -12,9 +12,15 @@ static void usage(FILE *out)
             "\n"
             "  run [-o PATH] [--threshold MS] [--buffer-mb N] [--] CMD [ARGS...]\n"
             "        run CMD with the recorder preloaded, then summarize its dumps\n"
-            "  report [--format text|json] [--threshold MS] [--native-only] [-o FILE] DUMP...\n"
+            "  report [--format text|json|html|folded|chrome|openmetrics] [--threshold MS]\n"
+            "         [--native-only] [-o FILE] DUMP...\n"
             "        report the event-loop stalls recorded in dumps\n"
-            "  check, diff, top, metrics\n"
+            "  check [--max-stall-ms N] [--max-loop-p99-ms N] [--max-loop-utilization R]\n"
+            "        [--max-saturated-s N] [--max-lock-wait-ms N] [--junit FILE] DUMP...\n"
+            "        exit 1 when a dump breaks a bound (a CI gate), one line per violation\n"
+            "  diff BASE.dump NEW.dump [--format text|json] [--fail-over PCT]\n"
+            "        what changed between two recordings; exit 1 when worse by more than PCT\n"
+            "  top, metrics\n"
             "        not implemented yet\n"
             "\n"
             "  --help      this text\n"
@@ -23,7 +29,7 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
-    static const char *later[] = {"check", "diff", "top", "metrics", NULL};
+    static const char *later[] = {"top", "metrics", NULL};
     int i;
 
     if (argc < 2) {
@@ -42,6 +48,10 @@ int main(int argc, char **argv)
         return cmd_run(argc - 1, argv + 1);
     if (strcmp(argv[1], "report") == 0)
         return cmd_report(argc - 1, argv + 1);
+    if (strcmp(argv[1], "check") == 0)
+        return cmd_check(argc - 1, argv + 1);
+    if (strcmp(argv[1], "diff") == 0)
+        return cmd_diff(argc - 1, argv + 1);
     for (i = 0; later[i]; i++)
         if (strcmp(argv[1], later[i]) == 0) {
             fprintf(stderr, "stalltrace: '%s' is not implemented yet\n", argv[1]);

@@ -15,5 +15,9 @@ struct text_limits {
 
 int report_json(FILE *out, struct m_process **procs, size_t n);
 int report_text(FILE *out, struct m_process **procs, size_t n, const struct text_limits *lim);
+int report_folded(FILE *out, struct m_process **procs, size_t n);
+int report_chrome(FILE *out, struct m_process **procs, size_t n);
+int report_openmetrics(FILE *out, struct m_process **procs, size_t n);
+int report_html(FILE *out, struct m_process **procs, size_t n);
 
 #endif /* STALLTRACE_REPORT_H */

@@ -1,0 +1,137 @@
+/* report_util.c - helpers shared by the export formats (folded, chrome,
+ * openmetrics, html) and the gates (check, diff). */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "report_util.h"
+
+int load_dumps(char **paths, size_t n, double threshold_ms, struct loaded_dumps *out)
+{
+    struct model_options opt = {.threshold_ms = threshold_ms};
+    size_t i;
+
+    memset(out, 0, sizeof(*out));
+    out->dumps = calloc(n + 1, sizeof(*out->dumps));
+    out->procs = calloc(n + 1, sizeof(*out->procs));
+    if (!out->dumps || !out->procs) {
+        fprintf(stderr, "stalltrace: out of memory\n");
+        free_loaded_dumps(out);
+        return 2;
+    }
+    for (i = 0; i < n; i++) {
+        char *err = NULL;
+        out->dumps[i] = dump_open_path(paths[i], &err);
+        out->n = i + 1;
+        if (!out->dumps[i]) {
+            fprintf(stderr, "stalltrace: %s\n", err ? err : "out of memory");
+            free(err);
+            free_loaded_dumps(out);
+            return 2;
+        }
+        out->procs[i] = model_build(out->dumps[i], &opt);
+        if (!out->procs[i]) {
+            fprintf(stderr, "stalltrace: %s: out of memory\n", paths[i]);
+            free_loaded_dumps(out);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+void free_loaded_dumps(struct loaded_dumps *l)
+{
+    size_t i;
+
+    for (i = 0; i < l->n; i++) {
+        if (l->procs)
+            model_free(l->procs[i]);
+        if (l->dumps)
+            dump_free(l->dumps[i]);
+    }
+    free(l->procs);
+    free(l->dumps);
+    memset(l, 0, sizeof(*l));
+}
+
+void sanitize_ascii(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f)
+            *s = '?';
+}
+
+void frame_label(const struct sym_frame *f, char *buf, size_t len)
+{
+    char *c;
+
+    if (f->function)
+        snprintf(buf, len, "%s", f->function);
+    else if (f->module)
+        snprintf(buf, len, "[%s]", f->module);
+    else
+        snprintf(buf, len, "[unknown]");
+    sanitize_ascii(buf);
+    for (c = buf; *c; c++)
+        if (*c == ';')
+            *c = ':';
+}
+
+void stack_top_describe(const struct m_stack *s, char *buf, size_t len)
+{
+    size_t i;
+
+    if (s->n == 0) {
+        snprintf(buf, len, "(no stack)");
+        return;
+    }
+    for (i = 0; i < s->n; i++)
+        if (!model_frame_is_plumbing(s->frames[i]) && s->frames[i]->function && !s->frames[i]->inlined)
+            break;
+    model_frame_describe(s->frames[i < s->n ? i : 0], buf, len);
+    sanitize_ascii(buf);
+}
+
+const struct m_thread *thread_by_tid(const struct m_process *p, uint32_t tid)
+{
+    size_t i;
+
+    for (i = 0; i < p->nthreads; i++)
+        if (p->threads[i].tid == tid)
+            return &p->threads[i];
+    return NULL;
+}
+
+const struct st_thread *dump_thread_by_tid(const struct m_process *p, uint32_t tid)
+{
+    uint32_t i;
+
+    for (i = 0; p->dump && i < p->dump->nthreads; i++)
+        if (p->dump->threads[i].tid == tid)
+            return &p->dump->threads[i];
+    return NULL;
+}
+
+const struct m_stack *stall_stack(const struct m_stall *st, size_t *nsamples)
+{
+    *nsamples = 0;
+    if (!st->call && st->nsamples > 0) {
+        *nsamples = st->nsamples;
+        return NULL;
+    }
+    return &st->stack;
+}
+
+bool parse_nonneg(const char *s, double *out)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= 0) || !isfinite(v) || v > 1e15)
+        return false;
+    *out = v;
+    return true;
+}
