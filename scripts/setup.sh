@@ -16,11 +16,13 @@ apt_get() { "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "$@"; }
 
 # Build: meson, ninja, pkg-config, a C toolchain and the libraries.
 # Tests: Debian's python3 with uvloop (e2e harness and the uvloop target),
-# Node.js (only when no `node` is installed already, whatever its origin).
+# Node.js and npm (only when no `node` is installed already, whatever its
+# origin), promtool (prometheus) to validate the metrics, and chromium to
+# load the HTML report.
 packages=(meson ninja-build pkg-config gcc libc6-dev libunwind-dev libcriterion-dev
-          libdw-dev libelf-dev libjansson-dev python3 python3-uvloop)
+          libdw-dev libelf-dev libjansson-dev python3 python3-uvloop prometheus chromium)
 if ! command -v node >/dev/null 2>&1; then
-    packages+=(nodejs)
+    packages+=(nodejs npm)
 fi
 
 missing=()
@@ -53,6 +55,13 @@ if [ -f build/meson-private/coredata.dat ]; then
 else
     say "configuring build/"
     meson setup build >"$log" 2>&1 || fail "meson setup build"
+fi
+
+# playwright-core drives the system chromium in the HTML report's test.
+if [ ! -d tests/e2e/html/node_modules/playwright-core ] && command -v npm >/dev/null 2>&1; then
+    say "installing the HTML test's npm packages (tests/e2e/html)"
+    npm install --prefix tests/e2e/html --no-audit --no-fund --silent >"$log" 2>&1 \
+        || say "npm install failed: the HTML test will skip its browser checks"
 fi
 
 say "building (ninja -C build)"
