@@ -385,6 +385,29 @@ static bool decode_stack(const uint8_t *rec, size_t size, size_t at, struct dump
 
 /* Decode one committed record. 1: an event to keep, 0: an unknown type
  * (skipped but seen), -1: malformed. */
+/* 1: kept, 0: malformed, -1: out of memory. */
+static int jitsym_add(struct dump *d, const uint8_t *rec, size_t size)
+{
+    struct st_rec_jitsym r;
+    if (size < sizeof(r))
+        return 0;
+    memcpy(&r, rec, sizeof(r));
+    if (r.size == 0 || r.name_len == 0 || sizeof(r) + (size_t)r.name_len > size)
+        return 0;
+    if ((d->njitsyms & (d->njitsyms - 1)) == 0) {   /* grow at powers of two */
+        size_t cap = d->njitsyms ? d->njitsyms * 2 : 16;
+        struct dump_jitsym *v = realloc(d->jitsyms, cap * sizeof(*v));
+        if (!v)
+            return -1;
+        d->jitsyms = v;
+    }
+    char *name = strndup((const char *)rec + sizeof(r), r.name_len);
+    if (!name)
+        return -1;
+    d->jitsyms[d->njitsyms++] = (struct dump_jitsym){r.start, r.size, name};
+    return 1;
+}
+
 static int decode_record(const uint8_t *rec, size_t size, uint16_t type,
                          struct dump_event *ev, const uint64_t **frames)
 {
@@ -511,6 +534,12 @@ static int walk_ring(struct dump *d, const uint8_t *ring, const uint8_t *data,
         const uint64_t *frames;
         ring_copy(data, size, pos, rec, n);
         int kind = decode_record(rec, n, r.type, &ev, &frames);
+        if (r.type == ST_REC_JITSYM) {
+            int got = jitsym_add(d, rec, n);
+            if (got < 0)
+                return -1;
+            kind = got ? 0 : -1;
+        }
         if (r.type == ST_REC_PYCODE) {
             /* Code objects are kept aside: stacks name them by address. */
             int got = py_codes_add(&d->pycodes, pos, rec, n);
@@ -714,6 +743,9 @@ void dump_free(struct dump *d)
     free(d->arena);
     free(d->pyarena);
     py_codes_free(&d->pycodes);
+    for (size_t i = 0; i < d->njitsyms; i++)
+        free(d->jitsyms[i].name);
+    free(d->jitsyms);
     free(d->path);
     free(d);
 }

@@ -49,6 +49,12 @@ struct dump_event {
     struct dump_stack stack;
 };
 
+/* A JIT symbol the recorder copied from the process's perf map. */
+struct dump_jitsym {
+    uint64_t start, size;
+    char *name;
+};
+
 struct dump {
     char *path;                    /* as given, for messages */
     struct st_file_header hdr;     /* copy; strings below are terminated */
@@ -79,6 +85,8 @@ struct dump {
     uint64_t *arena;               /* stack frames of all events */
     struct dump_pyframe *pyarena;  /* Python frames of all events */
     struct py_codes pycodes;       /* the code objects ST_REC_PYCODE describes */
+    struct dump_jitsym *jitsyms;   /* JIT symbols copied from the perf map at exit */
+    size_t njitsyms;
 };
 
 /* Open and validate PATH. On failure returns NULL and sets *err to one line

@@ -702,6 +702,8 @@ struct m_process *model_build(const struct dump *d, const struct model_options *
     p->end_reason = d->hdr.end_reason;
     p->end_signal = d->hdr.end_signal;
     p->sym = sym_new(d->modules, d->nmodules, d->proc.pid, opt ? opt->perf_map_dir : NULL);
+    for (size_t i = 0; p->sym && i < d->njitsyms; i++)
+        sym_add_jit(p->sym, d->jitsyms[i].start, d->jitsyms[i].size, d->jitsyms[i].name);
     p->py = py_namer_new(opt && opt->native_only);
     if (!p->sym || !p->py)
         goto fail;

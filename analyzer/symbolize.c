@@ -39,7 +39,8 @@ struct symbolizer {
     char *perf_map_dir;
     int perf_loaded;
     struct perf_entry *perf;
-    size_t nperf;
+    size_t nperf, perf_alloc;
+    int perf_from_dump;            /* the dump had JIT symbols: no file needed */
     struct cache_slot *cache;
     size_t cache_cap, cache_used;
 };
@@ -144,20 +145,46 @@ static int perf_cmp(const void *a, const void *b)
     return x->start < y->start ? -1 : x->start > y->start;
 }
 
-/* Read /tmp/perf-PID.map: "START SIZE name" per line, hex numbers. */
+static int perf_push(struct symbolizer *s, uint64_t start, uint64_t size, const char *name)
+{
+    if (s->nperf == s->perf_alloc) {
+        size_t na = s->perf_alloc ? s->perf_alloc * 2 : 256;
+        struct perf_entry *p = realloc(s->perf, na * sizeof(*p));
+        if (!p)
+            return -1;
+        s->perf = p;
+        s->perf_alloc = na;
+    }
+    s->perf[s->nperf].start = start;
+    s->perf[s->nperf].size = size;
+    s->perf[s->nperf].name = strdup(name);
+    if (!s->perf[s->nperf].name)
+        return -1;
+    s->nperf++;
+    return 0;
+}
+
+int sym_add_jit(struct symbolizer *s, uint64_t start, uint64_t size, const char *name)
+{
+    s->perf_from_dump = 1;
+    return perf_push(s, start, size, name);
+}
+
+/* Read /tmp/perf-PID.map: "START SIZE name" per line, hex numbers, unless
+ * the dump carried its own copy of the symbols it needs. */
 static void perf_load(struct symbolizer *s)
 {
     char path[4096], *line = NULL;
-    size_t cap = 0, alloc = 0;
-    FILE *f;
+    size_t cap = 0;
+    FILE *f = NULL;
 
     s->perf_loaded = 1;
-    if (s->pid <= 0)
-        return;
+    if (s->pid <= 0 || s->perf_from_dump)
+        goto sort;
     snprintf(path, sizeof(path), "%s/perf-%d.map", s->perf_map_dir, (int)s->pid);
     f = fopen(path, "re");
     if (!f)
-        return;
+        goto sort;
     while (getline(&line, &cap, f) > 0) {
         unsigned long long start, size;
         int n = 0;
@@ -165,22 +192,12 @@ static void perf_load(struct symbolizer *s)
         if (sscanf(line, "%llx %llx %n", &start, &size, &n) < 2 || n <= 0 || size == 0)
             continue;
         line[strcspn(line, "\r\n")] = '\0';
-        if (s->nperf == alloc) {
-            size_t na = alloc ? alloc * 2 : 256;
-            struct perf_entry *p = realloc(s->perf, na * sizeof(*p));
-            if (!p)
-                break;
-            s->perf = p;
-            alloc = na;
-        }
-        s->perf[s->nperf].start = start;
-        s->perf[s->nperf].size = size;
-        s->perf[s->nperf].name = strdup(line + n);
-        if (s->perf[s->nperf].name)
-            s->nperf++;
+        if (perf_push(s, start, size, line + n) < 0)
+            break;
     }
     free(line);
     fclose(f);
+sort:
     if (s->nperf > 1)
         qsort(s->perf, s->nperf, sizeof(*s->perf), perf_cmp);
 }

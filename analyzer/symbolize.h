@@ -30,6 +30,10 @@ struct symbolizer;
 struct symbolizer *sym_new(const struct st_module *mods, size_t nmods, int32_t pid,
                            const char *perf_map_dir);
 
+/* A JIT symbol known from the dump itself; looked up before the perf map
+ * file, which may be gone or belong to another process by now. */
+int sym_add_jit(struct symbolizer *s, uint64_t start, uint64_t size, const char *name);
+
 /* Name an address: its innermost function; follow `caller` for the
  * functions it was inlined into (outermost last). exact_pc: frame 0 of a stack (otherwise a return address,
  * looked up one byte earlier). at_ns: the event's time, to pick the module
