@@ -251,6 +251,20 @@ static int push_span(struct m_span **spans, size_t *n, const struct m_span *s)
 
 /* The recorded spans of one work queue, plus the one still open when a
  * killed process stopped; sorted by start. */
+
+static uint32_t members_started_before(const struct dump *d, const struct st_object *o,
+                                       uint64_t end_ns, uint32_t recorded)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < d->nthreads; i++) {
+        uint32_t bit = d->thread_slots[i];
+        if (bit < ST_THREAD_BITS && (o->member_bits[bit / 64] >> (bit % 64) & 1) &&
+            d->threads[i].created_ns < end_ns)
+            n++;
+    }
+    return n > recorded ? n : recorded;
+}
+
 static int object_spans(const struct m_process *p, const struct dump *d, const struct st_object *o,
                         struct m_span **spans, size_t *n)
 {
@@ -264,6 +278,10 @@ static int object_spans(const struct m_process *p, const struct dump *d, const s
             continue;
         struct m_span s = {.start_s = (double)e->start_ns / 1e9, .duration_ms = (double)e->duration_ns / 1e6,
                            .members = e->members, .retroactive = e->retroactive};
+        /* A span dated back is recorded when its first worker is seen idle,
+         * before the others are known: count the members started by then. */
+        if (e->retroactive)
+            s.members = members_started_before(d, o, e->start_ns + e->duration_ns, e->members);
         if (push_span(spans, n, &s) < 0)
             return -1;
     }
