@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -173,6 +174,14 @@ int st_dump_create(const struct st_config *cfg, int forked_from)
     off = align_up(off + (uint64_t)ST_OBJECT_CAPACITY * sizeof(struct st_object), 4096);
     uint64_t ring_off = off;
     uint64_t file_size = ring_off + ring_size;
+
+    /* Growing a file past RLIMIT_FSIZE raises SIGXFSZ, which kills. */
+    struct rlimit fsize;
+    if (getrlimit(RLIMIT_FSIZE, &fsize) == 0 && fsize.rlim_cur != RLIM_INFINITY &&
+        fsize.rlim_cur < file_size) {
+        st_warn("the file size limit (ulimit -f) is below the dump's size, not recording", "");
+        return -1;
+    }
 
     char path[4096 + 32], chosen[4096 + 32];
     expand_output(cfg->output, path, sizeof path);
