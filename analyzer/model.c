@@ -375,6 +375,7 @@ static int build_threads(struct m_process *p, const struct dump *d)
         m->exited = (t->flags & ST_THREAD_EXITED) != 0;
         m->pool = -1;
         m->loop.iterations = t->iterations;
+        m->loop.stalls = t->stalls;
         m->loop.busy_s = (double)t->busy_ns / 1e9;
         double all = (double)t->busy_ns + (double)t->idle_ns;
         m->loop.utilization = all > 0 ? (double)t->busy_ns / all : 0;

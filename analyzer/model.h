@@ -44,6 +44,7 @@ struct m_slow_call {
 
 struct m_loop {
     uint64_t iterations;
+    uint64_t stalls;               /* the recorder's count, dropped records included */
     double busy_s, utilization, p50_ms, p99_ms, max_ms;
 };
 

@@ -87,6 +87,7 @@ static json_t *thread_json(const struct m_thread *t)
         json_object_set_new(l, "p50_ms", real(t->loop.p50_ms, 1e3));
         json_object_set_new(l, "p99_ms", real(t->loop.p99_ms, 1e3));
         json_object_set_new(l, "max_ms", real(t->loop.max_ms, 1e3));
+        json_object_set_new(l, "stalls", json_integer((json_int_t)t->loop.stalls));
         json_object_set_new(o, "loop", l);
     } else {
         json_object_set_new(o, "loop", json_null());
