@@ -126,6 +126,27 @@ static char *pattern_glob(const char *pat)
     return g;
 }
 
+/* When a dump's path is taken the recorder writes NAME.N.dump (or PATH.N):
+ * the glob of those names. */
+static char *taken_name_glob(const char *g)
+{
+    size_t len = strlen(g);
+    char *t = malloc(len + 16);
+
+    if (!t)
+        return NULL;
+    if (len >= 5 && strcmp(g + len - 5, ".dump") == 0)
+        snprintf(t, len + 16, "%.*s.[0-9]*.dump", (int)(len - 5), g);
+    else
+        snprintf(t, len + 16, "%s.[0-9]*", g);
+    return t;
+}
+
+static int cmp_path(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 static int parse_number(const char *s, double max, double *v)
 {
     char *end;
@@ -253,11 +274,18 @@ int cmd_run(int argc, char **argv)
 
     /* The dumps of this run: matching the pattern, started after we did. */
     g = pattern_glob(output);
-    if (g && glob(g, 0, NULL, &gl) == 0) {
+    char *taken = g ? taken_name_glob(g) : NULL;
+    int globbed = g ? glob(g, 0, NULL, &gl) : GLOB_NOMATCH;
+    if (taken)
+        globbed = glob(taken, globbed == 0 ? GLOB_APPEND : 0, NULL, &gl) == 0 ? 0 : globbed;
+    if (g && globbed == 0) {
+        qsort(gl.gl_pathv, gl.gl_pathc, sizeof(char *), cmp_path);
         for (size_t k = 0; k < gl.gl_pathc; k++) {
             uint64_t started;
             int32_t dpid;
             char *path = gl.gl_pathv[k];
+            if (k > 0 && strcmp(path, gl.gl_pathv[k - 1]) == 0)
+                continue;          /* matched by both patterns */
             if (dump_peek_start(path, &started, &dpid) < 0 || started < start_real_ns)
                 continue;
             fprintf(stderr, "stalltrace: dump written to %s\n", path);
@@ -271,6 +299,7 @@ int cmd_run(int argc, char **argv)
         globfree(&gl);
     }
     free(g);
+    free(taken);
     /* The recorder removes the dump of a process with no loop and no event. */
     if (!found)
         fprintf(stderr, "stalltrace: no dump matching %s: the command had no event loop and no "

@@ -15,6 +15,7 @@
 #define ST_MODULE_CAPACITY 1024u
 #define ST_THREAD_CAPACITY 512u   /* = ST_THREAD_BITS: pool bitmaps cover every slot */
 #define ST_OBJECT_CAPACITY 1024u  /* a power of two: a hash table */
+#define ST_QUEUE_CAPACITY 64u     /* a power of two: a hash table (annotate.c) */
 
 static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
 
@@ -126,10 +127,13 @@ static int create_exclusive(const char *path, char *chosen, size_t cap)
         }
         int fd = (int)syscall(SYS_openat, AT_FDCWD, chosen,
                               O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (fd < 0 && errno == EEXIST && is_own_empty_dump(chosen) &&
-            syscall(SYS_unlink, chosen) == 0)
-            fd = (int)syscall(SYS_openat, AT_FDCWD, chosen,
-                              O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0 && errno == EEXIST) {
+            if (is_own_empty_dump(chosen) && syscall(SYS_unlink, chosen) == 0)
+                fd = (int)syscall(SYS_openat, AT_FDCWD, chosen,
+                                  O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+            else
+                errno = EEXIST;    /* taken: try the next name */
+        }
         if (fd >= 0 || errno != EEXIST)
             return fd;
     }
@@ -171,7 +175,9 @@ int st_dump_create(const struct st_config *cfg, int forked_from)
     uint64_t threads_off = off;
     off = align_up(off + (uint64_t)ST_THREAD_CAPACITY * sizeof(struct st_thread), ST_SECTION_ALIGN);
     uint64_t objects_off = off;
-    off = align_up(off + (uint64_t)ST_OBJECT_CAPACITY * sizeof(struct st_object), 4096);
+    off = align_up(off + (uint64_t)ST_OBJECT_CAPACITY * sizeof(struct st_object), ST_SECTION_ALIGN);
+    uint64_t queues_off = off;
+    off = align_up(off + (uint64_t)ST_QUEUE_CAPACITY * sizeof(struct st_queue), 4096);
     uint64_t ring_off = off;
     uint64_t file_size = ring_off + ring_size;
 
@@ -214,6 +220,10 @@ int st_dump_create(const struct st_config *cfg, int forked_from)
     st_rec.ring.base = (uint8_t *)map + ring_off;
     st_rec.objects.table = (struct st_object *)((char *)map + objects_off);
     st_rec.objects.capacity = ST_OBJECT_CAPACITY;
+    st_queues.table = (struct st_queue *)((char *)map + queues_off);
+    st_queues.capacity = ST_QUEUE_CAPACITY;
+    st_queues.count = &st_rec.hdr->queue_count;
+    st_queues.untracked = &st_rec.hdr->queues_untracked;
     st_rec.ring.size = ring_size;
 
     struct st_file_header *h = st_rec.hdr;
@@ -233,6 +243,9 @@ int st_dump_create(const struct st_config *cfg, int forked_from)
     h->objects_offset = objects_off;
     h->object_size = sizeof(struct st_object);
     h->object_capacity = ST_OBJECT_CAPACITY;
+    h->queues_offset = queues_off;
+    h->queue_size = sizeof(struct st_queue);
+    h->queue_capacity = ST_QUEUE_CAPACITY;
     h->ring_offset = ring_off;
     h->ring_size = ring_size;
     h->start_mono_ns = st_rec.start_mono_ns;
@@ -256,7 +269,8 @@ int st_dump_create(const struct st_config *cfg, int forked_from)
 static int dump_is_empty(void)
 {
     struct st_file_header *h = st_rec.hdr;
-    if (__atomic_load_n(&h->ring_records, __ATOMIC_ACQUIRE) != 0 || h->object_count != 0)
+    if (__atomic_load_n(&h->ring_records, __ATOMIC_ACQUIRE) != 0 || h->object_count != 0 ||
+        h->queue_count != 0)
         return 0;
     for (uint32_t i = 0; i < h->thread_count && i < h->thread_capacity; i++)
         if (st_rec.threads[i].tid != 0 && (st_rec.threads[i].flags & ST_THREAD_LOOP))

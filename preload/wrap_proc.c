@@ -4,6 +4,7 @@
  */
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -62,20 +63,78 @@ ST_EXPORT void _exit(int status)
     __builtin_unreachable();
 }
 
-ST_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+/* exec replaces the image: the dump ends here, complete, unless the exec
+ * fails and we go on recording. glibc's own exec functions call execve
+ * internally, bypassing this wrapper, so each one is wrapped. */
+static int exec_begin(void)
 {
-    __typeof__(&execve) real = ST_REAL(execve);
-    int active = st_rec.state == ST_ACTIVE;
-    if (active)
-        st_dump_finish(ST_END_EXEC, 0);
-    int r = real ? real(path, argv, envp) : (int)syscall(SYS_execve, path, argv, envp);
-    if (active && st_rec.hdr != NULL) {   /* exec failed: we are still recording */
-        int saved_errno = errno;
-        st_rec.hdr->end_reason = ST_END_RUNNING;
-        __atomic_fetch_and(&st_rec.hdr->flags, ~ST_FLAG_COMPLETE, __ATOMIC_RELEASE);
-        errno = saved_errno;
+    if (st_rec.state != ST_ACTIVE)
+        return 0;
+    st_dump_finish(ST_END_EXEC, 0);
+    return 1;
+}
+
+static void exec_failed(int began)
+{
+    if (!began || st_rec.hdr == NULL)
+        return;
+    int saved_errno = errno;
+    st_rec.hdr->end_reason = ST_END_RUNNING;
+    __atomic_fetch_and(&st_rec.hdr->flags, ~ST_FLAG_COMPLETE, __ATOMIC_RELEASE);
+    errno = saved_errno;
+}
+
+#define WRAP_EXEC(name, params, args, fallback)                                \
+    ST_EXPORT int name params                                                 \
+    {                                                                         \
+        __typeof__(&name) real = ST_REAL(name);                               \
+        int began = exec_begin();                                             \
+        int r = real ? real args : (fallback);                                \
+        exec_failed(began);                                                   \
+        return r;                                                             \
     }
-    return r;
+
+WRAP_EXEC(execve, (const char *path, char *const argv[], char *const envp[]), (path, argv, envp),
+          (int)syscall(SYS_execve, path, argv, envp))
+WRAP_EXEC(execv, (const char *path, char *const argv[]), (path, argv),
+          (int)syscall(SYS_execve, path, argv, environ))
+WRAP_EXEC(execvp, (const char *file, char *const argv[]), (file, argv), (errno = ENOSYS, -1))
+WRAP_EXEC(execvpe, (const char *file, char *const argv[], char *const envp[]), (file, argv, envp),
+          (errno = ENOSYS, -1))
+
+/* The execl family passes argv as variadic arguments: gather them. */
+#define GATHER_ARGS(first, argv, extra)                                        \
+    va_list ap;                                                               \
+    size_t argc = 1;                                                          \
+    va_start(ap, first);                                                      \
+    while (va_arg(ap, char *) != NULL)                                        \
+        argc++;                                                               \
+    va_end(ap);                                                               \
+    char *argv[argc + 1];                                                     \
+    argv[0] = (char *)first;                                                  \
+    va_start(ap, first);                                                      \
+    for (size_t i = 1; i <= argc; i++)                                        \
+        argv[i] = va_arg(ap, char *);                                         \
+    extra;                                                                    \
+    va_end(ap)
+
+ST_EXPORT int execl(const char *path, const char *arg, ...)
+{
+    GATHER_ARGS(arg, argv, (void)0);
+    return execv(path, argv);
+}
+
+ST_EXPORT int execlp(const char *file, const char *arg, ...)
+{
+    GATHER_ARGS(arg, argv, (void)0);
+    return execvp(file, argv);
+}
+
+ST_EXPORT int execle(const char *path, const char *arg, ...)
+{
+    char *const *envp;
+    GATHER_ARGS(arg, argv, envp = va_arg(ap, char *const *));
+    return execve(path, argv, envp);
 }
 
 /* The target takes our sampling signal for itself: sampling steps aside for
