@@ -231,3 +231,19 @@ def t_unwritable(cfg, tmpdir):
     expect(r.stderr.count("stalltrace:") == 1, "ulimit -f: expected one warning, got %r" % r.stderr)
     report.append("ulimit -f 1 MiB")
     return "runs on with one warning: " + ", ".join(report)
+
+
+@test("watchdog_idle_cost")
+def t_watchdog_idle_cost(cfg, tmpdir):
+    python, _ = python_for_minor(11)
+    rc, out, err = run_target(cfg, tmpdir, [python, target("py_watchdog_cost.py")])
+    line = [l for l in out if l.startswith("WATCHDOG-TICKS")]
+    expect(rc == 0 and line, "target failed (%s): %s" % (rc, (out + err)[-5:]))
+    _, ticks, _, hz = line[0].split()
+    expect(ticks != "None", "no watchdog thread: the loop was never detected")
+    cpu_ms = int(ticks) * 1000.0 / int(hz)
+    expect(cpu_ms <= 30, "the watchdog used %.0f ms of CPU in 3 s without any stall" % cpu_ms)
+    procs = [p for ps in processes_by_pid(cfg, tmpdir).values() for p in ps]
+    samples = sum(len(s.get("samples") or []) for p in procs for s in p["stalls"])
+    expect(samples == 0, "%d samples taken while nothing stalled" % samples)
+    return "watchdog CPU %.0f ms over 3 s of a healthy loop, no sample, no signal" % cpu_ms
