@@ -85,6 +85,7 @@ int cmd_report(int argc, char **argv)
         {"format", required_argument, NULL, 'f'},
         {"threshold", required_argument, NULL, 't'},
         {"native-only", no_argument, NULL, 'n'},
+        {"all-frames", no_argument, NULL, 'a'},
         {"output", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -93,6 +94,7 @@ int cmd_report(int argc, char **argv)
     double threshold = -1;
     FILE *out = stdout;
     int c, rc;
+    bool all_frames = false;
 
     optind = 1;
     opterr = 0;
@@ -111,12 +113,16 @@ int cmd_report(int argc, char **argv)
         case 'n':
             native_only = true;    /* raw native stacks: no Python frames spliced */
             break;
+        case 'a':
+            all_frames = true;
+            break;
         case 'o':
             output = optarg;
             break;
         case 'h':
             printf("usage: stalltrace report [--format text|json|html|folded|chrome|openmetrics]\n"
-                   "                         [--threshold MS] [--native-only] [-o FILE] DUMP...\n");
+                   "                         [--threshold MS] [--native-only] [--all-frames] [-o FILE]\n"
+                   "                         DUMP...\n");
             return 0;
         default:
             fprintf(stderr, "stalltrace: report: bad option '%s' (see stalltrace --help)\n",
@@ -142,7 +148,9 @@ int cmd_report(int argc, char **argv)
             return 2;
         }
     }
-    rc = report_dumps(out, argv + optind, argc - optind, format, threshold, NULL);
+    static const struct text_limits everything = {(size_t)-1, (size_t)-1, true};
+    rc = report_dumps(out, argv + optind, argc - optind, format, threshold,
+                      all_frames ? &everything : NULL);
     if (out != stdout && fclose(out) != 0 && rc == 0) {
         fprintf(stderr, "stalltrace: %s: %s\n", output, strerror(errno));
         rc = 2;

@@ -3,6 +3,7 @@
 #ifndef STALLTRACE_REPORT_H
 #define STALLTRACE_REPORT_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "model.h"
@@ -11,6 +12,7 @@
 struct text_limits {
     size_t sites;                  /* stall sites shown per process */
     size_t frames;                 /* frames shown per site */
+    bool all_frames;               /* every frame, plumbing included (--all-frames) */
 };
 
 int report_json(FILE *out, struct m_process **procs, size_t n);

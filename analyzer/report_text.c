@@ -2,11 +2,24 @@
  * first, the worst stall sites, loop threads, thread pools and locks. */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "report.h"
 
 #define WIDTH 100
+
+/* Colour only on a terminal, and never with NO_COLOR set (no-color.org). */
+static const char *bold = "", *dim = "", *plain = "";
+
+static void pick_colours(FILE *out)
+{
+    int tty = isatty(fileno(out)) && getenv("NO_COLOR") == NULL;
+    bold = tty ? "\033[1m" : "";
+    dim = tty ? "\033[2m" : "";
+    plain = tty ? "\033[0m" : "";
+}
 
 /* Print text wrapped at WIDTH with every line indented. */
 static void wrapped(FILE *out, const char *text, int indent)
@@ -61,20 +74,21 @@ static void frame_line(FILE *out, const struct sym_frame *f)
 
 /* Innermost frame, then frames of the user's code, leaving out runtime
  * plumbing so the frames that matter fit in a few lines. */
-static void site_stack(FILE *out, const struct m_stack *s, size_t limit)
+static void site_stack(FILE *out, const struct m_stack *s, size_t limit, bool all_frames)
 {
     size_t i, shown = 0, left;
 
     for (i = 0; i < s->n && shown < limit; i++) {
-        if (i > 0 && model_frame_is_plumbing(s->frames[i]))
+        if (i > 0 && !all_frames && model_frame_is_plumbing(s->frames[i]))
             continue;
         frame_line(out, s->frames[i]);
         shown++;
     }
     left = s->n - shown;
     if (left > 0 || s->truncated)
-        fprintf(out, "       (%zu more frame%s of runtime machinery or callers%s: --format json has all)\n",
-                left, left == 1 ? "" : "s", s->truncated ? "; stack cut by the recorder" : "");
+        fprintf(out, "       %s(%zu more frame%s of runtime machinery or callers%s: --all-frames shows "
+                     "them)%s\n", dim, left, left == 1 ? "" : "s",
+                s->truncated ? "; stack cut by the recorder" : "", plain);
     if (s->n == 0)
         fprintf(out, "       (no stack recorded)\n");
 }
@@ -98,7 +112,7 @@ static void pools_text(FILE *out, const struct m_process *p, const struct text_l
 
     if (p->npools == 0)
         return;
-    fprintf(out, "Thread pools\n");
+    fprintf(out, "%sThread pools%s\n", bold, plain);
     for (i = 0; i < p->npools; i++) {
         const struct m_pool *pool = &p->pools[i];
         tid_list(tids, sizeof(tids), pool->tids, pool->nthreads);
@@ -151,7 +165,7 @@ static void pools_text(FILE *out, const struct m_process *p, const struct text_l
             model_fmt_ms(c, sizeof(c), bz->max_ms);
             fprintf(out, "    %zu. %s: %zu call%s, total %s, max %s\n", j + 1, bz->call ? bz->call : "(unknown)",
                     bz->count, bz->count == 1 ? "" : "s", a, c);
-            site_stack(out, &bz->stack, lim->frames);
+            site_stack(out, &bz->stack, lim->frames, lim->all_frames);
         }
     }
     fputc('\n', out);
@@ -164,7 +178,7 @@ static void locks_text(FILE *out, const struct m_process *p, const struct text_l
 
     if (p->nlocks == 0)
         return;
-    fprintf(out, "Locks waited for, longest total wait first (%zu of %zu)\n", n, p->nlocks);
+    fprintf(out, "%sLocks waited for, longest total wait first (%zu of %zu)%s\n", bold, n, p->nlocks, plain);
     for (i = 0; i < n; i++) {
         const struct m_lock *l = &p->locks[i];
         if (l->label)
@@ -184,7 +198,7 @@ static void locks_text(FILE *out, const struct m_process *p, const struct text_l
         if (l->long_waits == 0)
             fprintf(out, "       (no single wait reached the threshold: no stack recorded)\n");
         else
-            site_stack(out, &l->stack, lim->frames);
+            site_stack(out, &l->stack, lim->frames, lim->all_frames);
     }
     fputc('\n', out);
 }
@@ -227,7 +241,7 @@ static void process_text(FILE *out, const struct m_process *p, const struct text
         fprintf(out, "No event-loop stall of %s or more was recorded; no pool was exhausted and no "
                      "lock contended.\n\n", b);
     } else {
-        fprintf(out, "What to look at first\n");
+        fprintf(out, "%sWhat to look at first%s\n", bold, plain);
         for (i = 0; i < p->ndiagnosis; i++)
             wrapped(out, p->diagnosis[i].summary, 2);
         fputc('\n', out);
@@ -235,7 +249,7 @@ static void process_text(FILE *out, const struct m_process *p, const struct text
 
     if (p->nsites > 0) {
         size_t n = p->nsites < lim->sites ? p->nsites : lim->sites;
-        fprintf(out, "Stall sites, worst first (%zu of %zu)\n", n, p->nsites);
+        fprintf(out, "%sStall sites, worst first (%zu of %zu)%s\n", bold, n, p->nsites, plain);
         for (i = 0; i < n; i++) {
             const struct m_site *s = &p->sites[i];
             model_fmt_ms(a, sizeof(a), s->max_ms);
@@ -243,7 +257,7 @@ static void process_text(FILE *out, const struct m_process *p, const struct text
             fprintf(out, "  %zu. %s: %zu stall%s, max %s, total %s\n", i + 1,
                     s->call ? s->call : "CPU-bound (sampled)", s->count, s->count == 1 ? "" : "s",
                     a, c);
-            site_stack(out, &s->stack, lim->frames);
+            site_stack(out, &s->stack, lim->frames, lim->all_frames);
         }
         fputc('\n', out);
     }
@@ -252,7 +266,7 @@ static void process_text(FILE *out, const struct m_process *p, const struct text
     for (i = 0; i < p->nthreads; i++)
         any_loop |= p->threads[i].is_loop;
     if (any_loop) {
-        fprintf(out, "Loop threads\n");
+        fprintf(out, "%sLoop threads%s\n", bold, plain);
         fprintf(out, "  %-8s %-16s %12s %7s %10s %10s %10s\n", "tid", "name", "iterations", "busy",
                 "p50", "p99", "max");
         for (i = 0; i < p->nthreads; i++) {
@@ -279,9 +293,10 @@ static void process_text(FILE *out, const struct m_process *p, const struct text
 
 int report_text(FILE *out, struct m_process **procs, size_t n, const struct text_limits *lim)
 {
-    static const struct text_limits full = {10, 12};
+    static const struct text_limits full = {10, 12, false};
     size_t i;
 
+    pick_colours(out);
     for (i = 0; i < n; i++)
         process_text(out, procs[i], lim ? lim : &full);
     return ferror(out) ? -1 : 0;
