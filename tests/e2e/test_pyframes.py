@@ -10,6 +10,7 @@ import json
 import re
 
 from e2e_lib import (
+    DEBIAN_PYTHON,
     CPU_HI, CPU_LO, EXACT_HI, EXACT_LO, Skip, call_in, duration_within, expect, fmt_stack,
     interpreter_has_symbols, main_loop_thread, main_stalls, no_recorder_frames, pyenv_python,
     python_for_minor, run_cmd, run_to_end, self_test, target, test)
@@ -192,6 +193,20 @@ def register(minor):
 
 for _minor in MINORS:
     register(_minor)
+
+
+@test("py_frames_uvloop")
+def t_uvloop(cfg, tmpdir):
+    """The coroutine's frames appear through uvloop's C (Cython) frames."""
+    rc, _, _ = run_cmd([DEBIAN_PYTHON, "-c", "import uvloop"], timeout=30)
+    if rc != 0:
+        raise Skip("no uvloop for %s (apt-get install python3-uvloop)" % DEBIAN_PYTHON)
+    path = target("py_nested.py")
+    proc, _ = run_to_end(cfg, tmpdir, [DEBIAN_PYTHON, path, "uvloop"], "py_nested.py")
+    stall = check_nested(proc, marked_lines(path))
+    inner = index_of(stall["stack"], "load_config")
+    return "%.1f ms on uvloop: clock_nanosleep < ... < %s" % (
+        stall["duration_ms"], fmt_stack(stall["stack"][inner:inner + 2]))
 
 
 @test("py_frames_unsupported")

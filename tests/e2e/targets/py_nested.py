@@ -24,4 +24,5 @@ async def handle_request():
 
 
 if __name__ == "__main__":
-    _lineapp.run("py_nested", handle_request)
+    # "uvloop": the same on uvloop, whose loop is Cython calling libuv.
+    _lineapp.run("py_nested", handle_request, use_uvloop="uvloop" in sys.argv[1:])
