@@ -13,10 +13,12 @@
 void st_py_init(void);
 
 /* Fills out[] innermost first and returns the count; *status says how the
- * walk went (st_python_walk). Async-signal-safe: every read goes through
- * process_vm_readv, so a wrong guess gives a shorter stack, never a fault.
- * New code objects are written to the ring as ST_REC_PYCODE records. */
-unsigned st_py_walk(struct st_pyframe *out, unsigned max, uint8_t *status);
+ * walk went (st_python_walk). own_context: called by the thread itself
+ * inside a wrapped call (plain loads of its own frames); 0 from a signal
+ * handler, where every read goes through process_vm_readv, so a wrong guess
+ * gives a shorter stack, never a fault. New code objects are written to the
+ * ring as ST_REC_PYCODE records. */
+unsigned st_py_walk(struct st_pyframe *out, unsigned max, uint8_t *status, int own_context);
 
 /* After fork: the child's dump has none of the code records yet. */
 void st_py_forget(void);

@@ -16,45 +16,30 @@ static unsigned walk(unw_cursor_t *cursor, uintptr_t *frames, unsigned max, unsi
                      uint8_t *truncated);
 static int in_module(uintptr_t ip);
 
-/* unw_backtrace stopped in JIT code: walk again, the slow way, from the
- * last frame it reached. */
-static unsigned native_here_through_jit(uintptr_t *frames, unsigned max, unsigned got)
+/* Frame 0 becomes the real libc function the wrapper called, so the stack
+ * reads "clock_nanosleep <- pysleep <- ..." as if we were not there.
+ * A cursor walk, not unw_backtrace: the latter keeps a 256 KiB trace cache
+ * per thread, more than the whole budget of a thread. */
+static unsigned native_here(uintptr_t *frames, unsigned max, void *real_fn, uint8_t *truncated)
 {
     unw_context_t ctx;
     unw_cursor_t cursor;
-    uint8_t truncated = 0;
-    if (unw_getcontext(&ctx) < 0 || unw_init_local(&cursor, &ctx) < 0)
-        return got;
-    uintptr_t last = frames[got - 1];
-    for (int guard = 0; guard < (int)ST_MAX_FRAMES + 16; guard++) {
-        unw_word_t ip;
-        if (unw_get_reg(&cursor, UNW_REG_IP, &ip) < 0 || ip == last)
-            return walk(&cursor, frames, max, got - 1, &truncated);
-        if (unw_step(&cursor) <= 0)
-            break;
-    }
-    return got;
-}
-
-/* Frame 0 becomes the real libc function the wrapper called, so the stack
- * reads "clock_nanosleep <- pysleep <- ..." as if we were not there. */
-static unsigned native_here(uintptr_t *frames, unsigned max, void *real_fn, uint8_t *truncated)
-{
-    void *raw[ST_MAX_FRAMES + 16];
-    int n = unw_backtrace(raw, (int)(sizeof raw / sizeof raw[0]));
-    int i = 0;
-    while (i < n && in_self((uintptr_t)raw[i]))
-        i++;
     unsigned out = 0;
+    *truncated = 0;
+    if (unw_getcontext(&ctx) < 0 || unw_init_local(&cursor, &ctx) < 0)
+        return 0;
+    for (;;) {                     /* skip the recorder's own frames */
+        unw_word_t ip;
+        if (unw_get_reg(&cursor, UNW_REG_IP, &ip) < 0 || !in_self((uintptr_t)ip))
+            break;
+        if (unw_step(&cursor) <= 0)
+            return 0;
+    }
     if (real_fn != NULL && out < max)
         frames[out++] = (uintptr_t)real_fn;
-    for (; i < n && out < max; i++)
-        frames[out++] = (uintptr_t)raw[i];
-    *truncated = i < n || n == (int)(sizeof raw / sizeof raw[0]);
+    out = walk(&cursor, frames, max, out, truncated);
     if (!st_modules_cover(frames, out))
         st_modules_refresh();      /* something was dlopen'ed since */
-    if (out > 1 && !*truncated && !in_module(frames[out - 1]))
-        out = native_here_through_jit(frames, max, out);
     return out;
 }
 
@@ -135,13 +120,13 @@ void st_capture_here(struct st_captured *c, void *real_fn)
 {
     c->nframes = (uint16_t)native_here(c->frames, ST_MAX_FRAMES, real_fn, &c->truncated);
     st_py_init();
-    c->npython = (uint16_t)st_py_walk(c->py, ST_MAX_PYFRAMES, &c->python);
+    c->npython = (uint16_t)st_py_walk(c->py, ST_MAX_PYFRAMES, &c->python, 1);
 }
 
 void st_capture_signal(struct st_captured *c, void *ucontext)
 {
     c->nframes = (uint16_t)native_signal(c->frames, ST_MAX_FRAMES, ucontext, &c->truncated);
-    c->npython = (uint16_t)st_py_walk(c->py, ST_MAX_PYFRAMES, &c->python);
+    c->npython = (uint16_t)st_py_walk(c->py, ST_MAX_PYFRAMES, &c->python, 0);
 }
 
 /* libunwind builds its per-thread cache on first use: do that outside a
@@ -151,7 +136,6 @@ void st_stack_warm_up(void)
     static int policy_set;
     if (!__atomic_exchange_n(&policy_set, 1, __ATOMIC_RELAXED))
         unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
-    void *raw[8];
-    unw_backtrace(raw, 8);
-    st_py_init();
+    struct st_captured c;
+    st_capture_here(&c, NULL);
 }
