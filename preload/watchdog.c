@@ -64,23 +64,30 @@ static void sleep_ns(uint64_t ns)
     syscall(SYS_clock_nanosleep, CLOCK_MONOTONIC, 0, &ts, NULL);
 }
 
-/* Returns 1 when some loop thread is stalled right now. */
-static int scan_loops(uint64_t now)
+/* Signals the loop threads due for a sample; returns how long the watchdog
+ * may sleep: until the next running iteration could pass the threshold, or
+ * the next sample of a stall is due, and never longer than half a threshold
+ * (iterations that start meanwhile are unseen until the next look). */
+static uint64_t scan_loops(uint64_t now)
 {
-    int stalled = 0;
+    uint64_t sleep = st_rec.threshold_ns / 2;
     uint32_t count = st_rec.hdr->thread_count;
     for (uint32_t i = 0; i < count && i < sizeof sampled / sizeof sampled[0]; i++) {
         struct st_thread *s = &st_rec.threads[i];
         uint32_t tid = __atomic_load_n(&s->tid, __ATOMIC_ACQUIRE);
         uint64_t start = __atomic_load_n(&s->live_iter_start_ns, __ATOMIC_ACQUIRE);
-        if (tid == 0 || !(s->flags & ST_THREAD_LOOP) || start == 0 || now < start ||
-            now - start < st_rec.threshold_ns)
+        if (tid == 0 || !(s->flags & ST_THREAD_LOOP) || start == 0 || now < start)
             continue;
-        stalled = 1;
+        uint64_t age = now - start;
+        if (age < st_rec.threshold_ns) {
+            if (st_rec.threshold_ns - age < sleep)
+                sleep = st_rec.threshold_ns - age;
+            continue;
+        }
         if (st_rec.sample_signal == 0 || s->live_call != 0)
             continue;    /* inside a wrapped call: its stack is taken when it returns */
         struct sampled *sp = &sampled[i];
-        uint64_t seq = s->live_iter_seq, age = now - start;
+        uint64_t seq = s->live_iter_seq;
         if (sp->iter_seq != seq) {
             sp->iter_seq = seq;
             sp->count = 0;
@@ -90,15 +97,22 @@ static int scan_loops(uint64_t now)
         uint64_t spacing = st_rec.sample_interval_ns;
         if (sp->count >= 32 && age / 8 > spacing)
             spacing = age / 8;
-        if (sp->count >= ST_SAMPLES_PER_STALL || now - sp->last_ns < spacing)
+        if (sp->count >= ST_SAMPLES_PER_STALL)
             continue;
+        if (now - sp->last_ns < spacing) {
+            if (spacing - (now - sp->last_ns) < sleep)
+                sleep = spacing - (now - sp->last_ns);
+            continue;
+        }
         sp->last_ns = now;
         sp->count++;
+        if (spacing < sleep)
+            sleep = spacing;
         int sig = __atomic_load_n(&st_rec.sample_signal, __ATOMIC_SEQ_CST);
         if (sig != 0)
             syscall(SYS_tgkill, st_rec.proc_pid, tid, sig);
     }
-    return stalled;
+    return sleep < 1000000u ? 1000000u : sleep;
 }
 
 static void *watchdog_main(void *arg)
@@ -115,8 +129,7 @@ static void *watchdog_main(void *arg)
             st_rec.modules_stale = 0;
             st_modules_refresh();
         }
-        int stalled = scan_loops(now);
-        sleep_ns(stalled ? st_rec.sample_interval_ns : st_rec.threshold_ns / 2);
+        sleep_ns(scan_loops(now));
     }
 }
 
