@@ -82,6 +82,15 @@ static void free_drafts(struct draft *drafts, size_t n)
     free(drafts);
 }
 
+/* Longest total wait first: a worker belongs to the queue it idled on most
+ * (on 3.13 a worker may park on several semaphores of its own). */
+static int by_wait_desc(const void *a, const void *b)
+{
+    const struct st_object *x = *(const struct st_object *const *)a;
+    const struct st_object *y = *(const struct st_object *const *)b;
+    return x->wait_ns < y->wait_ns ? 1 : x->wait_ns > y->wait_ns ? -1 : 0;
+}
+
 /* One draft per work queue that has workers left once loop threads (busy
  * in their loop, not idle workers) and threads already taken are out. */
 static int draft_queues(struct m_process *p, const struct dump *d, struct draft **out, size_t *nout)
@@ -90,13 +99,17 @@ static int draft_queues(struct m_process *p, const struct dump *d, struct draft 
     long *at_slot = malloc((nslots ? nslots : 1) * sizeof(*at_slot));
     bool *taken = calloc(d->nthreads ? d->nthreads : 1, sizeof(*taken));
     struct draft *drafts = calloc(d->nobjects ? d->nobjects : 1, sizeof(*drafts));
+    const struct st_object **order = malloc((d->nobjects ? d->nobjects : 1) * sizeof(*order));
     size_t n = 0, i;
     uint32_t slot;
     char sym[320];
     bool py_runtime;
 
-    if (!at_slot || !taken || !drafts)
+    if (!at_slot || !taken || !drafts || !order)
         goto fail;
+    for (i = 0; i < d->nobjects; i++)
+        order[i] = &d->objects[i];
+    qsort(order, d->nobjects, sizeof(*order), by_wait_desc);
     for (slot = 0; slot < nslots; slot++)
         at_slot[slot] = -1;
     for (i = 0; i < d->nthreads; i++)
@@ -104,7 +117,7 @@ static int draft_queues(struct m_process *p, const struct dump *d, struct draft 
             at_slot[d->thread_slots[i]] = (long)i;
 
     for (i = 0; i < d->nobjects; i++) {
-        const struct st_object *o = &d->objects[i];
+        const struct st_object *o = order[i];
         struct draft *dr = &drafts[n];
 
         if (!is_work_queue(o))
@@ -131,12 +144,14 @@ static int draft_queues(struct m_process *p, const struct dump *d, struct draft 
         dr->nobjs = 1;
         n++;
     }
+    free(order);
     free(at_slot);
     free(taken);
     *out = drafts;
     *nout = n;
     return 0;
 fail:
+    free(order);
     free(at_slot);
     free(taken);
     free_drafts(drafts, d->nobjects);
