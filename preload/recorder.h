@@ -16,6 +16,7 @@
 #include "stalltrace/format.h"
 #include "objects.h"
 #include "pyframes.h"
+#include "queues.h"
 #include "ring.h"
 
 #define ST_HIDDEN __attribute__((visibility("hidden")))
@@ -57,6 +58,8 @@ struct st_recorder {
     int modules_stale;               /* a sample saw an unknown address */
 };
 extern struct st_recorder st_rec ST_HIDDEN;
+/* The task queue table in the dump (annotate.c; laid out by dumpfile.c). */
+extern struct st_queues st_queues ST_HIDDEN;
 
 /* ---- A stack as taken: native frames, and Python frames when it runs CPython -- */
 

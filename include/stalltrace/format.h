@@ -17,6 +17,8 @@
  *   | st_thread[cap]     |  per-thread counters, loop histogram, live state
  *   +--------------------+ objects_offset
  *   | st_object[cap]     |  sync objects threads blocked on: locks, work queues
+ *   +--------------------+ queues_offset (0: none; optional, see st_queue)
+ *   | st_queue[cap]      |  annotated task queues: counts, wait and run histograms
  *   +--------------------+ ring_offset
  *   | event ring         |  variable-size records (st_record), wraps around
  *   +--------------------+ file_size
@@ -181,7 +183,16 @@ struct st_file_header {
     uint32_t object_count;         /* slots in use */
     uint32_t reserved1;
     uint64_t objects_untracked;    /* objects that found the table full */
-    uint8_t reserved[224];
+
+    /* Task queue table (annotation API, see st_queue); a capacity of 0
+     * means none (a dump written before it existed). */
+    uint64_t queues_offset;
+    uint32_t queue_size, queue_capacity;
+    uint32_t queue_count;          /* slots claimed (<= capacity) */
+    uint32_t reserved2;
+    uint64_t queues_untracked;     /* marks for a queue that found the table full */
+    uint64_t tasks_untracked;      /* submissions that found the in-flight table full */
+    uint8_t reserved[184];
 };
 
 /* ---- Process facts --------------------------------------------------------- */
@@ -314,6 +325,39 @@ struct st_object {
     uint64_t waker_bits[ST_THREAD_BITS / 64];
 };
 
+/* ---- Task queues ------------------------------------------------------------
+ * One slot per queue named through the annotation API (annotate.h): a
+ * program or runtime binding marks each task submitted, started (a worker
+ * took it) and finished. Queue wait = start - submit; run time = finish -
+ * start. A slot is claimed by CAS on `name_hash` and valid once `valid` is 1;
+ * counters are atomic. Waits of at least the threshold are also recorded one
+ * by one (ST_REC_TASK_WAIT) with the submitter's stack when it was taken.
+ *
+ * worker_bits names (by thread slot index) the threads that started its
+ * tasks: that is how the analyzer ties a queue to the pool whose workers
+ * ran them, whatever primitive those workers idle on.
+ */
+#define ST_QUEUE_NAME_MAX 48u
+
+struct st_queue {
+    uint64_t name_hash;            /* 0: free slot (FNV-1a of the name, never 0) */
+    uint32_t valid;                /* 1 once name is written */
+    uint32_t peak_running;         /* most tasks ever running at once */
+    char name[ST_QUEUE_NAME_MAX];  /* NUL-terminated, truncated to fit */
+    uint64_t first_seen_ns;
+    uint64_t submitted, started, finished;
+    uint64_t discarded;            /* submitted, then dropped unstarted (cancelled) */
+    uint64_t unmatched;            /* starts/finishes of tasks not in flight: submitted
+                                      before recording, or the in-flight table was full */
+    uint64_t long_waits;           /* waits >= threshold: one ST_REC_TASK_WAIT each */
+    uint64_t wait_ns, max_wait_ns; /* over started tasks */
+    uint64_t run_ns, max_run_ns;   /* over finished tasks */
+    uint64_t wait_hist[ST_HIST_BUCKETS];
+    uint64_t run_hist[ST_HIST_BUCKETS];
+    uint64_t worker_bits[ST_THREAD_BITS / 64];    /* thread slots that started tasks */
+    uint64_t submitter_bits[ST_THREAD_BITS / 64]; /* thread slots that submitted */
+};
+
 /* ---- Event ring ------------------------------------------------------------
  * ring_size bytes at ring_offset, a power of two. Writers reserve space by
  * advancing ring_head atomically; a record at absolute position P (P counts
@@ -341,6 +385,7 @@ enum st_record_type {
     ST_REC_SATURATION = 6,         /* struct st_rec_saturation */
     ST_REC_PYCODE = 7,             /* struct st_rec_pycode */
     ST_REC_JITSYM = 8,             /* struct st_rec_jitsym */
+    ST_REC_TASK_WAIT = 9,          /* struct st_rec_task_wait */
 };
 
 struct st_record {
@@ -498,6 +543,29 @@ struct st_rec_jitsym {
     uint16_t name_len;             /* bytes, no terminator */
     uint16_t reserved;
     /* char name[name_len] follows */
+};
+
+/* A task whose queue wait reached the threshold, written when it started.
+ * The submitter's stack is taken at submission only when the queue looked
+ * backed up (a task already pending, or as many running as ever), at most
+ * once per queue per few ms; a task submitted without one borrows the last
+ * stack its thread took for that queue (ST_TASK_STACK_SHARED), else has none. */
+enum st_task_stack {
+    ST_TASK_STACK_NONE = 0,
+    ST_TASK_STACK_OWN = 1,         /* taken at this task's submission */
+    ST_TASK_STACK_SHARED = 2,      /* taken at an earlier submission (stack_at_ns) */
+};
+
+struct st_rec_task_wait {
+    struct st_record hdr;
+    uint32_t queue;                /* slot index in the queue table */
+    uint32_t submit_tid, start_tid;
+    uint16_t stack_kind;           /* st_task_stack */
+    uint16_t reserved;
+    uint64_t task_id;              /* as the program gave it: opaque */
+    uint64_t submit_ns, start_ns;  /* wait = start_ns - submit_ns */
+    uint64_t stack_at_ns;          /* when the stack was taken */
+    struct st_stack stack;         /* the submitter's, at stack_at_ns */
 };
 
 #endif /* STALLTRACE_FORMAT_H */
