@@ -11,6 +11,8 @@ int cmd_report(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
+int cmd_top(int argc, char **argv);
+int cmd_metrics(int argc, char **argv);
 
 /* Load the dumps and print them in a format ("text" or "json"); lim trims the
  * text report (NULL: full). On a bad dump prints one line and returns 2. */

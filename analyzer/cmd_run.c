@@ -64,6 +64,29 @@ static char *find_preload(void)
     return NULL;
 }
 
+/* Length of the leading sanitizer runtimes (libasan, libtsan...) in an
+ * LD_PRELOAD list, separators included: they refuse to start unless first. */
+static size_t sanitizer_prefix(const char *list)
+{
+    static const char *const names[] = {"libasan", "libclang_rt.asan", "libtsan",
+                                        "libclang_rt.tsan", "libhwasan", NULL};
+    size_t at = 0;
+
+    while (list[at]) {
+        size_t n = strcspn(list + at, ": "), base = n, i;
+        while (base > 0 && list[at + base - 1] != '/')
+            base--;
+        for (i = 0; names[i]; i++)
+            if (strncmp(list + at + base, names[i], strlen(names[i])) == 0)
+                break;
+        if (!names[i])
+            break;
+        at += n;
+        at += strspn(list + at, ": ");
+    }
+    return at;
+}
+
 static int set_preload(const char *lib)
 {
     const char *old = getenv("LD_PRELOAD");
@@ -71,13 +94,68 @@ static int set_preload(const char *lib)
     int rc;
 
     if (old && *old) {
-        if (asprintf(&val, "%s:%s", lib, old) < 0)
+        int first = (int)sanitizer_prefix(old);
+        const char *sep = first > 0 && !strchr(": ", old[first - 1]) ? ":" : "";
+        const char *rest = old + first;
+        if (asprintf(&val, "%.*s%s%s%s%s", first, old, sep, lib, *rest ? ":" : "", rest) < 0)
             return -1;
     } else if (!(val = strdup(lib))) {
         return -1;
     }
     rc = setenv("LD_PRELOAD", val, 1);
     free(val);
+    return rc;
+}
+
+/* The CPython start-up hook (python/stalltrace_hook/sitecustomize.py):
+ * $STALLTRACE_PYTHON_HOOK, else the source tree above the build tree, else
+ * where an install would put it. */
+static char *find_python_hook(void)
+{
+    static const char *rel[] = {
+        "../../python/stalltrace_hook",
+        "../share/stalltrace/python",
+        NULL,
+    };
+    char self[PATH_MAX], path[PATH_MAX + 64], *dir;
+    const char *env = getenv("STALLTRACE_PYTHON_HOOK");
+    ssize_t n;
+
+    if (env && *env)
+        return strdup(env);
+    n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0)
+        return NULL;
+    self[n] = '\0';
+    dir = dirname(self);
+    for (int i = 0; rel[i]; i++) {
+        snprintf(path, sizeof(path), "%s/%s/sitecustomize.py", dir, rel[i]);
+        if (access(path, R_OK) == 0) {
+            *strrchr(path, '/') = '\0';
+            char *real = realpath(path, NULL);
+            return real ? real : strdup(path);
+        }
+    }
+    return NULL;
+}
+
+/* Prepend the hook to PYTHONPATH: its sitecustomize runs first and chains
+ * to the one it hides. Without the hook file, nothing changes. */
+static int enable_python_hook(void)
+{
+    char *hook = find_python_hook(), *val;
+    const char *old = getenv("PYTHONPATH");
+    int rc;
+
+    if (!hook)
+        return 0;
+    if (asprintf(&val, "%s%s%s", hook, old && *old ? ":" : "", old ? old : "") < 0) {
+        free(hook);
+        return -1;
+    }
+    rc = setenv("PYTHONPATH", val, 1);
+    free(val);
+    free(hook);
     return rc;
 }
 
@@ -159,7 +237,7 @@ static int parse_number(const char *s, double max, double *v)
 static void run_usage(FILE *out)
 {
     fprintf(out, "usage: stalltrace run [-o PATH] [--threshold MS] [--buffer-mb N] [--no-jit-maps]\n"
-                 "                      [--] CMD [ARGS...]\n");
+                 "                      [--no-python-hook] [--] CMD [ARGS...]\n");
 }
 
 int cmd_run(int argc, char **argv)
@@ -169,6 +247,7 @@ int cmd_run(int argc, char **argv)
         {"threshold", required_argument, NULL, 't'},
         {"buffer-mb", required_argument, NULL, 'b'},
         {"no-jit-maps", no_argument, NULL, 'J'},
+        {"no-python-hook", no_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -179,7 +258,7 @@ int cmd_run(int argc, char **argv)
     char *lib, *g;
     glob_t gl;
     double v;
-    int c, status, rc, found = 0, jit_maps = 1;
+    int c, status, rc, found = 0, jit_maps = 1, python_hook = 1;
 
     optind = 1;
     opterr = 0;
@@ -205,6 +284,9 @@ int cmd_run(int argc, char **argv)
             break;
         case 'J':
             jit_maps = 0;
+            break;
+        case 'P':
+            python_hook = 0;
             break;
         case 'h':
             run_usage(stdout);
@@ -234,7 +316,7 @@ int cmd_run(int argc, char **argv)
     if (set_preload(lib) < 0 || setenv("STALLTRACE_OUTPUT", output, 1) < 0 ||
         (threshold && setenv("STALLTRACE_THRESHOLD_MS", threshold, 1) < 0) ||
         (buffer && setenv("STALLTRACE_BUFFER_MB", buffer, 1) < 0) ||
-        (jit_maps && enable_jit_maps() < 0)) {
+        (jit_maps && enable_jit_maps() < 0) || (python_hook && enable_python_hook() < 0)) {
         fprintf(stderr, "stalltrace: run: cannot set the environment\n");
         free(lib);
         return 2;
@@ -291,7 +373,7 @@ int cmd_run(int argc, char **argv)
             fprintf(stderr, "stalltrace: dump written to %s\n", path);
             if (found++ == 0)
                 fputc('\n', stderr);
-            static const struct text_limits trimmed = {3, 6};
+            static const struct text_limits trimmed = {3, 6, false};
             char *one[1] = {path};
             if (report_dumps(stderr, one, 1, "text", -1, &trimmed) != 0)
                 fputc('\n', stderr);

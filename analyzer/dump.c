@@ -157,6 +157,14 @@ static int check_header(const uint8_t *buf, size_t len, const char *name,
         set_err(err, name, "corrupted (objects section outside the file)");
         return -1;
     }
+    /* The task queue table is optional too (dumps from before it: 0). */
+    if (h->queue_capacity > 0 &&
+        (h->queue_size < sizeof(struct st_queue) ||
+         !section_inside(h->queues_offset, h->queue_capacity, h->queue_size, len))) {
+        set_err(err, name, "corrupted (task queue section outside the file or slot size %u)",
+                h->queue_size);
+        return -1;
+    }
     if (h->module_count > h->module_capacity) {
         set_err(err, name, "corrupted (module count %u exceeds capacity %u)",
                 h->module_count, h->module_capacity);
@@ -271,6 +279,26 @@ static int load_objects(struct dump *d, const uint8_t *buf)
             cap = more;
         }
         d->objects[d->nobjects++] = o;
+    }
+    return 0;
+}
+
+static int load_queues(struct dump *d, const uint8_t *buf)
+{
+    uint32_t i, n = d->hdr.queue_capacity;
+
+    d->queues = calloc(n ? n : 1, sizeof(*d->queues));
+    d->queue_slots = calloc(n ? n : 1, sizeof(*d->queue_slots));
+    if (!d->queues || !d->queue_slots)
+        return -1;
+    for (i = 0; i < n; i++) {
+        struct st_queue *q = &d->queues[d->nqueues];
+
+        memcpy(q, buf + d->hdr.queues_offset + (uint64_t)i * d->hdr.queue_size, sizeof(*q));
+        if (q->name_hash == 0 || q->valid != 1)
+            continue;
+        q->name[ST_QUEUE_NAME_MAX - 1] = '\0';
+        d->queue_slots[d->nqueues++] = i;
     }
     return 0;
 }
@@ -477,6 +505,23 @@ static int decode_record(const uint8_t *rec, size_t size, uint16_t type,
         ev->retroactive = r.retroactive != 0;
         return 1;
     }
+    case ST_REC_TASK_WAIT: {
+        struct st_rec_task_wait r;
+        if (size < sizeof(r))
+            return -1;
+        memcpy(&r, rec, sizeof(r));
+        if (r.start_ns < r.submit_ns)
+            return -1;
+        ev->tid = r.start_tid;
+        ev->submit_tid = r.submit_tid;
+        ev->queue = r.queue;
+        ev->task_id = r.task_id;
+        ev->start_ns = r.submit_ns;
+        ev->duration_ns = r.start_ns - r.submit_ns;
+        ev->stack_kind = r.stack_kind;
+        ev->stack_at_ns = r.stack_at_ns;
+        return decode_stack(rec, size, offsetof(struct st_rec_task_wait, stack), ev, frames) ? 1 : -1;
+    }
     case ST_REC_THREAD_NAME: {
         struct st_rec_thread_name r;
         if (size < sizeof(r))
@@ -582,7 +627,7 @@ static struct dump *parse(const char *name, const uint8_t *buf, size_t len,
     d->live = !(d->hdr.flags & ST_FLAG_COMPLETE);
 
     if (load_process(d, buf) < 0 || load_modules(d, buf) < 0 || load_threads(d, buf) < 0 ||
-        load_objects(d, buf) < 0)
+        load_objects(d, buf) < 0 || load_queues(d, buf) < 0)
         goto oom;
 
     const uint8_t *ring = buf + d->hdr.ring_offset;
@@ -739,6 +784,8 @@ void dump_free(struct dump *d)
     free(d->threads);
     free(d->thread_slots);
     free(d->objects);
+    free(d->queues);
+    free(d->queue_slots);
     free(d->events);
     free(d->arena);
     free(d->pyarena);

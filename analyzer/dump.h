@@ -46,6 +46,12 @@ struct dump_event {
     uint32_t members;              /* saturation: live members during the span */
     bool retroactive;              /* saturation: dated back to the first member's start */
     char name[ST_NAME_MAX + 1];    /* thread name */
+    /* task wait (tid: the worker that started it; start_ns: its submission,
+     * duration_ns: its queue wait; the stack is the submitter's) */
+    uint32_t queue;                /* slot index in the queue table */
+    uint32_t submit_tid;
+    uint16_t stack_kind;           /* st_task_stack */
+    uint64_t task_id, stack_at_ns;
     struct dump_stack stack;
 };
 
@@ -74,6 +80,9 @@ struct dump {
 
     struct st_object *objects;     /* slots in use (addr != 0), in slot order */
     uint32_t nobjects;
+    struct st_queue *queues;       /* valid task queue slots, in slot order */
+    uint32_t *queue_slots;         /* slot index of each: what task records name */
+    uint32_t nqueues;
 
     struct dump_event *events;     /* accepted records of known types, by pos */
     size_t nevents;

@@ -1,5 +1,5 @@
 /* main.c - the stalltrace command: dispatches to one subcommand per file
- * (run, report, check, diff; top and metrics come in later issues). */
+ * (run, report, check, diff, top, metrics). */
 #include <stdio.h>
 #include <string.h>
 
@@ -20,8 +20,10 @@ static void usage(FILE *out)
             "        exit 1 when a dump breaks a bound (a CI gate), one line per violation\n"
             "  diff BASE.dump NEW.dump [--format text|json] [--fail-over PCT]\n"
             "        what changed between two recordings; exit 1 when worse by more than PCT\n"
-            "  top, metrics\n"
-            "        not implemented yet\n"
+            "  top PID|DUMP [--interval S] [--once]\n"
+            "        live view of a running process: loops, recent stalls, pools, locks\n"
+            "  metrics --listen ADDR:PORT DUMP...\n"
+            "        serve the OpenMetrics figures of (live) dumps over HTTP for Prometheus\n"
             "\n"
             "  --help      this text\n"
             "  --version   the version\n");
@@ -29,9 +31,6 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
-    static const char *later[] = {"top", "metrics", NULL};
-    int i;
-
     if (argc < 2) {
         usage(stderr);
         return 2;
@@ -52,11 +51,10 @@ int main(int argc, char **argv)
         return cmd_check(argc - 1, argv + 1);
     if (strcmp(argv[1], "diff") == 0)
         return cmd_diff(argc - 1, argv + 1);
-    for (i = 0; later[i]; i++)
-        if (strcmp(argv[1], later[i]) == 0) {
-            fprintf(stderr, "stalltrace: '%s' is not implemented yet\n", argv[1]);
-            return 2;
-        }
+    if (strcmp(argv[1], "top") == 0)
+        return cmd_top(argc - 1, argv + 1);
+    if (strcmp(argv[1], "metrics") == 0)
+        return cmd_metrics(argc - 1, argv + 1);
     fprintf(stderr, "stalltrace: unknown command '%s' (see stalltrace --help)\n", argv[1]);
     return 2;
 }

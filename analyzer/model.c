@@ -721,7 +721,8 @@ struct m_process *model_build(const struct dump *d, const struct model_options *
     if (build_threads(p, d) < 0 ||
         build_stalls(p, d, opt ? opt->threshold_ms : -1, idx, nidx) < 0 ||
         build_slow_calls(p, d) < 0 || build_sites(p) < 0 || model_build_lock_waits(p, d) < 0 ||
-        model_build_pools(p, d) < 0 || model_build_locks(p, d) < 0 || model_build_diagnosis(p) < 0)
+        model_build_pools(p, d) < 0 || model_build_queues(p, d) < 0 || model_build_locks(p, d) < 0 ||
+        model_build_diagnosis(p) < 0)
         goto fail;
     if (py_namer_unsupported(p->py))
         p->python_note = "Python frames unavailable: unsupported CPython version";
@@ -746,6 +747,7 @@ void model_free(struct m_process *p)
         free(p->slow_calls[i].stack.frames);
     free(p->slow_calls);
     free(p->sites);
+    model_free_queues(p);
     model_free_pools(p);
     model_free_locks(p);
     for (i = 0; i < p->ndiagnosis; i++)

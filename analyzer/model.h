@@ -87,8 +87,46 @@ struct m_busy {
     double saturated_ms;           /* the part inside the pool's saturation spans */
 };
 
+/* A distribution of per-task times (queue wait or run time). */
+struct m_dist {
+    bool known;                    /* false: no task was seen (null in JSON) */
+    bool exact;                    /* measured per task, not estimated */
+    uint64_t count;
+    double p50_ms, p99_ms, max_ms, total_ms;
+};
+
+/* A task whose queue wait reached the threshold (one record each). */
+struct m_task_wait {
+    uint64_t task_id;
+    uint32_t submit_tid, worker_tid;
+    double submit_s, start_s, wait_ms;
+    const char *stack_kind;        /* "own", "shared" (an earlier submission's) or NULL */
+    struct m_stack stack;          /* the submitter's */
+};
+
+/* A queue named through the annotation API (annotate.h, the Python hook). */
+struct m_queue {
+    char name[ST_QUEUE_NAME_MAX + 1];
+    uint32_t slot;                 /* in the dump's queue table */
+    int pool;                      /* id of the pool whose workers started its tasks, or -1 */
+    uint64_t submitted, started, finished, discarded, unmatched, long_waits;
+    uint64_t waiting, running;     /* in flight when the recording ended */
+    uint32_t peak_running;
+    struct m_dist wait, run;
+    uint32_t *workers;             /* tids of the threads that started its tasks */
+    size_t nworkers;
+    struct m_task_wait *longs;     /* its long waits, by submission time */
+    size_t nlong;
+    bool long_complete;            /* every long wait has its record (none dropped) */
+};
+
 struct m_pool {
     int id;
+    /* Task queues whose tasks its workers ran (indices into m_process.queues),
+     * and their merged distributions; unknown when it has none. */
+    size_t *queues;
+    size_t nqueues;
+    struct m_dist queue_wait, run;
     uint64_t *objects;             /* its work queues: several when each worker parks on its own */
     size_t nobjects;
     const char *kind;              /* "cond" or "sem" */
@@ -168,6 +206,8 @@ struct m_process {
     size_t npools;
     struct m_lock *locks;          /* by total wait, largest first */
     size_t nlocks;
+    struct m_queue *queues;        /* by slot */
+    size_t nqueues;
     struct m_diagnosis *diagnosis;
     size_t ndiagnosis;
 };

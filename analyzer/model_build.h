@@ -25,6 +25,11 @@ int model_build_locks(struct m_process *p, const struct dump *d);
 int model_build_pools(struct m_process *p, const struct dump *d);
 bool model_is_pool_object(const struct m_process *p, uint64_t addr);
 
+/* queues.c: annotated task queues, matched to the pools that ran them
+ * (after the pools). */
+int model_build_queues(struct m_process *p, const struct dump *d);
+void model_free_queues(struct m_process *p);
+
 /* diagnosis.c: one sentence per culprit, the worst first. */
 int model_build_diagnosis(struct m_process *p);
 

@@ -140,7 +140,85 @@ static json_t *hex(uint64_t v)
     return json_string(buf);
 }
 
-static json_t *pool_json(const struct m_pool *pool)
+/* {exact, count, p50, p99, max, total}, or null when no task was seen. */
+static json_t *dist_json(const struct m_dist *d)
+{
+    if (!d->known)
+        return json_null();
+    json_t *o = json_object();
+    json_object_set_new(o, "exact", json_boolean(d->exact));
+    json_object_set_new(o, "count", json_integer((json_int_t)d->count));
+    json_object_set_new(o, "p50", real(d->p50_ms, 1e3));
+    json_object_set_new(o, "p99", real(d->p99_ms, 1e3));
+    json_object_set_new(o, "max", real(d->max_ms, 1e3));
+    json_object_set_new(o, "total", real(d->total_ms, 1e3));
+    return o;
+}
+
+#define LONG_WAITS_MAX 200         /* per queue, the longest ones */
+
+static int cmp_wait_desc(const void *a, const void *b)
+{
+    const struct m_task_wait *x = *(const struct m_task_wait *const *)a;
+    const struct m_task_wait *y = *(const struct m_task_wait *const *)b;
+    return (x->wait_ms < y->wait_ms) - (x->wait_ms > y->wait_ms);
+}
+
+static json_t *task_wait_json(const struct m_task_wait *w)
+{
+    json_t *o = json_object();
+    char id[24];
+
+    snprintf(id, sizeof(id), "0x%llx", (unsigned long long)w->task_id);
+    json_object_set_new(o, "task_id", json_string(id));
+    json_object_set_new(o, "submit_s", real(w->submit_s, 1e6));
+    json_object_set_new(o, "start_s", real(w->start_s, 1e6));
+    json_object_set_new(o, "wait_ms", real(w->wait_ms, 1e3));
+    json_object_set_new(o, "submitter_tid", json_integer(w->submit_tid));
+    json_object_set_new(o, "worker_tid", json_integer(w->worker_tid));
+    json_object_set_new(o, "stack_kind", str_or_null(w->stack_kind));
+    json_object_set_new(o, "stack", stack_json(&w->stack));
+    return o;
+}
+
+static json_t *queue_json(const struct m_queue *q)
+{
+    json_t *o = json_object(), *a = json_array();
+    size_t i, n = q->nlong < LONG_WAITS_MAX ? q->nlong : LONG_WAITS_MAX;
+
+    json_object_set_new(o, "name", str(q->name));
+    json_object_set_new(o, "pool", q->pool >= 0 ? json_integer(q->pool) : json_null());
+    json_object_set_new(o, "submitted", json_integer((json_int_t)q->submitted));
+    json_object_set_new(o, "started", json_integer((json_int_t)q->started));
+    json_object_set_new(o, "finished", json_integer((json_int_t)q->finished));
+    json_object_set_new(o, "discarded", json_integer((json_int_t)q->discarded));
+    json_object_set_new(o, "unmatched", json_integer((json_int_t)q->unmatched));
+    json_object_set_new(o, "waiting", json_integer((json_int_t)q->waiting));
+    json_object_set_new(o, "running", json_integer((json_int_t)q->running));
+    json_object_set_new(o, "peak_running", json_integer(q->peak_running));
+    for (i = 0; i < q->nworkers; i++)
+        json_array_append_new(a, json_integer(q->workers[i]));
+    json_object_set_new(o, "worker_tids", a);
+    json_object_set_new(o, "queue_wait_ms", dist_json(&q->wait));
+    json_object_set_new(o, "run_ms", dist_json(&q->run));
+    /* The longest waits (>= threshold), longest first, each with the
+     * submitter's stack. */
+    json_object_set_new(o, "long_waits_total", json_integer((json_int_t)q->long_waits));
+    const struct m_task_wait **by = calloc(q->nlong ? q->nlong : 1, sizeof(*by));
+    a = json_array();
+    if (by) {
+        for (i = 0; i < q->nlong; i++)
+            by[i] = &q->longs[i];
+        qsort(by, q->nlong, sizeof(*by), cmp_wait_desc);
+        for (i = 0; i < n; i++)
+            json_array_append_new(a, task_wait_json(by[i]));
+        free(by);
+    }
+    json_object_set_new(o, "long_waits", a);
+    return o;
+}
+
+static json_t *pool_json(const struct m_process *p, const struct m_pool *pool)
 {
     json_t *o = json_object(), *a;
     size_t i;
@@ -193,8 +271,14 @@ static json_t *pool_json(const struct m_pool *pool)
      * pool never was): in busy_in[0], and in any wrapped call. */
     json_object_set_new(o, "busy_in_top_share", real(pool->top_share, 1e4));
     json_object_set_new(o, "busy_in_wrapped_share", real(pool->wrapped_share, 1e4));
-    /* No submissions are visible without the annotation API. */
-    json_object_set_new(o, "queue_wait_ms", json_null());
+    /* Known only from the annotation API (or the Python hook): null for
+     * libuv and unannotated pools, whose submissions are not visible. */
+    a = json_array();
+    for (i = 0; i < pool->nqueues; i++)
+        json_array_append_new(a, str(p->queues[pool->queues[i]].name));
+    json_object_set_new(o, "queues", a);
+    json_object_set_new(o, "queue_wait_ms", dist_json(&pool->queue_wait));
+    json_object_set_new(o, "run_ms", dist_json(&pool->run));
     return o;
 }
 
@@ -249,8 +333,12 @@ static json_t *process_json(const struct m_process *p)
     json_object_set_new(o, "slow_calls", a);
     a = json_array();
     for (i = 0; i < p->npools; i++)
-        json_array_append_new(a, pool_json(&p->pools[i]));
+        json_array_append_new(a, pool_json(p, &p->pools[i]));
     json_object_set_new(o, "pools", a);
+    a = json_array();
+    for (i = 0; i < p->nqueues; i++)
+        json_array_append_new(a, queue_json(&p->queues[i]));
+    json_object_set_new(o, "queues", a);
     a = json_array();
     for (i = 0; i < p->nlocks; i++)
         json_array_append_new(a, lock_json(&p->locks[i]));

@@ -183,6 +183,111 @@ static void pool_families(FILE *out, struct m_process **procs, size_t n)
     }
 }
 
+/* ---- Thread-pool task families (annotated queues) ---------------------------
+ * The names a Python executor dashboard charts. One series per queue seen
+ * through the annotation API, labelled with its pool ("none" when its workers
+ * form no pool stalltrace recognised) and queue name; active threads per pool. */
+
+static void queue_labels(char *buf, size_t len, const struct m_process *p, const struct m_queue *q)
+{
+    char name[200], pool[16];
+
+    label_value(name, sizeof(name), q->name);
+    if (q->pool >= 0)
+        snprintf(pool, sizeof(pool), "%d", q->pool);
+    else
+        snprintf(pool, sizeof(pool), "none");
+    snprintf(buf, len, "pid=\"%d\",pool=\"%s\",queue=\"%s\"", p->pid, pool, name);
+}
+
+/* A format.h histogram as cumulative octave buckets (the loop histogram's bounds). */
+static void hist_series(FILE *out, const char *name, const char *labels, const uint64_t *hist,
+                        double sum_s)
+{
+    uint64_t cum = 0, total = 0;
+    unsigned b = 0;
+
+    for (unsigned i = 0; i < ST_HIST_BUCKETS; i++)
+        total += hist[i];
+    for (unsigned octave = LE_FIRST_OCTAVE; octave <= ST_HIST_OCTAVES + ST_HIST_SUB_BITS; octave++) {
+        uint64_t bound_us = (uint64_t)1 << octave;
+        for (; b < ST_HIST_BUCKETS && st_hist_bucket_floor_ns(b) < bound_us * ST_HIST_UNIT_NS; b++)
+            cum += hist[b];
+        fprintf(out, "%s_bucket{%s,le=\"%.10g\"} %llu\n", name, labels, (double)bound_us / 1e6,
+                (unsigned long long)cum);
+    }
+    fprintf(out, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels, (unsigned long long)total);
+    fprintf(out, "%s_sum{%s} %.9g\n", name, labels, isfinite(sum_s) ? sum_s : 0);
+    fprintf(out, "%s_count{%s} %llu\n", name, labels, (unsigned long long)total);
+}
+
+static const struct st_queue *raw_queue(const struct m_process *p, const struct m_queue *q)
+{
+    for (uint32_t i = 0; i < p->dump->nqueues; i++)
+        if (p->dump->queue_slots[i] == q->slot)
+            return &p->dump->queues[i];
+    return NULL;
+}
+
+/* Workers of a pool busy right now (for a finished process: at its end). */
+static double pool_active(const struct m_process *p, const struct m_pool *pool)
+{
+    double active = 0;
+
+    for (size_t i = 0; i < pool->nobjects; i++)
+        for (uint32_t j = 0; j < p->dump->nobjects; j++) {
+            const struct st_object *o = &p->dump->objects[j];
+            if (o->addr == pool->objects[i] && o->live_members > o->idle)
+                active += o->live_members - o->idle;
+        }
+    return active;
+}
+
+static void task_families(FILE *out, struct m_process **procs, size_t n)
+{
+    static const struct {
+        const char *name, *type, *help;
+    } fams[] = {
+        {"threadpool_task_queue_time_seconds", "histogram",
+         "Time a task waited in its queue, from submission to the start of its execution."},
+        {"threadpool_task_execution_time_seconds", "histogram", "Execution time of a task."},
+        {"threadpool_tasks_submitted_total", "counter", "Tasks submitted to the queue."},
+        {"threadpool_tasks_completed_total", "counter", "Tasks that finished executing."},
+    };
+    char labels[320];
+    size_t f, i, j, queues = 0, pools = 0;
+
+    for (i = 0; i < n; i++) {
+        queues += procs[i]->nqueues;
+        pools += procs[i]->npools;
+    }
+    for (f = 0; queues && f < sizeof(fams) / sizeof(fams[0]); f++) {
+        family(out, fams[f].name, fams[f].type, fams[f].help);
+        for (i = 0; i < n; i++)
+            for (j = 0; j < procs[i]->nqueues; j++) {
+                const struct m_queue *q = &procs[i]->queues[j];
+                const struct st_queue *raw = raw_queue(procs[i], q);
+                if (!raw)
+                    continue;
+                queue_labels(labels, sizeof(labels), procs[i], q);
+                switch (f) {
+                case 0: hist_series(out, fams[f].name, labels, raw->wait_hist, (double)raw->wait_ns / 1e9); break;
+                case 1: hist_series(out, fams[f].name, labels, raw->run_hist, (double)raw->run_ns / 1e9); break;
+                case 2: sample(out, fams[f].name, labels, (double)q->submitted); break;
+                default: sample(out, fams[f].name, labels, (double)q->finished); break;
+                }
+            }
+    }
+    if (!pools)
+        return;
+    family(out, "threadpool_active_threads", "gauge", "Worker threads of the pool busy with a task.");
+    for (i = 0; i < n; i++)
+        for (j = 0; j < procs[i]->npools; j++) {
+            snprintf(labels, sizeof(labels), "pid=\"%d\",pool=\"%d\"", procs[i]->pid, procs[i]->pools[j].id);
+            sample(out, "threadpool_active_threads", labels, pool_active(procs[i], &procs[i]->pools[j]));
+        }
+}
+
 /* A lock's label value: its name (GIL), data symbol, else its address. */
 static void lock_labels(char *buf, size_t len, const struct m_process *p, const struct m_lock *l)
 {
@@ -257,6 +362,7 @@ int report_openmetrics(FILE *out, struct m_process **procs, size_t n)
     process_families(out, procs, n);
     loop_families(out, procs, n);
     pool_families(out, procs, n);
+    task_families(out, procs, n);
     lock_families(out, procs, n);
     fprintf(out, "# EOF\n");
     return ferror(out) ? -1 : 0;

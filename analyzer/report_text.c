@@ -105,6 +105,70 @@ static void tid_list(char *buf, size_t len, const uint32_t *tids, size_t n)
         snprintf(buf + used, len - used, " and %zu more", n - shown);
 }
 
+/* "p50 2.0 s, p99 4.0 s, max 4.0 s over 10 tasks" */
+static void dist_text(char *buf, size_t len, const struct m_dist *d)
+{
+    char a[32], b[32], c[32];
+
+    model_fmt_ms(a, sizeof(a), d->p50_ms);
+    model_fmt_ms(b, sizeof(b), d->p99_ms);
+    model_fmt_ms(c, sizeof(c), d->max_ms);
+    snprintf(buf, len, "p50 %s, p99 %s, max %s over %llu task%s", a, b, c,
+             (unsigned long long)d->count, d->count == 1 ? "" : "s");
+}
+
+/* The queue-wait line of a pool: exact when a queue's tasks ran on it, else
+ * why it is unknown. */
+static void pool_queue_text(FILE *out, const struct m_process *p, const struct m_pool *pool)
+{
+    char w[160], r[160], names[160] = "";
+    size_t used = 0;
+
+    if (pool->nqueues == 0 || !pool->queue_wait.known) {
+        fprintf(out, "    queue wait: unknown (no task submissions are visible for this pool: libuv or "
+                     "an unannotated pool; see include/stalltrace/annotate.h)\n");
+        return;
+    }
+    for (size_t i = 0; i < pool->nqueues && used + 2 < sizeof(names); i++)
+        used += (size_t)snprintf(names + used, sizeof(names) - used, "%s%s", i ? ", " : "",
+                                 p->queues[pool->queues[i]].name);
+    if (used >= sizeof(names))
+        names[sizeof(names) - 1] = '\0';
+    dist_text(w, sizeof(w), &pool->queue_wait);
+    fprintf(out, "    queue wait (exact, queue %s): %s\n", names, w);
+    if (pool->run.known) {
+        dist_text(r, sizeof(r), &pool->run);
+        fprintf(out, "    run time per task: %s\n", r);
+    }
+}
+
+/* Queues whose workers form no pool (a pool stalltrace did not recognise). */
+static void queues_text(FILE *out, const struct m_process *p)
+{
+    char w[160], r[160];
+    size_t i, shown = 0;
+
+    for (i = 0; i < p->nqueues; i++) {
+        const struct m_queue *q = &p->queues[i];
+        if (q->pool >= 0)
+            continue;
+        if (shown++ == 0)
+            fprintf(out, "Task queues not matched to a pool\n");
+        dist_text(w, sizeof(w), &q->wait);
+        fprintf(out, "  %s: %llu submitted, %llu finished, %zu worker thread%s\n", q->name,
+                (unsigned long long)q->submitted, (unsigned long long)q->finished, q->nworkers,
+                q->nworkers == 1 ? "" : "s");
+        if (q->wait.known)
+            fprintf(out, "    queue wait (exact): %s\n", w);
+        if (q->run.known) {
+            dist_text(r, sizeof(r), &q->run);
+            fprintf(out, "    run time per task: %s\n", r);
+        }
+    }
+    if (shown)
+        fputc('\n', out);
+}
+
 static void pools_text(FILE *out, const struct m_process *p, const struct text_limits *lim)
 {
     char a[32], b[32], c[32], tids[96], buf[1024], where[600];
@@ -159,6 +223,7 @@ static void pools_text(FILE *out, const struct m_process *p, const struct text_l
             fprintf(out, "    %s, %.0f%% of the time was in wrapped calls: busy outside any wrapped call "
                          "(CPU)\n", of, pool->wrapped_share * 100);
         }
+        pool_queue_text(out, p, pool);
         for (j = 0; j < pool->nbusy && j < lim->sites && j < 3; j++) {
             const struct m_busy *bz = &pool->busy_in[j];
             model_fmt_ms(a, sizeof(a), bz->total_ms);
@@ -285,6 +350,7 @@ static void process_text(FILE *out, const struct m_process *p, const struct text
         fprintf(out, "No loop thread was seen (no thread kept returning to the same event wait).\n\n");
     }
     pools_text(out, p, lim);
+    queues_text(out, p);
     locks_text(out, p, lim);
     if (p->nslow_calls > 0)
         fprintf(out, "%zu slow call%s outside loop iterations (see --format json).\n\n",

@@ -109,7 +109,10 @@ static void module_open(struct sym_module *sm)
         sm->note = "cannot read file";
         return;
     }
-    /* A file replaced since the run would give silently wrong names. */
+    /* A file replaced since the run would give silently wrong names; with
+     * no build-id recorded that cannot be checked, and the frames say so. */
+    if (sm->m.build_id_len == 0)
+        sm->note = "no build-id: name unverified";
     if (sm->m.build_id_len > 0) {
         len = dwfl_module_build_id(sm->mod, &bits, &vaddr);
         if (len != (int)sm->m.build_id_len || memcmp(bits, sm->m.build_id, (size_t)len) != 0) {
@@ -352,8 +355,7 @@ static struct sym_frame *name_in_module(struct sym_module *sm, uint64_t address,
         f->file = strdup(src);
         f->line = lineno;
     }
-    if (!fn)
-        f->note = "no symbol";
+    f->note = fn ? sm->note : "no symbol";
     expand_inlines(sm, f, addr);
     return f;
 }
