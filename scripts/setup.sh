@@ -18,9 +18,10 @@ apt_get() { "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "$@"; }
 # Tests: Debian's python3 with uvloop (e2e harness and the uvloop target),
 # Node.js and npm (only when no `node` is installed already, whatever its
 # origin), promtool (prometheus) to validate the metrics, and chromium to
-# load the HTML report.
+# load the HTML report; clang and its runtimes for the fuzzer (tests/fuzz).
 packages=(meson ninja-build pkg-config gcc libc6-dev libunwind-dev libcriterion-dev
-          libdw-dev libelf-dev libjansson-dev python3 python3-uvloop prometheus chromium)
+          libdw-dev libelf-dev libjansson-dev python3 python3-uvloop prometheus chromium
+          clang libclang-rt-14-dev)
 if ! command -v node >/dev/null 2>&1; then
     packages+=(nodejs npm)
 fi

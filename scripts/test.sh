@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Sets up and builds stalltrace, runs the criterion unit tests (meson test)
-# and the end-to-end tests on real programs (tests/e2e/run_e2e.py).
-# The last line of output is "N passed, N failed, N skipped" over both
-# suites; the exit status is non-zero if anything failed.
+# Sets up and builds stalltrace, runs the criterion unit tests (meson test),
+# a 60 s fuzz pass (tests/fuzz/run.sh), the sanitizer build's tests
+# (scripts/test_asan.sh) and the end-to-end tests on real programs
+# (tests/e2e/run_e2e.py). The last line of output is "N passed, N failed,
+# N skipped" over all of them; the exit status is non-zero if anything failed.
 #
 #   bash scripts/test.sh
 set -uo pipefail
@@ -32,6 +33,37 @@ unit_skip=$(count "Skipped")
 if [ "$unit_rc" -ne 0 ] && [ "$unit_fail" -eq 0 ]; then
     echo "test: meson test exited $unit_rc without reporting a failed test"
     unit_fail=1
+fi
+
+# The analyzer under abuse: a short libFuzzer pass over the dump reader,
+# model and reports (clang, build-fuzz/), counted as one unit test.
+echo
+if command -v clang >/dev/null 2>&1; then
+    echo "test: fuzzing the dump reader for 60 s (tests/fuzz/run.sh 60)"
+    if bash tests/fuzz/run.sh 60; then
+        unit_pass=$((unit_pass + 1))
+    else
+        unit_fail=$((unit_fail + 1))
+    fi
+else
+    echo "test: fuzzing skipped: no clang (apt-get install clang libclang-rt-14-dev)"
+    unit_skip=$((unit_skip + 1))
+fi
+
+# The recorder and analyzer built with ASan+UBSan (build-asan/): the unit
+# tests and the C end-to-end targets; its counts add to the unit tests'.
+echo
+echo "test: sanitizer build (scripts/test_asan.sh)"
+asan_log=$(mktemp /tmp/stalltrace-asan-out.XXXXXX)
+bash scripts/test_asan.sh 2>&1 | tee "$asan_log"
+asan_summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$asan_log" | tail -n 1)
+rm -f "$asan_log"
+if [ -n "$asan_summary" ]; then
+    read -r a_pass _ a_fail _ a_skip _ <<<"${asan_summary//,/}"
+    unit_pass=$((unit_pass + a_pass)) unit_fail=$((unit_fail + a_fail)) unit_skip=$((unit_skip + a_skip))
+else
+    echo "test: scripts/test_asan.sh ended without its summary line"
+    unit_fail=$((unit_fail + 1))
 fi
 
 echo

@@ -223,6 +223,10 @@ def clean_env(**extra):
     setting or LD_PRELOAD that would change what is recorded, plus `extra`."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("STALLTRACE_") and k != "LD_PRELOAD"}
+    # A sanitizer build (scripts/test_asan.sh) needs its runtime preloaded
+    # first in every process that loads the recorder; `run` keeps it first.
+    if os.environ.get("E2E_SANITIZER_PRELOAD"):
+        env["LD_PRELOAD"] = os.environ["E2E_SANITIZER_PRELOAD"]
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # no __pycache__ left in tests/e2e/targets
     env.update(extra)
     return env
