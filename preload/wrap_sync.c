@@ -41,53 +41,39 @@ static int sem_was_acquired_here(sem_t *s)
 
 /* ---- mutex and rwlock: trylock first --------------------------------------- */
 
-#define TRY_THEN_WAIT(kind, call_id, obj, try_fn, wait_fn, wait_args, timed)   \
-    do {                                                                      \
-        int r_ = try_fn(obj);                                                 \
-        if (ST_LIKELY(r_ != EBUSY))                                           \
-            return r_;                                                        \
-        struct st_sync s_;                                                    \
-        st_sync_begin(&s_, obj, kind, call_id, 0);                            \
-        r_ = wait_fn wait_args;                                               \
-        st_sync_end(&s_, (timed) && r_ == ETIMEDOUT, (void *)wait_fn);        \
-        return r_;                                                            \
-    } while (0)
+/* The wrapper itself is a trylock and a compare; all else (the real lock,
+ * timing, bookkeeping) is out of line, so the fast path needs no frame. */
+#define LOCK_WRAPPER(name, trylock, kind, call_id, params, args, timed)        \
+    static __attribute__((noinline, cold)) int name##_blocking params         \
+    {                                                                         \
+        __typeof__(&name) real = ST_REAL(name);                               \
+        if (ST_UNLIKELY(real == NULL))                                        \
+            return EAGAIN;                                                    \
+        struct st_sync s;                                                     \
+        st_sync_begin(&s, obj, kind, call_id, 0);                             \
+        int r = real args;                                                    \
+        st_sync_end(&s, (timed) && r == ETIMEDOUT, (void *)real);             \
+        return r;                                                             \
+    }                                                                         \
+    ST_EXPORT int name params                                                 \
+    {                                                                         \
+        __typeof__(&trylock) try = ST_REAL(trylock);                          \
+        if (ST_LIKELY(try != NULL)) {                                         \
+            int r = try(obj);                                                 \
+            if (ST_LIKELY(r != EBUSY))                                        \
+                return r;                                                     \
+        }                                                                     \
+        return name##_blocking args;                                          \
+    }
 
-ST_EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
-{
-    __typeof__(&pthread_mutex_trylock) try = ST_REAL(pthread_mutex_trylock);
-    __typeof__(&pthread_mutex_lock) real = ST_REAL(pthread_mutex_lock);
-    if (ST_UNLIKELY(try == NULL || real == NULL))
-        return real ? real(m) : EAGAIN;
-    TRY_THEN_WAIT(ST_OBJ_MUTEX, ST_CALL_MUTEX_LOCK, m, try, real, (m), 0);
-}
-
-ST_EXPORT int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timespec *abstime)
-{
-    __typeof__(&pthread_mutex_trylock) try = ST_REAL(pthread_mutex_trylock);
-    __typeof__(&pthread_mutex_timedlock) real = ST_REAL(pthread_mutex_timedlock);
-    if (ST_UNLIKELY(try == NULL || real == NULL))
-        return real ? real(m, abstime) : EAGAIN;
-    TRY_THEN_WAIT(ST_OBJ_MUTEX, ST_CALL_MUTEX_TIMEDLOCK, m, try, real, (m, abstime), 1);
-}
-
-ST_EXPORT int pthread_rwlock_rdlock(pthread_rwlock_t *l)
-{
-    __typeof__(&pthread_rwlock_tryrdlock) try = ST_REAL(pthread_rwlock_tryrdlock);
-    __typeof__(&pthread_rwlock_rdlock) real = ST_REAL(pthread_rwlock_rdlock);
-    if (ST_UNLIKELY(try == NULL || real == NULL))
-        return real ? real(l) : EAGAIN;
-    TRY_THEN_WAIT(ST_OBJ_RWLOCK, ST_CALL_RWLOCK_RDLOCK, l, try, real, (l), 0);
-}
-
-ST_EXPORT int pthread_rwlock_wrlock(pthread_rwlock_t *l)
-{
-    __typeof__(&pthread_rwlock_trywrlock) try = ST_REAL(pthread_rwlock_trywrlock);
-    __typeof__(&pthread_rwlock_wrlock) real = ST_REAL(pthread_rwlock_wrlock);
-    if (ST_UNLIKELY(try == NULL || real == NULL))
-        return real ? real(l) : EAGAIN;
-    TRY_THEN_WAIT(ST_OBJ_RWLOCK, ST_CALL_RWLOCK_WRLOCK, l, try, real, (l), 0);
-}
+LOCK_WRAPPER(pthread_mutex_lock, pthread_mutex_trylock, ST_OBJ_MUTEX, ST_CALL_MUTEX_LOCK,
+             (pthread_mutex_t *obj), (obj), 0)
+LOCK_WRAPPER(pthread_mutex_timedlock, pthread_mutex_trylock, ST_OBJ_MUTEX, ST_CALL_MUTEX_TIMEDLOCK,
+             (pthread_mutex_t *obj, const struct timespec *abstime), (obj, abstime), 1)
+LOCK_WRAPPER(pthread_rwlock_rdlock, pthread_rwlock_tryrdlock, ST_OBJ_RWLOCK, ST_CALL_RWLOCK_RDLOCK,
+             (pthread_rwlock_t *obj), (obj), 0)
+LOCK_WRAPPER(pthread_rwlock_wrlock, pthread_rwlock_trywrlock, ST_OBJ_RWLOCK, ST_CALL_RWLOCK_WRLOCK,
+             (pthread_rwlock_t *obj), (obj), 0)
 
 /* ---- condition variables: every wait blocks -------------------------------- */
 
@@ -153,50 +139,43 @@ ST_EXPORT int pthread_cond_broadcast(pthread_cond_t *c)
 
 /* ---- semaphores: trywait first; remember what this thread acquired ---------- */
 
-#define SEM_TRY_THEN_WAIT(call_id, untimed, wait_fn, wait_args)                \
-    do {                                                                      \
-        int saved_errno_ = errno;                                             \
-        if (ST_LIKELY(try(s) == 0)) {                                         \
+/* glibc keeps a semaphore's value in the low half of its first word: when it
+ * is positive a trywait will almost surely succeed, and an attempt that
+ * cannot succeed is not made, so the fast path never touches errno. */
+static int sem_has_value(sem_t *s)
+{
+    return (uint32_t)__atomic_load_n((uint64_t *)s, __ATOMIC_RELAXED) != 0;
+}
+
+#define SEM_WRAPPER(name, call_id, untimed, params, args)                       \
+    static __attribute__((noinline, cold)) int name##_blocking params         \
+    {                                                                         \
+        __typeof__(&name) real = ST_REAL(name);                               \
+        if (ST_UNLIKELY(real == NULL))                                        \
+            return errno = EINVAL, -1;                                        \
+        struct st_sync st;                                                    \
+        st_sync_begin(&st, s, ST_OBJ_SEM, call_id, untimed);                  \
+        int r = real args;                                                    \
+        st_sync_end(&st, r != 0 && errno == ETIMEDOUT, (void *)real);         \
+        if (r == 0)                                                           \
+            sem_acquired(s);                                                  \
+        return r;                                                             \
+    }                                                                         \
+    ST_EXPORT int name params                                                 \
+    {                                                                         \
+        __typeof__(&sem_trywait) try = ST_REAL(sem_trywait);                  \
+        if (ST_LIKELY(try != NULL && sem_has_value(s)) && try(s) == 0) {      \
             sem_acquired(s);                                                  \
             return 0;                                                         \
         }                                                                     \
-        errno = saved_errno_;                                                 \
-        struct st_sync s_;                                                    \
-        st_sync_begin(&s_, s, ST_OBJ_SEM, call_id, untimed);                  \
-        int r_ = wait_fn wait_args;                                           \
-        int timed_out_ = r_ != 0 && errno == ETIMEDOUT;                       \
-        st_sync_end(&s_, timed_out_, (void *)wait_fn);                        \
-        if (r_ == 0)                                                          \
-            sem_acquired(s);                                                  \
-        return r_;                                                            \
-    } while (0)
+        return name##_blocking args;                                          \
+    }
 
-ST_EXPORT int sem_wait(sem_t *s)
-{
-    __typeof__(&sem_trywait) try = ST_REAL(sem_trywait);
-    __typeof__(&sem_wait) real = ST_REAL(sem_wait);
-    if (ST_UNLIKELY(try == NULL || real == NULL))
-        return real ? real(s) : (errno = EINVAL, -1);
-    SEM_TRY_THEN_WAIT(ST_CALL_SEM_WAIT, 1, real, (s));
-}
-
-ST_EXPORT int sem_timedwait(sem_t *s, const struct timespec *abstime)
-{
-    __typeof__(&sem_trywait) try = ST_REAL(sem_trywait);
-    __typeof__(&sem_timedwait) real = ST_REAL(sem_timedwait);
-    if (ST_UNLIKELY(try == NULL || real == NULL))
-        return real ? real(s, abstime) : (errno = EINVAL, -1);
-    SEM_TRY_THEN_WAIT(ST_CALL_SEM_TIMEDWAIT, 0, real, (s, abstime));
-}
-
-ST_EXPORT int sem_clockwait(sem_t *s, clockid_t clock, const struct timespec *abstime)
-{
-    __typeof__(&sem_trywait) try = ST_REAL(sem_trywait);
-    __typeof__(&sem_clockwait) real = ST_REAL(sem_clockwait);
-    if (ST_UNLIKELY(try == NULL || real == NULL))
-        return real ? real(s, clock, abstime) : (errno = EINVAL, -1);
-    SEM_TRY_THEN_WAIT(ST_CALL_SEM_CLOCKWAIT, 0, real, (s, clock, abstime));
-}
+SEM_WRAPPER(sem_wait, ST_CALL_SEM_WAIT, 1, (sem_t *s), (s))
+SEM_WRAPPER(sem_timedwait, ST_CALL_SEM_TIMEDWAIT, 0, (sem_t *s, const struct timespec *abstime),
+            (s, abstime))
+SEM_WRAPPER(sem_clockwait, ST_CALL_SEM_CLOCKWAIT, 0,
+            (sem_t *s, clockid_t clock, const struct timespec *abstime), (s, clock, abstime))
 
 ST_EXPORT int sem_post(sem_t *s)
 {
