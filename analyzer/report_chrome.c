@@ -125,10 +125,11 @@ static void stall_events(json_t *events, const struct m_process *p, double origi
 static void slow_call_events(json_t *events, const struct m_process *p, double origin_us)
 {
     char where[768];
-    size_t i;
+    const struct m_slow_call **slow;
+    size_t i, n = longest_slow_calls(p, 1000, &slow);
 
-    for (i = 0; i < p->nslow_calls; i++) {
-        const struct m_slow_call *c = &p->slow_calls[i];
+    for (i = 0; n != (size_t)-1 && i < n; i++) {
+        const struct m_slow_call *c = slow[i];
         json_t *e = event("X", c->call ? c->call : "call", "slow_call", p->pid, c->tid,
                           origin_us + c->start_s * 1e6);
         stack_top_describe(&c->stack, where, sizeof(where));
@@ -137,6 +138,7 @@ static void slow_call_events(json_t *events, const struct m_process *p, double o
                                                  jstr(where), "stack", stack_args(&c->stack, STACK_FRAMES)));
         json_array_append_new(events, e);
     }
+    free(slow);
 }
 
 /* A lock's name for people: its label (GIL), data symbol, or address. */

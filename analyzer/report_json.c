@@ -7,6 +7,10 @@
 #include <string.h>
 
 #include "report.h"
+#include "report_util.h"
+
+/* slow_calls lists the longest ones only; slow_calls_total counts them all. */
+#define MAX_SLOW_CALLS 200
 
 /* Keep reports readable: durations to the microsecond, ratios to 1e-4. */
 static json_t *real(double v, double scale)
@@ -327,10 +331,14 @@ static json_t *process_json(const struct m_process *p)
     for (i = 0; i < p->nstalls; i++)
         json_array_append_new(a, stall_json(&p->stalls[i]));
     json_object_set_new(o, "stalls", a);
+    const struct m_slow_call **slow;
+    size_t nslow = longest_slow_calls(p, MAX_SLOW_CALLS, &slow);
     a = json_array();
-    for (i = 0; i < p->nslow_calls; i++)
-        json_array_append_new(a, slow_call_json(&p->slow_calls[i]));
+    for (i = 0; nslow != (size_t)-1 && i < nslow; i++)
+        json_array_append_new(a, slow_call_json(slow[i]));
+    free(slow);
     json_object_set_new(o, "slow_calls", a);
+    json_object_set_new(o, "slow_calls_total", json_integer((json_int_t)p->nslow_calls));
     a = json_array();
     for (i = 0; i < p->npools; i++)
         json_array_append_new(a, pool_json(p, &p->pools[i]));

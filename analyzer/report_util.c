@@ -142,3 +142,35 @@ bool parse_nonneg(const char *s, double *out)
     *out = v;
     return true;
 }
+
+static int by_duration_desc(const void *a, const void *b)
+{
+    const struct m_slow_call *x = *(const struct m_slow_call *const *)a;
+    const struct m_slow_call *y = *(const struct m_slow_call *const *)b;
+    return x->duration_ms < y->duration_ms ? 1 : x->duration_ms > y->duration_ms ? -1 : 0;
+}
+
+static int by_start(const void *a, const void *b)
+{
+    const struct m_slow_call *x = *(const struct m_slow_call *const *)a;
+    const struct m_slow_call *y = *(const struct m_slow_call *const *)b;
+    return x->start_s < y->start_s ? -1 : x->start_s > y->start_s;
+}
+
+size_t longest_slow_calls(const struct m_process *p, size_t max, const struct m_slow_call ***out)
+{
+    size_t i, n = p->nslow_calls;
+    const struct m_slow_call **v = malloc((n ? n : 1) * sizeof(*v));
+
+    *out = v;
+    if (!v)
+        return (size_t)-1;
+    for (i = 0; i < n; i++)
+        v[i] = &p->slow_calls[i];
+    if (n > max) {
+        qsort(v, n, sizeof(*v), by_duration_desc);
+        n = max;
+    }
+    qsort(v, n, sizeof(*v), by_start);
+    return n;
+}

@@ -46,4 +46,9 @@ void sanitize_ascii(char *s);
 /* Parse a non-negative number (ms, s, %, ratio); false when malformed. */
 bool parse_nonneg(const char *s, double *out);
 
+/* A busy process can record a slow call every few ms for hours: reports list
+ * at most `max` of them, the longest, in time order. Returns how many are in
+ * *out (to be freed), or (size_t)-1 when out of memory. */
+size_t longest_slow_calls(const struct m_process *p, size_t max, const struct m_slow_call ***out);
+
 #endif /* STALLTRACE_REPORT_UTIL_H */
