@@ -246,8 +246,9 @@ bool model_data_symbol(struct m_process *p, uint64_t addr, char *buf, size_t len
     return true;
 }
 
-/* Samples indexed by (tid, iter_seq, at_ns) for the join with stalls. */
-static int cmp_sample(const void *a, const void *b)
+/* Events by (tid, iter_seq, at_ns, pos): stalls and their samples line up by
+ * iteration (a stall's at_ns is 0). */
+static int cmp_iteration(const void *a, const void *b)
 {
     const struct dump_event *x = *(const struct dump_event *const *)a;
     const struct dump_event *y = *(const struct dump_event *const *)b;
@@ -411,18 +412,6 @@ static void free_stall(struct m_stall *st)
     free(st->samples);
 }
 
-/* Stall records by (tid, iter_seq), then position: one stall per iteration. */
-static int cmp_stall_key(const void *a, const void *b)
-{
-    const struct dump_event *x = *(const struct dump_event *const *)a;
-    const struct dump_event *y = *(const struct dump_event *const *)b;
-    if (x->tid != y->tid)
-        return x->tid < y->tid ? -1 : 1;
-    if (x->iter_seq != y->iter_seq)
-        return x->iter_seq < y->iter_seq ? -1 : 1;
-    return x->pos < y->pos ? -1 : x->pos > y->pos;
-}
-
 static bool has_stall(const struct dump_event **sv, size_t n, uint32_t tid, uint64_t seq)
 {
     struct dump_event key = {.tid = tid, .iter_seq = seq, .pos = 0};
@@ -431,7 +420,7 @@ static bool has_stall(const struct dump_event **sv, size_t n, uint32_t tid, uint
 
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (cmp_stall_key(&sv[mid], &k) < 0)
+        if (cmp_iteration(&sv[mid], &k) < 0)
             lo = mid + 1;
         else
             hi = mid;
@@ -452,7 +441,7 @@ static int build_stalls(struct m_process *p, const struct dump *d, double thresh
         if (d->events[i].type == ST_REC_STALL)
             sv[n++] = &d->events[i];
     if (n > 1)
-        qsort(sv, n, sizeof(*sv), cmp_stall_key);
+        qsort(sv, n, sizeof(*sv), cmp_iteration);
 
     for (i = 0; i < n; i++) {
         const struct dump_event *e = sv[i];
@@ -716,7 +705,7 @@ struct m_process *model_build(const struct dump *d, const struct model_options *
         if (d->events[i].type == ST_REC_SAMPLE)
             idx[nidx++] = &d->events[i];
     if (nidx > 1)
-        qsort(idx, nidx, sizeof(*idx), cmp_sample);
+        qsort(idx, nidx, sizeof(*idx), cmp_iteration);
 
     if (build_threads(p, d) < 0 ||
         build_stalls(p, d, opt ? opt->threshold_ms : -1, idx, nidx) < 0 ||

@@ -1,5 +1,5 @@
 /* events.c - the records the recorder appends to the ring: stalls, in-stall
- * samples and slow calls. Each is built on the stack and put in one go.
+ * samples, slow calls and lock waits. Each is built on the stack and put in one go.
  */
 #include <string.h>
 #include <sys/syscall.h>
@@ -7,7 +7,8 @@
 
 #include "recorder.h"
 
-#define ST_RECORD_BUF (sizeof(struct st_rec_stall) + ST_STACK_BYTES)
+/* Room for the largest fixed part and a full stack. */
+#define ST_RECORD_BUF (sizeof(struct st_rec_lock_wait) + ST_STACK_BYTES)
 
 uint32_t st_put_stack(struct st_stack *stack, const struct st_captured *c, uint8_t unwinder)
 {
@@ -24,6 +25,11 @@ uint32_t st_put_stack(struct st_stack *stack, const struct st_captured *c, uint8
     return c->nframes * (uint32_t)sizeof(uint64_t) +
            c->npython * (uint32_t)sizeof(struct st_pyframe);
 }
+
+/* Every record that carries a stack ends with it: fill the stack after the
+ * fixed part and append the whole. */
+#define PUT_WITH_STACK(type, r, c, unwinder)                                   \
+    st_ring_put(&st_rec.ring, type, r, sizeof *(r) + st_put_stack(&(r)->stack, c, unwinder))
 
 void st_emit_stall(struct st_tls *t, uint64_t busy_ns)
 {
@@ -47,8 +53,7 @@ void st_emit_stall(struct st_tls *t, uint64_t busy_ns)
         r->call_ns = t->top_call_ns;
         c = &t->top_stack;
     }
-    uint32_t len = sizeof *r + st_put_stack(&r->stack, c, ST_UNWIND_LIBUNWIND);
-    st_ring_put(&st_rec.ring, ST_REC_STALL, r, len);
+    PUT_WITH_STACK(ST_REC_STALL, r, c, ST_UNWIND_LIBUNWIND);
 }
 
 void st_emit_sample(struct st_tls *t, const struct st_captured *c, uint64_t at_ns)
@@ -62,8 +67,7 @@ void st_emit_sample(struct st_tls *t, const struct st_captured *c, uint64_t at_n
     r->tid = t->slot->tid;
     r->iter_seq = t->slot->live_iter_seq;
     r->at_ns = at_ns;
-    uint32_t len = sizeof *r + st_put_stack(&r->stack, c, ST_UNWIND_LIBUNWIND_SIGNAL);
-    st_ring_put(&st_rec.ring, ST_REC_SAMPLE, r, len);
+    PUT_WITH_STACK(ST_REC_SAMPLE, r, c, ST_UNWIND_LIBUNWIND_SIGNAL);
 }
 
 void st_emit_slow_call(struct st_tls *t, uint16_t call, uint64_t start_ns, uint64_t duration_ns,
@@ -80,7 +84,26 @@ void st_emit_slow_call(struct st_tls *t, uint16_t call, uint64_t start_ns, uint6
     r->start_ns = start_ns;
     r->duration_ns = duration_ns;
     r->object = object;
-    uint32_t len = sizeof *r + st_put_stack(&r->stack, c, ST_UNWIND_LIBUNWIND);
-    st_ring_put(&st_rec.ring, ST_REC_SLOW_CALL, r, len);
+    PUT_WITH_STACK(ST_REC_SLOW_CALL, r, c, ST_UNWIND_LIBUNWIND);
     t->slot->slow_calls++;
+}
+
+void st_emit_lock_wait(struct st_tls *t, uint16_t call, uint16_t kind, uint64_t object,
+                       uint64_t start_ns, uint64_t duration_ns, uint32_t retries,
+                       const struct st_captured *c)
+{
+    union {
+        struct st_rec_lock_wait rec;
+        uint8_t bytes[ST_RECORD_BUF];
+    } buf;
+    struct st_rec_lock_wait *r = &buf.rec;
+    memset(r, 0, sizeof *r);
+    r->tid = t->slot->tid;
+    r->call = call;
+    r->kind = kind;
+    r->object = object;
+    r->start_ns = start_ns;
+    r->duration_ns = duration_ns;
+    r->retries = retries;
+    PUT_WITH_STACK(ST_REC_LOCK_WAIT, r, c, ST_UNWIND_LIBUNWIND);
 }

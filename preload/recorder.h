@@ -166,10 +166,8 @@ static inline uint64_t st_call_enter(uint16_t call)
     }
     if (ST_UNLIKELY(t->busy))
         return 0;
-    uint64_t t0 = st_coarse_ns();
     t->slot->live_call = call;
-    t->slot->live_call_start_ns = t0;
-    return t0;
+    return st_coarse_ns();
 }
 
 static inline void st_call_leave(uint16_t call, uint64_t t0, void *real_fn)
@@ -229,6 +227,9 @@ ST_HIDDEN int st_safe_read(void *dst, uintptr_t src, size_t n);
 /* ---- Records (events.c) -------------------------------------------------------- */
 
 ST_HIDDEN void st_emit_stall(struct st_tls *t, uint64_t busy_ns);
+ST_HIDDEN void st_emit_lock_wait(struct st_tls *t, uint16_t call, uint16_t kind, uint64_t object,
+                                 uint64_t start_ns, uint64_t duration_ns, uint32_t retries,
+                                 const struct st_captured *c);
 ST_HIDDEN void st_emit_sample(struct st_tls *t, const struct st_captured *c, uint64_t at_ns);
 ST_HIDDEN void st_emit_slow_call(struct st_tls *t, uint16_t call, uint64_t start_ns,
                                  uint64_t duration_ns, uint64_t object,

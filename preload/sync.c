@@ -25,27 +25,6 @@ static void emit_span(const struct st_object *o, const struct st_span *span)
     st_ring_put(&st_rec.ring, ST_REC_SATURATION, &r, sizeof r);
 }
 
-static void emit_lock_wait(struct st_tls *t, uint16_t call, uint16_t kind, uint64_t object,
-                           uint64_t start, uint64_t duration, uint32_t retries,
-                           const struct st_captured *c)
-{
-    union {
-        struct st_rec_lock_wait rec;
-        uint8_t bytes[sizeof(struct st_rec_lock_wait) + ST_STACK_BYTES];
-    } buf;
-    struct st_rec_lock_wait *r = &buf.rec;
-    __builtin_memset(r, 0, sizeof *r);
-    r->tid = t->slot->tid;
-    r->call = call;
-    r->kind = kind;
-    r->object = object;
-    r->start_ns = start;
-    r->duration_ns = duration;
-    r->retries = retries;
-    uint32_t len = sizeof *r + st_put_stack(&r->stack, c, ST_UNWIND_LIBUNWIND);
-    st_ring_put(&st_rec.ring, ST_REC_LOCK_WAIT, r, len);
-}
-
 /* The run of timed waits is over: record it if it was long. */
 static void flush_run(struct st_tls *t)
 {
@@ -54,7 +33,7 @@ static void flush_run(struct st_tls *t)
     uint64_t duration = t->run_last_end_ns - t->run_start_ns;
     static const struct st_captured none;
     if (duration >= st_rec.threshold_ns && t->run_retries > 1)
-        emit_lock_wait(t, t->run_call, ST_OBJ_COND, t->run_object, t->run_start_ns, duration,
+        st_emit_lock_wait(t, t->run_call, ST_OBJ_COND, t->run_object, t->run_start_ns, duration,
                        t->run_retries, t->run_has_stack ? &t->run_stack : &none);
     t->run_object = 0;
 }
@@ -109,7 +88,6 @@ int st_sync_begin(struct st_sync *s, void *object, uint16_t kind, uint16_t call,
         slot->live_idle_since_ns = now;
     }
     t->slot->live_call = call;
-    t->slot->live_call_start_ns = st_coarse_ns();
     t->busy--;
     errno = saved_errno;
     return 1;
@@ -166,7 +144,7 @@ void st_sync_end(struct st_sync *s, int timed_out, void *real_fn)
         st_capture_here(&c, real_fn);
         if (o != NULL)
             __atomic_fetch_add(&o->long_waits, 1, __ATOMIC_RELAXED);
-        emit_lock_wait(t, s->call, s->kind, s->object, s->start_ns, waited, 1, &c);
+        st_emit_lock_wait(t, s->call, s->kind, s->object, s->start_ns, waited, 1, &c);
     }
     t->busy--;
     errno = saved_errno;

@@ -264,7 +264,7 @@ struct st_thread {
     uint64_t live_iter_start_ns;   /* 0 while the thread is in its loop wait */
     uint16_t live_call;            /* wrapped call it is inside now, or 0 */
     uint16_t reserved1[3];
-    uint64_t live_call_start_ns;   /* coarse clock */
+    uint64_t live_call_start_ns;   /* unused, 0: kept for the layout of version 1 */
     uint64_t slow_calls;           /* wrapped calls >= threshold outside loops */
 
     /* Pool membership: the work queue object it idles on (see st_object). */

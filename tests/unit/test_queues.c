@@ -3,6 +3,7 @@
  * of submissions with starts, replacement, removal and a full table. */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "stalltrace/format.h"
