@@ -2,16 +2,27 @@
  * states that must stay cheap (uncontended, no waiter, data already there).
  * Run plain and preloaded by bench/run.py.
  *
- *   micro [ITERATIONS [OP]]
+ *   micro [ITERATIONS [OP]]     per-process figures
+ *   micro --ab [ROUNDS [OP]]    in-process A/B: wrapped against libc's own
  *
- * prints "name ns_per_op wrapped_calls_per_op" for every operation (or only
- * OP), the best of three passes. Each operation is its own non-inlined
- * function op_NAME(n), so that callgrind can count it alone:
+ * The first form prints "name ns_per_op wrapped_calls_per_op" for every
+ * operation (or only OP), the best of three passes. Each operation is its
+ * own non-inlined function op_NAME(n, fns), so that callgrind can count it:
  *   valgrind --tool=callgrind --toggle-collect='op_*' micro 100000
  * The `control_` operations are not wrapped: they are the floors (a precise
  * and a coarse clock read, rdtsc, a bare system call), and their difference
  * between plain and preloaded is the noise of the run.
+ *
+ * The second form answers "what does the wrapper add" without comparing two
+ * processes: a system call's own cost moves by tens of ns between processes
+ * (page layout, TLB refills after each kernel entry), more than the budget.
+ * Every operation calls through a table of function pointers; the A/B mode
+ * alternates blocks through the table of the symbols as linked (under the
+ * preload: its wrappers) and the table of libc's own definitions, and prints
+ * "name median_added_ns min max rounds". Without the preload both tables
+ * point at libc, so the figures are the method's own noise.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -41,6 +52,17 @@ static const struct timespec zero;
 
 #define NOINLINE __attribute__((noinline, noclone))
 
+/* The wrapped functions, called through pointers in both modes so that
+ * wrapped and direct calls cost the same indirection. */
+#define FNS(X)                                                                 \
+    X(pthread_mutex_lock) X(pthread_mutex_unlock) X(pthread_rwlock_rdlock)     \
+    X(pthread_rwlock_wrlock) X(pthread_rwlock_unlock) X(sem_post) X(sem_wait)  \
+    X(pthread_cond_signal) X(pthread_cond_broadcast) X(recv) X(read)           \
+    X(nanosleep) X(epoll_wait)
+#define FN_FIELD(name) __typeof__(&name) name;
+struct fns { FNS(FN_FIELD) };
+static struct fns linked, direct;
+
 /* One operation: its body, its iterations (a fraction of n), and how many
  * wrapped calls one pass of the body makes. */
 #define OPS(X)                                                                         \
@@ -50,20 +72,21 @@ static const struct timespec zero;
                                     __asm__ volatile("" : : "r"(&t) : "memory"); })       \
     X(control_rdtsc, 1, 0, { unsigned long long t_ = TICK(); __asm__ volatile("" : : "r"(t_)); }) \
     X(control_getppid_syscall, 10, 0, syscall(SYS_getppid))                                \
-    X(mutex_lock_unlock, 1, 1, { pthread_mutex_lock(&mutex); pthread_mutex_unlock(&mutex); }) \
-    X(rwlock_rdlock_unlock, 1, 1, { pthread_rwlock_rdlock(&rwlock); pthread_rwlock_unlock(&rwlock); }) \
-    X(rwlock_wrlock_unlock, 1, 1, { pthread_rwlock_wrlock(&rwlock); pthread_rwlock_unlock(&rwlock); }) \
-    X(sem_post_wait, 1, 2, { sem_post(&sem); sem_wait(&sem); })                            \
-    X(cond_signal_no_waiter, 1, 1, pthread_cond_signal(&cond))                             \
-    X(cond_broadcast_no_waiter, 1, 1, pthread_cond_broadcast(&cond))                       \
-    X(recv_nonblocking_with_data, 10, 1, recv(sv[0], &byte, 1, MSG_PEEK))                 \
-    X(read_nonblocking_eagain, 10, 1, read(sv[1], &byte, 1))                               \
-    X(nanosleep_0, 1000, 1, nanosleep(&zero, NULL))                                          \
-    X(epoll_wait_0, 10, 1, epoll_wait(ep, &ev, 1, 0))
+    X(mutex_lock_unlock, 1, 1, { f->pthread_mutex_lock(&mutex); f->pthread_mutex_unlock(&mutex); }) \
+    X(rwlock_rdlock_unlock, 1, 1, { f->pthread_rwlock_rdlock(&rwlock); f->pthread_rwlock_unlock(&rwlock); }) \
+    X(rwlock_wrlock_unlock, 1, 1, { f->pthread_rwlock_wrlock(&rwlock); f->pthread_rwlock_unlock(&rwlock); }) \
+    X(sem_post_wait, 1, 2, { f->sem_post(&sem); f->sem_wait(&sem); })                      \
+    X(cond_signal_no_waiter, 1, 1, f->pthread_cond_signal(&cond))                          \
+    X(cond_broadcast_no_waiter, 1, 1, f->pthread_cond_broadcast(&cond))                    \
+    X(recv_nonblocking_with_data, 10, 1, f->recv(sv[0], &byte, 1, MSG_PEEK))              \
+    X(read_nonblocking_eagain, 10, 1, f->read(sv[1], &byte, 1))                            \
+    X(nanosleep_0, 1000, 1, f->nanosleep(&zero, NULL))                                      \
+    X(epoll_wait_0, 10, 1, f->epoll_wait(ep, &ev, 1, 0))
 
 #define DEFINE_OP(name, div, calls, body)                                      \
-    NOINLINE void op_##name(long n)                                            \
+    NOINLINE void op_##name(long n, const struct fns *f)                       \
     {                                                                          \
+        (void)f;                                                               \
         for (long i = 0; i < n; i++) {                                         \
             body;                                                              \
             __asm__ volatile("" ::: "memory");                                 \
@@ -73,7 +96,7 @@ OPS(DEFINE_OP)
 
 struct op {
     const char *name;
-    void (*fn)(long);
+    void (*fn)(long, const struct fns *);
     int div, calls;
 };
 #define LIST_OP(name, div, calls, body) {#name, op_##name, div, calls},
@@ -86,13 +109,76 @@ static double now_ns(void)
     return ts.tv_sec * 1e9 + ts.tv_nsec;
 }
 
+static int resolve(void)
+{
+#define FN_LINKED(name) linked.name = name;
+    FNS(FN_LINKED)
+    void *libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+    if (libc == NULL)
+        return -1;
+#define FN_DIRECT(name) direct.name = (__typeof__(&name))dlsym(libc, #name);
+    FNS(FN_DIRECT)
+    /* The condition functions exist twice; the linked ones are the new. */
+    direct.pthread_cond_signal = (__typeof__(&pthread_cond_signal))
+        dlvsym(libc, "pthread_cond_signal", "GLIBC_2.3.2");
+    direct.pthread_cond_broadcast = (__typeof__(&pthread_cond_broadcast))
+        dlvsym(libc, "pthread_cond_broadcast", "GLIBC_2.3.2");
+#define FN_CHECK(name) if (direct.name == NULL) return -1;
+    FNS(FN_CHECK)
+    return 0;
+}
+
+static double timed(const struct op *o, long iters, const struct fns *f)
+{
+    double t0 = now_ns();
+    o->fn(iters, f);
+    return (now_ns() - t0) / iters;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Blocks of wrapped and direct calls, alternating which goes first; the
+ * median of their differences is what the wrapper adds per call. */
+static void ab(const struct op *o, int rounds)
+{
+    long iters = 20000 / o->div > 0 ? 20000 / o->div : 1;
+    double *diff = malloc(sizeof(double) * (size_t)rounds);
+    if (diff == NULL)
+        return;
+    o->fn(16, &linked);
+    o->fn(16, &direct);
+    for (int r = 0; r < rounds; r++) {
+        double w, d;
+        if (r & 1) {
+            d = timed(o, iters, &direct);
+            w = timed(o, iters, &linked);
+        } else {
+            w = timed(o, iters, &linked);
+            d = timed(o, iters, &direct);
+        }
+        diff[r] = (w - d) / (o->calls ? o->calls : 1);
+    }
+    qsort(diff, (size_t)rounds, sizeof(double), cmp_double);
+    printf("%s %.3f %.3f %.3f %d\n", o->name, diff[rounds / 2], diff[0], diff[rounds - 1], rounds);
+    free(diff);
+}
+
 int main(int argc, char **argv)
 {
-    long n = argc > 1 ? atol(argv[1]) : 5000000;
+    int ab_mode = argc > 1 && strcmp(argv[1], "--ab") == 0;
+    if (ab_mode) {
+        argv++;
+        argc--;
+    }
+    long n = argc > 1 ? atol(argv[1]) : ab_mode ? 201 : 5000000;
     const char *only = argc > 2 ? argv[2] : NULL;
     sem_init(&sem, 0, 0);
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) != 0 ||
-        send(sv[1], &byte, 1, 0) != 1 || (ep = epoll_create1(0)) < 0) {
+        send(sv[1], &byte, 1, 0) != 1 || (ep = epoll_create1(0)) < 0 || resolve() != 0) {
         perror("micro: set-up");
         return 1;
     }
@@ -100,13 +186,16 @@ int main(int argc, char **argv)
         const struct op *o = &ops[k];
         if (only != NULL && strcmp(only, o->name) != 0)
             continue;
+        if (ab_mode) {
+            if (o->calls)
+                ab(o, (int)n);
+            continue;
+        }
         long iters = n / o->div > 0 ? n / o->div : 1;
-        o->fn(16);    /* warm: resolve symbols, fault pages in */
+        o->fn(16, &linked);    /* warm: resolve symbols, fault pages in */
         double best = 0;
         for (int pass = 0; pass < 3; pass++) {
-            double t0 = now_ns();
-            o->fn(iters);
-            double per = (now_ns() - t0) / iters;
+            double per = timed(o, iters, &linked);
             if (pass == 0 || per < best)
                 best = per;
         }

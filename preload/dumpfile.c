@@ -249,7 +249,7 @@ int st_dump_create(const struct st_config *cfg, int forked_from)
     h->ring_offset = ring_off;
     h->ring_size = ring_size;
     h->start_mono_ns = st_rec.start_mono_ns;
-    h->start_real_ns = st_mono_raw(CLOCK_REALTIME);
+    h->start_real_ns = st_clock_read_ns(CLOCK_REALTIME);
     h->threshold_ns = st_rec.threshold_ns;
     h->sample_interval_ns = st_rec.sample_interval_ns;
     h->sample_signal = st_rec.sample_signal;

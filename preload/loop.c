@@ -2,6 +2,7 @@
  * back to the same event wait is a loop thread; the time between two of its
  * loop waits is an iteration's busy time, and a long one is a stall.
  */
+#include <errno.h>
 #include <string.h>
 #include <sys/prctl.h>
 
@@ -22,6 +23,13 @@ static int key_eq(const struct st_wait_key *a, const struct st_wait_key *b)
     return a->call == b->call && a->fd == b->fd && a->site == b->site;
 }
 
+/* No iteration runs now (the watchdog and a post-mortem read the slot). */
+static void no_iteration(struct st_tls *t)
+{
+    t->in_iteration = 0;
+    t->slot->live_iter_start_ns = 0;
+}
+
 static void become_loop(struct st_tls *t, const struct st_wait_key *key)
 {
     struct st_thread *s = t->slot;
@@ -31,7 +39,7 @@ static void become_loop(struct st_tls *t, const struct st_wait_key *key)
     s->loop_call = key->call;
     s->loop_fd = key->fd;
     s->loop_site = key->site;
-    s->live_iter_start_ns = 0;
+    no_iteration(t);
     prctl(PR_GET_NAME, s->name, 0, 0, 0);
     __atomic_fetch_or(&s->flags, ST_THREAD_LOOP, __ATOMIC_RELEASE);
     st_stack_warm_up();
@@ -67,8 +75,7 @@ static int claims_loop(struct st_tls *t, const struct st_wait_key *key)
         }
         if (t->other_run < ST_NEW_LOOP_RUN)
             return 0;
-        t->slot->live_iter_start_ns = 0;    /* the old loop's last iteration is void */
-        become_loop(t, key);
+        become_loop(t, key);    /* the old loop's last iteration is void */
         return 1;
     }
     unsigned slot = candidate_slot(t, key);
@@ -80,21 +87,40 @@ static int claims_loop(struct st_tls *t, const struct st_wait_key *key)
     return 1;
 }
 
-static void end_iteration(struct st_tls *t, uint64_t now)
+static __attribute__((noinline)) void end_iteration(struct st_tls *t, uint64_t busy)
 {
     struct st_thread *s = t->slot;
-    uint64_t busy = now - t->iter_start_ns;
     s->iterations++;
     s->busy_ns += busy;
     s->busy_hist[st_hist_bucket(busy)]++;
     if (busy > s->max_busy_ns)
         s->max_busy_ns = busy;
-    if (busy >= st_rec.threshold_ns) {
+    if (ST_UNLIKELY(busy >= st_rec.threshold_ns)) {
+        int saved_errno = errno;
+        t->busy++;
         s->stalls++;
         st_emit_stall(t, busy);
+        t->busy--;
+        errno = saved_errno;
     }
 }
 
+/* Not the loop wait (yet): a blocking call, or the wait that makes a loop. */
+static __attribute__((noinline)) int other_wait(struct st_tls *t, struct st_wait *w,
+                                                const struct st_wait_key *key)
+{
+    int saved_errno = errno;
+    int loop = claims_loop(t, key);
+    errno = saved_errno;
+    if (loop)
+        return 1;
+    w->kind = ST_WAIT_CALL;
+    w->t0 = st_ticks();
+    t->live_call = w->call;
+    return 0;
+}
+
+/* The loop wait's own cost is here: two tick reads and the counters. */
 void st_wait_enter(struct st_wait *w, uint16_t call, int fd, uintptr_t site)
 {
     struct st_tls *t = &st_tls;
@@ -107,29 +133,20 @@ void st_wait_enter(struct st_wait *w, uint16_t call, int fd, uintptr_t site)
         if (t->state != ST_T_READY)
             return;
     }
-    if (t->busy)
+    if (ST_UNLIKELY(t->busy))
         return;
-    t->sampler_hit = 0;
-    struct st_wait_key key = {call, is_epoll(call) ? fd : -1, is_epoll(call) ? 0 : site};
-    int saved_errno = errno;
-    if (!(t->is_loop && key_eq(&key, &t->loop_key)) && !claims_loop(t, &key)) {
-        w->kind = ST_WAIT_CALL;
-        w->t0 = st_coarse_ns();
-        t->slot->live_call = call;
-        errno = saved_errno;
+    int epoll = is_epoll(call);
+    struct st_wait_key key = {call, epoll ? fd : -1, epoll ? 0 : site};
+    if (ST_UNLIKELY(!t->is_loop || !key_eq(&key, &t->loop_key)) && !other_wait(t, w, &key))
         return;
-    }
     t->other_run = 0;
-    uint64_t now = st_now_ns();
-    if (t->slot->live_iter_start_ns != 0) {
-        t->busy++;
-        end_iteration(t, now);
-        t->busy--;
+    uint64_t now = st_ticks();
+    if (t->in_iteration) {
+        no_iteration(t);
+        end_iteration(t, st_ticks_elapsed_ns(t->iter_start_ticks, now));
     }
-    t->slot->live_iter_start_ns = 0;
+    t->wait_start_ticks = now;
     w->kind = ST_WAIT_LOOP;
-    w->precise_start = now;
-    errno = saved_errno;
 }
 
 void st_wait_leave(struct st_wait *w, void *real_fn)
@@ -137,22 +154,20 @@ void st_wait_leave(struct st_wait *w, void *real_fn)
     struct st_tls *t = &st_tls;
     if (w->kind == ST_WAIT_CALL) {
         /* Waiting for events outside an iteration is idleness, not slowness. */
-        t->slot->live_call = 0;
-        uint64_t elapsed = st_coarse_ns() - w->t0;
-        if (ST_UNLIKELY(elapsed >= st_rec.slow_bar_ns) && t->is_loop &&
-            t->slot->live_iter_start_ns != 0) {
-            int saved_errno = errno;
-            st_call_slow(w->call, w->t0, elapsed, real_fn);
-            errno = saved_errno;
-        }
+        t->live_call = 0;
+        uint64_t elapsed = st_ticks() - w->t0;
+        if (ST_UNLIKELY(elapsed >= st_hot.slow_bar_ticks) && t->in_iteration)
+            st_call_slow_ticks(w->call, elapsed, real_fn);
         return;
     }
     if (w->kind != ST_WAIT_LOOP)
         return;
-    uint64_t now = st_now_ns();
+    uint64_t now = st_ticks();
     struct st_thread *s = t->slot;
-    s->idle_ns += now - w->precise_start;
-    t->iter_start_ns = now ? now : 1;
+    s->idle_ns += st_ticks_elapsed_ns(t->wait_start_ticks, now);
+    t->iter_start_ticks = now;
+    t->iter_start_ns = st_ticks_at(t, now) | 1;    /* 0 means "no iteration" */
+    t->in_iteration = 1;
     t->top_call = ST_CALL_NONE;
     t->top_call_ns = 0;
     t->top_stack.nframes = t->top_stack.npython = 0;

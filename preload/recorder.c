@@ -15,7 +15,7 @@ static struct st_config config;
 static void apply_config(void)
 {
     st_rec.threshold_ns = config.threshold_ns;
-    /* Calls this long (coarse clock) get a stack: a quarter of the threshold
+    /* Calls this long get a stack: a quarter of the threshold
      * catches the one that makes a stall without paying for every call. */
     st_rec.slow_bar_ns = config.threshold_ns / 4 ? config.threshold_ns / 4 : 1;
     uint64_t interval = config.threshold_ns / 4;
@@ -27,11 +27,13 @@ static void apply_config(void)
 
 static int start_recording(int forked_from)
 {
-    st_rec.start_mono_ns = st_mono_raw(CLOCK_MONOTONIC);
+    st_rec.start_mono_ns = st_clock_read_ns(CLOCK_MONOTONIC);
     apply_config();
+    st_clock_start();
     if (st_dump_create(&config, forked_from) != 0)
         return -1;
     st_modules_refresh();
+    st_clock_settle();
     return 0;
 }
 

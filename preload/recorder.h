@@ -1,8 +1,8 @@
 /* recorder.h - state shared by the preload's units, and the inline fast path
- * every wrapper takes: a thread-local check and a coarse clock read.
+ * every wrapper takes: a thread-local check and a tick read.
  *
- * Design: a wrapped call that returns quickly costs two reads of
- * CLOCK_MONOTONIC_COARSE (a vDSO memory read, ~3 ns) and a few stores;
+ * Design: a wrapped call that returns quickly costs two reads of the tick
+ * clock (clock.h: rdtsc, ~10 ns, no memory touched) and a few stores;
  * everything else (precise timing, stacks, records) happens only in the
  * out-of-line slow paths, when a call or an iteration was actually slow.
  */
@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "stalltrace/format.h"
+#include "clock.h"
 #include "objects.h"
 #include "pyframes.h"
 #include "queues.h"
@@ -48,7 +49,7 @@ struct st_recorder {
 
     uint64_t start_mono_ns;          /* CLOCK_MONOTONIC at start */
     uint64_t threshold_ns;
-    uint64_t slow_bar_ns;            /* a call this long (coarse) gets a stack */
+    uint64_t slow_bar_ns;            /* a call this long gets a stack */
     uint64_t sample_interval_ns;
     volatile int sample_signal;      /* 0: no in-stall sampling (or given back) */
     int follow_fork;
@@ -58,6 +59,18 @@ struct st_recorder {
     int modules_stale;               /* a sample saw an unknown address */
 };
 extern struct st_recorder st_rec ST_HIDDEN;
+
+/* What every wrapped call reads shares one page with the real functions'
+ * cache (section st_hot_data): with page-table isolation each system call
+ * flushes the TLB, and a wrapper that touched three pages after one would
+ * pay three refills. */
+#define ST_HOT_DATA __attribute__((section("st_hot_data")))
+struct st_hot {
+    struct st_clock clock;
+    uint64_t slow_bar_ticks;         /* st_rec.slow_bar_ns in ticks */
+    uint64_t anchor_ticks;           /* a thread re-anchors after this many */
+};
+extern struct st_hot st_hot ST_HIDDEN;
 /* The task queue table in the dump (annotate.c; laid out by dumpfile.c). */
 extern struct st_queues st_queues ST_HIDDEN;
 
@@ -82,23 +95,16 @@ struct st_wait_key {
 };
 
 struct st_tls {
-    uint8_t state;                   /* st_tls_state */
-    uint8_t busy;                    /* inside the recorder: wrappers pass through */
-    volatile uint8_t sampler_hit;    /* our signal interrupted a wrapped call */
-    struct st_thread *slot;
     uint64_t start_routine;          /* from our pthread_create trampoline */
 
     /* Loop detection: the event-wait that keeps coming back is the loop wait. */
-    uint8_t is_loop;
-    struct st_wait_key loop_key;
     struct st_wait_key cand[4];
     uint32_t cand_hits[4];
     struct st_wait_key other_key;    /* another wait repeating: maybe a new loop */
     uint32_t other_run;
 
     /* The iteration running now. */
-    uint64_t iter_start_ns;          /* precise, since start_mono_ns */
-    uint64_t wait_start_ns;
+    uint64_t iter_start_ns;          /* since start_mono_ns */
     uint16_t top_call;               /* slowest wrapped call of this iteration */
     uint64_t top_call_ns;
     uint64_t calls_ns;
@@ -116,42 +122,63 @@ struct st_tls {
      * releases of a lock, not hand-offs of work (wrap_sync.c). */
     void *held_sems[8];
     uint8_t held_next;
+
+    /* What every wrapped call reads, last: the end of the block lies next to
+     * the thread's own descriptor, on the page libc's calls touch anyway. */
+    struct st_anchor anchor;         /* for this thread's tick readings */
+    uint64_t iter_start_ticks, wait_start_ticks;
+    struct st_wait_key loop_key;
+    struct st_thread *slot;
+    volatile uint16_t live_call;     /* wrapped call it is inside now, or 0 */
+    uint8_t anchor_ok;               /* 0: not yet, or a fork restarted the clock */
+    uint8_t is_loop;
+    uint8_t in_iteration;            /* a loop thread between two loop waits */
+    volatile uint8_t sampler_hit;    /* our signal interrupted a wrapped call */
+    uint8_t busy;                    /* inside the recorder: wrappers pass through */
+    uint8_t state;                   /* st_tls_state */
 };
 extern ST_TLS struct st_tls st_tls ST_HIDDEN;
 
 ST_HIDDEN void st_thread_attach(void);
+/* Where each slot's thread keeps its live_call (in its TLS), for the watchdog. */
+extern volatile uint16_t *st_live_call_at[ST_THREAD_BITS] ST_HIDDEN;
 ST_HIDDEN void st_thread_detach(void);
 ST_HIDDEN struct st_thread *st_thread_claim(uint32_t tid, uint64_t start_routine);
 
-/* ---- Clocks ------------------------------------------------------------------ */
+/* ---- Clocks (clock.h; chosen and calibrated in timebase.c) ------------------ */
 
-static inline uint64_t st_mono_raw(clockid_t clock)
-{
-    struct timespec ts;
-    clock_gettime(clock, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* Precise time since the recording started. */
+/* Precise time since the recording started: for slow paths. */
 static inline uint64_t st_now_ns(void)
 {
-    return st_mono_raw(CLOCK_MONOTONIC) - st_rec.start_mono_ns;
+    return st_clock_read_ns(CLOCK_MONOTONIC) - st_rec.start_mono_ns;
 }
 
-/* Coarse (one tick, ~4 ms) but ~3 ns: enough to tell a slow call from a fast one. */
-static inline uint64_t st_coarse_ns(void)
+static inline uint64_t st_ticks(void)
 {
-    return st_mono_raw(CLOCK_MONOTONIC_COARSE);
+    return st_clock_ticks(&st_hot.clock);
 }
 
-static inline uint64_t st_coarse_to_rel(uint64_t coarse)
+static inline uint64_t st_ticks_elapsed_ns(uint64_t from, uint64_t to)
 {
-    return coarse > st_rec.start_mono_ns ? coarse - st_rec.start_mono_ns : 0;
+    return st_clock_elapsed_ns(&st_hot.clock, from, to);
+}
+
+ST_HIDDEN void st_clock_start(void);
+ST_HIDDEN void st_clock_settle(void);
+ST_HIDDEN void st_anchor_refresh(struct st_tls *t);
+
+/* The time since start of a tick reading this thread took. */
+static inline uint64_t st_ticks_at(struct st_tls *t, uint64_t ticks)
+{
+    if (ST_UNLIKELY(!t->anchor_ok || ticks - t->anchor.ticks > st_hot.anchor_ticks))
+        st_anchor_refresh(t);
+    return st_clock_at(&st_hot.clock, &t->anchor, ticks);
 }
 
 /* ---- The blocking-call fast path (call.c) ----------------------------------- */
 
-ST_HIDDEN void st_call_slow(uint16_t call, uint64_t t0, uint64_t elapsed, void *real_fn);
+ST_HIDDEN void st_call_slow(uint16_t call, uint64_t start_ns, uint64_t elapsed_ns, void *real_fn);
+ST_HIDDEN void st_call_slow_ticks(uint16_t call, uint64_t elapsed_ticks, void *real_fn);
 
 /* Returns 0 when this call is not to be timed (recorder off, own call). */
 static inline uint64_t st_call_enter(uint16_t call)
@@ -166,8 +193,8 @@ static inline uint64_t st_call_enter(uint16_t call)
     }
     if (ST_UNLIKELY(t->busy))
         return 0;
-    t->slot->live_call = call;
-    return st_coarse_ns();
+    t->live_call = call;
+    return st_ticks();
 }
 
 static inline void st_call_leave(uint16_t call, uint64_t t0, void *real_fn)
@@ -175,13 +202,10 @@ static inline void st_call_leave(uint16_t call, uint64_t t0, void *real_fn)
     if (t0 == 0)
         return;
     struct st_tls *t = &st_tls;
-    t->slot->live_call = 0;
-    uint64_t elapsed = st_coarse_ns() - t0;
-    if (ST_UNLIKELY(elapsed >= st_rec.slow_bar_ns)) {
-        int saved_errno = errno;
-        st_call_slow(call, t0, elapsed, real_fn);
-        errno = saved_errno;
-    }
+    t->live_call = 0;
+    uint64_t elapsed = st_ticks() - t0;
+    if (ST_UNLIKELY(elapsed >= st_hot.slow_bar_ticks))
+        st_call_slow_ticks(call, elapsed, real_fn);
 }
 
 /* ---- Event waits (loop.c) ----------------------------------------------------- */
@@ -191,8 +215,7 @@ enum st_wait_kind { ST_WAIT_PASS = 0, ST_WAIT_LOOP, ST_WAIT_CALL };
 struct st_wait {
     uint8_t kind;                    /* st_wait_kind */
     uint16_t call;
-    uint64_t t0;                     /* for ST_WAIT_CALL: coarse start */
-    uint64_t precise_start;          /* for ST_WAIT_LOOP */
+    uint64_t t0;                     /* for ST_WAIT_CALL: ticks at its start */
 };
 
 ST_HIDDEN void st_wait_enter(struct st_wait *w, uint16_t call, int fd, uintptr_t site);
@@ -272,14 +295,14 @@ ST_HIDDEN void *st_real(void **cache, const char *name);
 ST_HIDDEN void *st_real_versioned(void **cache, const char *name, const char *version);
 /* The cached pointer is checked inline: the call out happens once. */
 #define ST_REAL(fn)                                                             \
-    ({ static void *st_real_cache_;                                             \
+    ({ static void *st_real_cache_ ST_HOT_DATA;                                 \
        void *st_real_p_ = __atomic_load_n(&st_real_cache_, __ATOMIC_RELAXED);   \
        if (ST_UNLIKELY(st_real_p_ == NULL))                                     \
            st_real_p_ = st_real(&st_real_cache_, #fn);                          \
        (__typeof__(&fn))st_real_p_; })
 /* pthread_cond_* exist twice in glibc; the old GLIBC_2.2.5 ones hang if mixed. */
 #define ST_REAL_VERSIONED(fn, version)                                          \
-    ({ static void *st_real_cache_;                                             \
+    ({ static void *st_real_cache_ ST_HOT_DATA;                                 \
        void *st_real_p_ = __atomic_load_n(&st_real_cache_, __ATOMIC_RELAXED);   \
        if (ST_UNLIKELY(st_real_p_ == NULL))                                     \
            st_real_p_ = st_real_versioned(&st_real_cache_, #fn, version);       \

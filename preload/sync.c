@@ -87,7 +87,7 @@ int st_sync_begin(struct st_sync *s, void *object, uint16_t kind, uint16_t call,
         slot->idle_object = s->object;
         slot->live_idle_since_ns = now;
     }
-    t->slot->live_call = call;
+    t->live_call = call;
     t->busy--;
     errno = saved_errno;
     return 1;
@@ -102,7 +102,7 @@ void st_sync_end(struct st_sync *s, int timed_out, void *real_fn)
     t->busy++;
     struct st_thread *slot = t->slot;
     uint64_t now = st_now_ns(), waited = now - s->start_ns;
-    slot->live_call = 0;
+    t->live_call = 0;
     struct st_object *o = s->obj;
     if (o != NULL) {
         __atomic_fetch_add(&o->waits, 1, __ATOMIC_RELAXED);
@@ -122,7 +122,7 @@ void st_sync_end(struct st_sync *s, int timed_out, void *real_fn)
         slot->lock_wait_ns += waited;
     }
 
-    int in_iteration = t->is_loop && slot->live_iter_start_ns != 0;
+    int in_iteration = t->in_iteration;
     int long_wait = waited >= st_rec.threshold_ns;
     int timed_run = !s->untimed && s->kind == ST_OBJ_COND;
     if (timed_run) {
@@ -137,7 +137,7 @@ void st_sync_end(struct st_sync *s, int timed_out, void *real_fn)
     }
     if (in_iteration && waited >= st_rec.slow_bar_ns) {
         t->busy--;
-        st_call_slow(s->call, now - waited + st_rec.start_mono_ns, waited, real_fn);
+        st_call_slow(s->call, now - waited, waited, real_fn);
         t->busy++;
     } else if (!in_iteration && long_wait && !timed_run) {
         struct st_captured c;

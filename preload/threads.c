@@ -43,6 +43,8 @@ struct st_thread *st_thread_claim(uint32_t tid, uint64_t start_routine)
     return NULL;
 }
 
+volatile uint16_t *st_live_call_at[ST_THREAD_BITS];
+
 void st_thread_attach(void)
 {
     struct st_tls *t = &st_tls;
@@ -56,6 +58,7 @@ void st_thread_attach(void)
     t->busy++;
     t->slot = st_thread_claim(gettid_raw(), t->start_routine);
     if (t->slot != NULL) {
+        st_live_call_at[t->slot - st_rec.threads] = &t->live_call;
         prctl(PR_GET_NAME, t->slot->name, 0, 0, 0);
         t->state = ST_T_READY;
     } else {
@@ -76,8 +79,11 @@ void st_thread_detach(void)
     }
     t->state = ST_T_IGNORED;
     t->slot = NULL;
+    t->live_call = 0;
     if (slot == NULL || st_rec.hdr == NULL)
         return;
+    st_live_call_at[slot - st_rec.threads] = NULL;
+    t->in_iteration = 0;
     slot->live_iter_start_ns = 0;
     slot->live_call = 0;
     slot->exited_ns = st_now_ns();

@@ -40,8 +40,7 @@ static void on_sample_signal(int sig, siginfo_t *info, void *ucontext)
     if (info->si_code != SI_TKILL || info->si_pid != st_rec.proc_pid ||
         t->state != ST_T_READY || !t->is_loop || st_rec.state != ST_ACTIVE)
         goto out;
-    struct st_thread *s = t->slot;
-    if (s->live_call != 0 || s->live_iter_start_ns == 0) {
+    if (t->live_call != 0 || !t->in_iteration) {
         t->sampler_hit = 1;      /* we may have interrupted a call: its wrapper retries */
         goto out;
     }
@@ -80,12 +79,21 @@ static uint64_t scan_loops(uint64_t now)
             continue;
         uint64_t age = now - start;
         if (age < st_rec.threshold_ns) {
+            if (s->live_call != 0)
+                s->live_call = 0;
             if (st_rec.threshold_ns - age < sleep)
                 sleep = st_rec.threshold_ns - age;
             continue;
         }
-        if (st_rec.sample_signal == 0 || s->live_call != 0)
-            continue;    /* inside a wrapped call: its stack is taken when it returns */
+        /* Inside a wrapped call: its stack is taken when it returns. The
+         * call lives in the thread's TLS, which may go away as we look. */
+        uint16_t call = 0;
+        volatile uint16_t *at = st_live_call_at[i];
+        if (at == NULL || !st_safe_read(&call, (uintptr_t)at, sizeof call))
+            call = 0;
+        s->live_call = call;    /* for a post-mortem of this stall */
+        if (st_rec.sample_signal == 0 || call != 0)
+            continue;
         struct sampled *sp = &sampled[i];
         uint64_t seq = s->live_iter_seq;
         if (sp->iter_seq != seq) {

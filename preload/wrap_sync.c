@@ -1,6 +1,6 @@
 /* wrap_sync.c - mutex, rwlock, condition variable and semaphore waits.
- * The uncontended path is the real trylock and nothing else; only a wait
- * that would block is timed (sync.c). Wakes look at glibc's waiter count
+ * The uncontended path is a look at the lock and the real call (or the real
+ * trylock); only a wait that would block is timed (sync.c). Wakes look at glibc's waiter count
  * first, so a signal or post with nobody waiting costs one load.
  */
 #include <pthread.h>
@@ -39,23 +39,53 @@ static int sem_was_acquired_here(sem_t *s)
     return 0;
 }
 
-/* ---- mutex and rwlock: trylock first --------------------------------------- */
+/* ---- mutex and rwlock: uncontended first ----------------------------------- */
 
-/* The wrapper itself is a trylock and a compare; all else (the real lock,
- * timing, bookkeeping) is out of line, so the fast path needs no frame. */
-#define LOCK_WRAPPER(name, trylock, kind, call_id, params, args, timed)        \
+/* The wrapper itself is one test and a real call; all else (timing,
+ * bookkeeping) is out of line, so the fast path needs no frame. The blocking
+ * half tries once more before it times anything: a recursive mutex its
+ * owner takes again, or a lock freed meanwhile, is not a wait. */
+#define LOCK_SLOW_PATH(name, trylock, kind, call_id, params, args, timed)      \
     static __attribute__((noinline, cold)) int name##_blocking params         \
     {                                                                         \
         __typeof__(&name) real = ST_REAL(name);                               \
-        if (ST_UNLIKELY(real == NULL))                                        \
+        __typeof__(&trylock) try = ST_REAL(trylock);                          \
+        if (ST_UNLIKELY(real == NULL || try == NULL))                         \
             return EAGAIN;                                                    \
+        int r = try(obj);                                                     \
+        if (r != EBUSY)                                                       \
+            return r;                                                         \
         struct st_sync s;                                                     \
         st_sync_begin(&s, obj, kind, call_id, 0);                             \
-        int r = real args;                                                    \
+        r = real args;                                                        \
         st_sync_end(&s, (timed) && r == ETIMEDOUT, (void *)real);             \
         return r;                                                             \
-    }                                                                         \
+    }
+
+/* glibc's mutex trylock costs twice its lock (4 ns more here), more than
+ * the whole budget; so a mutex whose lock word is free goes straight to the
+ * real lock. A lock taken in the nanoseconds between the look and the real
+ * call blocks untimed: one wait in many is missed under heavy contention,
+ * and none when there is none. */
+static inline int mutex_looks_free(pthread_mutex_t *m)
+{
+    return __atomic_load_n(&m->__data.__lock, __ATOMIC_RELAXED) == 0;
+}
+
+#define MUTEX_WRAPPER(name, call_id, params, args, timed)                      \
+    LOCK_SLOW_PATH(name, pthread_mutex_trylock, ST_OBJ_MUTEX, call_id, params, args, timed) \
     ST_EXPORT int name params                                                 \
+    {                                                                         \
+        __typeof__(&name) real = ST_REAL(name);                               \
+        if (ST_LIKELY(real != NULL && mutex_looks_free(obj)))                 \
+            return real args;                                                 \
+        return name##_blocking args;                                          \
+    }
+
+/* An rwlock's trylock is as cheap as its lock, and its lock word is two. */
+#define RWLOCK_WRAPPER(name, trylock, call_id)                                 \
+    LOCK_SLOW_PATH(name, trylock, ST_OBJ_RWLOCK, call_id, (pthread_rwlock_t *obj), (obj), 0) \
+    ST_EXPORT int name(pthread_rwlock_t *obj)                                 \
     {                                                                         \
         __typeof__(&trylock) try = ST_REAL(trylock);                          \
         if (ST_LIKELY(try != NULL)) {                                         \
@@ -63,17 +93,14 @@ static int sem_was_acquired_here(sem_t *s)
             if (ST_LIKELY(r != EBUSY))                                        \
                 return r;                                                     \
         }                                                                     \
-        return name##_blocking args;                                          \
+        return name##_blocking(obj);                                          \
     }
 
-LOCK_WRAPPER(pthread_mutex_lock, pthread_mutex_trylock, ST_OBJ_MUTEX, ST_CALL_MUTEX_LOCK,
-             (pthread_mutex_t *obj), (obj), 0)
-LOCK_WRAPPER(pthread_mutex_timedlock, pthread_mutex_trylock, ST_OBJ_MUTEX, ST_CALL_MUTEX_TIMEDLOCK,
-             (pthread_mutex_t *obj, const struct timespec *abstime), (obj, abstime), 1)
-LOCK_WRAPPER(pthread_rwlock_rdlock, pthread_rwlock_tryrdlock, ST_OBJ_RWLOCK, ST_CALL_RWLOCK_RDLOCK,
-             (pthread_rwlock_t *obj), (obj), 0)
-LOCK_WRAPPER(pthread_rwlock_wrlock, pthread_rwlock_trywrlock, ST_OBJ_RWLOCK, ST_CALL_RWLOCK_WRLOCK,
-             (pthread_rwlock_t *obj), (obj), 0)
+MUTEX_WRAPPER(pthread_mutex_lock, ST_CALL_MUTEX_LOCK, (pthread_mutex_t *obj), (obj), 0)
+MUTEX_WRAPPER(pthread_mutex_timedlock, ST_CALL_MUTEX_TIMEDLOCK,
+              (pthread_mutex_t *obj, const struct timespec *abstime), (obj, abstime), 1)
+RWLOCK_WRAPPER(pthread_rwlock_rdlock, pthread_rwlock_tryrdlock, ST_CALL_RWLOCK_RDLOCK)
+RWLOCK_WRAPPER(pthread_rwlock_wrlock, pthread_rwlock_trywrlock, ST_CALL_RWLOCK_WRLOCK)
 
 /* ---- condition variables: every wait blocks -------------------------------- */
 

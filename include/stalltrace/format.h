@@ -262,7 +262,7 @@ struct st_thread {
     /* Live state, so a dump of a killed process shows a stall in progress. */
     uint64_t live_iter_seq;        /* number of the iteration running now */
     uint64_t live_iter_start_ns;   /* 0 while the thread is in its loop wait */
-    uint16_t live_call;            /* wrapped call it is inside now, or 0 */
+    uint16_t live_call;            /* during a stall: the wrapped call it is in, or 0 */
     uint16_t reserved1[3];
     uint64_t live_call_start_ns;   /* unused, 0: kept for the layout of version 1 */
     uint64_t slow_calls;           /* wrapped calls >= threshold outside loops */
