@@ -353,7 +353,7 @@ def micro(ctx):
             budget(ctx, f"sync: {name}, ns added per call", added[name], f"<= {SYNC_NS:g}",
                    added[name] <= SYNC_NS, f"A/B median; noise {ab_noise.get(name, 0):.2f} ns")
     for name, bound in (("recv_nonblocking_with_data", IO_NS), ("read_nonblocking_eagain", IO_NS),
-                        ("epoll_wait_0", WAIT_NS)):
+                        ("epoll_wait_0", WAIT_NS), ("epoll_wait_ready", WAIT_NS)):
         if name not in added:
             continue
         ci = counts.get(name)

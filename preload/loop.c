@@ -87,7 +87,7 @@ static int claims_loop(struct st_tls *t, const struct st_wait_key *key)
     return 1;
 }
 
-static __attribute__((noinline)) void end_iteration(struct st_tls *t, uint64_t busy)
+static void end_iteration(struct st_tls *t, uint64_t busy)
 {
     struct st_thread *s = t->slot;
     s->iterations++;
@@ -105,64 +105,16 @@ static __attribute__((noinline)) void end_iteration(struct st_tls *t, uint64_t b
     }
 }
 
-/* Not the loop wait (yet): a blocking call, or the wait that makes a loop. */
-static __attribute__((noinline)) int other_wait(struct st_tls *t, struct st_wait *w,
-                                                const struct st_wait_key *key)
+/* The loop wait is called: the iteration that ran until now is over. */
+void st_iteration_end(struct st_tls *t, uint64_t now)
 {
-    int saved_errno = errno;
-    int loop = claims_loop(t, key);
-    errno = saved_errno;
-    if (loop)
-        return 1;
-    w->kind = ST_WAIT_CALL;
-    w->t0 = st_ticks();
-    t->live_call = w->call;
-    return 0;
+    no_iteration(t);
+    end_iteration(t, st_ticks_elapsed_ns(t->iter_start_ticks, now));
 }
 
-/* The loop wait's own cost is here: two tick reads and the counters. */
-void st_wait_enter(struct st_wait *w, uint16_t call, int fd, uintptr_t site)
+/* The loop wait returned: the next iteration starts. */
+void st_iteration_begin(struct st_tls *t, uint64_t now)
 {
-    struct st_tls *t = &st_tls;
-    w->kind = ST_WAIT_PASS;
-    w->call = call;
-    if (ST_UNLIKELY(t->state != ST_T_READY)) {
-        if (t->state != ST_T_NEW)
-            return;
-        st_thread_attach();
-        if (t->state != ST_T_READY)
-            return;
-    }
-    if (ST_UNLIKELY(t->busy))
-        return;
-    int epoll = is_epoll(call);
-    struct st_wait_key key = {call, epoll ? fd : -1, epoll ? 0 : site};
-    if (ST_UNLIKELY(!t->is_loop || !key_eq(&key, &t->loop_key)) && !other_wait(t, w, &key))
-        return;
-    t->other_run = 0;
-    uint64_t now = st_ticks();
-    if (t->in_iteration) {
-        no_iteration(t);
-        end_iteration(t, st_ticks_elapsed_ns(t->iter_start_ticks, now));
-    }
-    t->wait_start_ticks = now;
-    w->kind = ST_WAIT_LOOP;
-}
-
-void st_wait_leave(struct st_wait *w, void *real_fn)
-{
-    struct st_tls *t = &st_tls;
-    if (w->kind == ST_WAIT_CALL) {
-        /* Waiting for events outside an iteration is idleness, not slowness. */
-        t->live_call = 0;
-        uint64_t elapsed = st_ticks() - w->t0;
-        if (ST_UNLIKELY(elapsed >= st_hot.slow_bar_ticks) && t->in_iteration)
-            st_call_slow_ticks(w->call, elapsed, real_fn);
-        return;
-    }
-    if (w->kind != ST_WAIT_LOOP)
-        return;
-    uint64_t now = st_ticks();
     struct st_thread *s = t->slot;
     s->idle_ns += st_ticks_elapsed_ns(t->wait_start_ticks, now);
     t->iter_start_ticks = now;
@@ -174,4 +126,50 @@ void st_wait_leave(struct st_wait *w, void *real_fn)
     t->calls_ns = 0;
     s->live_iter_seq++;
     __atomic_store_n(&s->live_iter_start_ns, t->iter_start_ns, __ATOMIC_RELEASE);
+}
+
+/* Any wait but a loop thread's return to its loop wait (recorder.h has
+ * that one): the first calls of a thread, a blocking call inside an
+ * iteration, or the wait that makes a thread a loop thread. */
+void st_wait_enter_other(struct st_wait *w, uint16_t call, int fd, uintptr_t site)
+{
+    struct st_tls *t = &st_tls;
+    w->kind = ST_WAIT_PASS;
+    if (ST_UNLIKELY(t->state != ST_T_READY)) {
+        if (t->state != ST_T_NEW)
+            return;
+        st_thread_attach();
+        if (t->state != ST_T_READY)
+            return;
+    }
+    if (t->busy)
+        return;
+    int epoll = is_epoll(call);
+    struct st_wait_key key = {call, epoll ? fd : -1, epoll ? 0 : site};
+    int saved_errno = errno;
+    int loop = (t->is_loop && key_eq(&key, &t->loop_key)) || claims_loop(t, &key);
+    errno = saved_errno;
+    if (!loop) {
+        w->kind = ST_WAIT_CALL;
+        w->t0 = st_ticks();
+        t->live_call = call;
+        return;
+    }
+    t->other_run = 0;
+    uint64_t now = st_ticks();
+    if (t->in_iteration)
+        st_iteration_end(t, now);
+    t->wait_start_ticks = now;
+    w->kind = ST_WAIT_LOOP;
+}
+
+/* A wait that was not the loop wait returned. Waiting for events outside
+ * an iteration is idleness, not slowness. */
+void st_wait_leave_other(struct st_wait *w, void *real_fn)
+{
+    struct st_tls *t = &st_tls;
+    t->live_call = 0;
+    uint64_t elapsed = st_ticks() - w->t0;
+    if (ST_UNLIKELY(elapsed >= st_hot.slow_bar_ticks) && t->in_iteration)
+        st_call_slow_ticks(w->call, elapsed, real_fn);
 }

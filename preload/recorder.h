@@ -101,7 +101,6 @@ struct st_tls {
     struct st_wait_key cand[4];
     uint32_t cand_hits[4];
     struct st_wait_key other_key;    /* another wait repeating: maybe a new loop */
-    uint32_t other_run;
 
     /* The iteration running now. */
     uint64_t iter_start_ns;          /* since start_mono_ns */
@@ -128,6 +127,7 @@ struct st_tls {
     struct st_anchor anchor;         /* for this thread's tick readings */
     uint64_t iter_start_ticks, wait_start_ticks;
     struct st_wait_key loop_key;
+    uint32_t other_run;              /* returns to other_key in a row */
     struct st_thread *slot;
     volatile uint16_t live_call;     /* wrapped call it is inside now, or 0 */
     uint8_t anchor_ok;               /* 0: not yet, or a fork restarted the clock */
@@ -218,8 +218,39 @@ struct st_wait {
     uint64_t t0;                     /* for ST_WAIT_CALL: ticks at its start */
 };
 
-ST_HIDDEN void st_wait_enter(struct st_wait *w, uint16_t call, int fd, uintptr_t site);
-ST_HIDDEN void st_wait_leave(struct st_wait *w, void *real_fn);
+ST_HIDDEN void st_wait_enter_other(struct st_wait *w, uint16_t call, int fd, uintptr_t site);
+ST_HIDDEN void st_wait_leave_other(struct st_wait *w, void *real_fn);
+ST_HIDDEN void st_iteration_end(struct st_tls *t, uint64_t now);
+ST_HIDDEN void st_iteration_begin(struct st_tls *t, uint64_t now);
+
+/* A loop thread's return to its loop wait costs a tick read on each side
+ * and the counters of the iteration that ended; anything else goes out of
+ * line (loop.c). poll and select are told apart by their call site. */
+static inline void st_wait_enter(struct st_wait *w, uint16_t call, int fd, uintptr_t site)
+{
+    struct st_tls *t = &st_tls;
+    w->call = call;
+    if (ST_LIKELY(t->is_loop && t->state == ST_T_READY && !t->busy && t->loop_key.call == call &&
+                  t->loop_key.fd == (t->loop_key.site ? -1 : fd) &&
+                  t->loop_key.site == (t->loop_key.site ? site : 0))) {
+        uint64_t now = st_ticks();
+        t->other_run = 0;
+        if (t->in_iteration)
+            st_iteration_end(t, now);
+        t->wait_start_ticks = now;
+        w->kind = ST_WAIT_LOOP;
+        return;
+    }
+    st_wait_enter_other(w, call, fd, site);
+}
+
+static inline void st_wait_leave(struct st_wait *w, void *real_fn)
+{
+    if (ST_LIKELY(w->kind == ST_WAIT_LOOP))
+        st_iteration_begin(&st_tls, st_ticks());
+    else if (w->kind == ST_WAIT_CALL)
+        st_wait_leave_other(w, real_fn);
+}
 
 /* ---- Sync waits (sync.c) ------------------------------------------------------ */
 
