@@ -42,8 +42,10 @@ static void become_loop(struct st_tls *t, const struct st_wait_key *key)
     no_iteration(t);
     prctl(PR_GET_NAME, s->name, 0, 0, 0);
     __atomic_fetch_or(&s->flags, ST_THREAD_LOOP, __ATOMIC_RELEASE);
+    t->busy++;
     st_stack_warm_up();
     st_watchdog_start();
+    t->busy--;
 }
 
 /* The candidate entry for this wait: its own, or the least used one. */

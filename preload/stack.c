@@ -116,11 +116,16 @@ static unsigned native_signal(uintptr_t *frames, unsigned max, void *ucontext, u
     return out;
 }
 
+/* libunwind takes locks of its own, through our wrappers: a wait on one
+ * must not be timed and captured, or the capture re-enters libunwind while
+ * its lock is held. Whoever calls, the recorder is busy meanwhile. */
 void st_capture_here(struct st_captured *c, void *real_fn)
 {
+    st_tls.busy++;
     c->nframes = (uint16_t)native_here(c->frames, ST_MAX_FRAMES, real_fn, &c->truncated);
     st_py_init();
     c->npython = (uint16_t)st_py_walk(c->py, ST_MAX_PYFRAMES, &c->python, 1);
+    st_tls.busy--;
 }
 
 void st_capture_signal(struct st_captured *c, void *ucontext)

@@ -1,7 +1,8 @@
 /* wrap_sync.c - mutex, rwlock, condition variable and semaphore waits.
- * The uncontended path is a look at the lock and the real call (or the real
- * trylock); only a wait that would block is timed (sync.c). Wakes look at glibc's waiter count
- * first, so a signal or post with nobody waiting costs one load.
+ * The uncontended path is a look at the lock word and the real call (an
+ * rwlock: the real trylock); only a wait that would block is timed
+ * (sync.c). Wakes look at glibc's waiter count first, so a signal or post
+ * with nobody waiting costs one load.
  */
 #include <pthread.h>
 #include <semaphore.h>

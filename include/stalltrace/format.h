@@ -456,7 +456,7 @@ struct st_rec_stall {
     uint64_t iter_seq;             /* matches st_rec_sample.iter_seq */
     uint64_t start_ns;             /* return of the previous loop wait */
     uint64_t busy_ns;              /* the stall's duration */
-    uint64_t call_ns;              /* time inside `call` (coarse clock) */
+    uint64_t call_ns;              /* time inside `call` (tick clock) */
     uint64_t calls_ns;             /* time inside all wrapped calls of the iteration */
     struct st_stack stack;         /* at `call`; empty if call is NONE */
 };

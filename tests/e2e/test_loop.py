@@ -160,6 +160,24 @@ def t_py_recv(cfg, tmpdir):
     return check_py_recv(proc)
 
 
+@test("py_fd_reused")
+def t_py_fd_reused(cfg, tmpdir):
+    """A blocking socket on the number of a closed non-blocking one is timed."""
+    proc, _ = run_to_end(cfg, tmpdir, [default_python(), target("py_fd_reuse.py"), "reuse"],
+                         "py_fd_reuse.py")
+    out = " ".join(proc["_stdout"])
+    expect("not reused" not in out, "the target could not reuse the fd: %s" % out, proc)
+    return check_py_recv(proc)
+
+
+@test("py_fd_back_to_blocking")
+def t_py_fd_back_to_blocking(cfg, tmpdir):
+    """A socket set blocking again (ioctl FIONBIO) after an EAGAIN is timed."""
+    proc, _ = run_to_end(cfg, tmpdir, [default_python(), target("py_fd_reuse.py"), "flip"],
+                         "py_fd_reuse.py")
+    return check_py_recv(proc)
+
+
 @test("py_http_timeout")
 def t_py_http_timeout(cfg, tmpdir):
     proc, _ = run_to_end(cfg, tmpdir, [default_python(), target("py_http_timeout.py")], "py_http_timeout.py")
