@@ -106,11 +106,18 @@ static void loop_families(FILE *out, struct m_process **procs, size_t n)
                 if (!t->is_loop)
                     continue;
                 thread_labels(&l, p, t);
-                for (k = 0; k < p->nstalls; k++)
-                    if (p->stalls[k].tid == t->tid) {
-                        count++;
-                        secs += p->stalls[k].duration_ms / 1e3;
-                    }
+                /* Counters from the thread table only grow; the ring's stalls
+                 * go as it wraps. Dumps without stall_ns count from the ring. */
+                if (raw != NULL && (raw->stall_ns != 0 || raw->stalls == 0)) {
+                    count = (double)raw->stalls;
+                    secs = (double)raw->stall_ns / 1e9;
+                } else {
+                    for (k = 0; k < p->nstalls; k++)
+                        if (p->stalls[k].tid == t->tid && !p->stalls[k].in_progress) {
+                            count++;
+                            secs += p->stalls[k].duration_ms / 1e3;
+                        }
+                }
                 switch (f) {
                 case 0: sample(out, fams[f].name, l.text, (double)t->loop.iterations); break;
                 case 1: busy_histogram(out, p, t, l.text); break;

@@ -101,6 +101,7 @@ static void end_iteration(struct st_tls *t, uint64_t busy)
         int saved_errno = errno;
         t->busy++;
         s->stalls++;
+        s->stall_ns += busy;
         st_emit_stall(t, busy);
         t->busy--;
         errno = saved_errno;

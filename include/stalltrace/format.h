@@ -272,7 +272,9 @@ struct st_thread {
     uint64_t pool_idle_ns;         /* total time blocked idle on it */
     uint64_t live_idle_since_ns;   /* 0 unless blocked idle right now */
     uint64_t lock_wait_ns;         /* total time blocked on locks */
-    uint8_t reserved[224];
+    uint64_t stall_ns;             /* busy time of the `stalls` iterations; 0 in dumps
+                                    * recorded before it was added (same version) */
+    uint8_t reserved[216];
 };
 
 /* ---- Sync objects ----------------------------------------------------------

@@ -7,6 +7,7 @@ dumps say what happened.
 """
 
 import os
+import re
 import resource
 
 from e2e_lib import (
@@ -178,7 +179,17 @@ def t_ring_full(cfg, tmpdir):
     expect(min(starts) >= dropped * 0.002 * 0.8 and max(starts) >= p["duration_s"] - 0.1,
            "the ring should keep the newest stalls: kept %.2f..%.2f s of %.2f s, %d dropped"
            % (min(starts), max(starts), p["duration_s"], dropped))
-    return "%d stalls: %d kept (the newest), %d dropped, exactly%s" % (total, kept, dropped, note)
+    # The metrics count from the thread table: every stall, not the ring's.
+    rc, om, err = run_cmd([cfg.stalltrace, "report", "--format", "openmetrics", p["_dump"]])
+    count = float(re.search(r"^stalltrace_stalls_total\{[^}]*\} (\S+)$", om, re.M).group(1))
+    secs = float(re.search(r"^stalltrace_stall_seconds_total\{[^}]*\} (\S+)$", om, re.M).group(1))
+    kept_s = sum(s["duration_ms"] for s in p["stalls"]) / 1e3
+    expect(rc == 0 and count == total, "openmetrics counts %s stalls, the loop %d" % (count, total))
+    expect(secs > kept_s * total / kept * 0.9,
+           "stall_seconds_total %.2f s should cover all %d stalls, not the %d kept (%.2f s)"
+           % (secs, total, kept, kept_s))
+    return "%d stalls: %d kept (the newest), %d dropped, exactly; metrics count all %d (%.1f s)%s" % (
+        total, kept, dropped, total, secs, note)
 
 
 @test("dump_never_written_through")

@@ -21,8 +21,10 @@ struct fixture {
 };
 
 /* One loop thread named with a quote (escaping), a blocking stall and a
- * CPU-bound one with two samples of different stacks. */
-static void build(struct fixture *f)
+ * CPU-bound one with two samples of different stacks: the two the ring kept
+ * of the thread's 10 stalls, which lasted `stall_ns` in all (0: a dump from
+ * before the thread table had the field). */
+static void build_with(struct fixture *f, uint64_t stall_ns)
 {
     const char *argv[] = {"python3", "app.py"};
     char *err = NULL;
@@ -36,6 +38,8 @@ static void build(struct fixture *f)
     t->max_busy_ns = 310000000;
     t->busy_hist[st_hist_bucket(100000)] = 990;
     t->busy_hist[st_hist_bucket(300000000)] = 10;
+    t->stalls = 10;
+    t->stall_ns = stall_ns;
     db_stall(f->b, 4321, ST_CALL_CLOCK_NANOSLEEP, 10, 1250000000, 301200000, stack_a, 3);
     db_stall(f->b, 4321, ST_CALL_NONE, 20, 2000000000, 150000000, NULL, 0);
     db_sample(f->b, 4321, 20, 2020000000, stack_a, 3);
@@ -46,6 +50,11 @@ static void build(struct fixture *f)
     struct model_options opt = {.threshold_ms = -1};
     f->p = model_build(f->d, &opt);
     cr_assert_not_null(f->p);
+}
+
+static void build(struct fixture *f)
+{
+    build_with(f, 3010000000ull);
 }
 
 static void teardown(struct fixture *f)
@@ -89,6 +98,31 @@ Test(formats, folded_lines_sum_to_the_stalled_time)
     teardown(&f);
 }
 
+#define LOOP_LABELS "{pid=\"4321\",tid=\"4321\",thread=\"py\\\"loop\"} "
+
+static void expect_stall_counters(uint64_t stall_ns, const char *count, const char *secs)
+{
+    struct fixture f;
+    char want_count[128], want_secs[128];
+    build_with(&f, stall_ns);
+    char *out = render(&f, report_openmetrics);
+    snprintf(want_count, sizeof want_count, "stalltrace_stalls_total" LOOP_LABELS "%s\n", count);
+    snprintf(want_secs, sizeof want_secs, "stalltrace_stall_seconds_total" LOOP_LABELS "%s\n", secs);
+    cr_assert(strstr(out, want_count) && strstr(out, want_secs), "want %s and %s in:\n%s",
+              want_count, want_secs, out);
+    free(out);
+    teardown(&f);
+}
+
+/* Counters must never go down: they come from the thread table, which
+ * counts every stall, not from the ring, which forgets the oldest. An
+ * older dump without stall_ns falls back on the ring's two. */
+Test(formats, openmetrics_stall_counters_come_from_the_thread_table)
+{
+    expect_stall_counters(3010000000ull, "10", "3.01");
+    expect_stall_counters(0, "2", "0.4512");
+}
+
 Test(formats, openmetrics_histogram_is_cumulative_and_ends_with_eof)
 {
     struct fixture f;
@@ -107,7 +141,6 @@ Test(formats, openmetrics_histogram_is_cumulative_and_ends_with_eof)
     }
     cr_assert_eq(prev, 1000);
     cr_assert(strstr(out, "le=\"0.000128\"} 990") != NULL, "990 iterations of 100 us by 128 us:\n%s", out);
-    cr_assert(strstr(out, "stalltrace_stalls_total{pid=\"4321\",tid=\"4321\",thread=\"py\\\"loop\"} 2") != NULL);
     size_t n = strlen(out);
     cr_assert(n > 6 && strcmp(out + n - 6, "# EOF\n") == 0);
     free(out);
