@@ -85,6 +85,8 @@ __attribute__((constructor)) static void st_init(void)
 
 __attribute__((destructor)) static void st_fini(void)
 {
-    if (st_rec.state == ST_ACTIVE)
+    if (st_rec.state == ST_ACTIVE) {
+        st_sync_flush_waits();
         st_dump_finish(ST_END_EXIT, 0);
+    }
 }

@@ -117,6 +117,11 @@ struct st_tls {
     uint64_t run_start_ns, run_last_end_ns;
     struct st_captured run_stack;
 
+    /* Short waits on one object not yet added to it (sync.c). */
+    struct st_object *batch_object;
+    uint32_t batch_waits, batch_timeouts;
+    uint64_t batch_ns, batch_max_ns;
+
     /* Semaphores this thread acquired lately: its posts of them are
      * releases of a lock, not hand-offs of work (wrap_sync.c). */
     void *held_sems[8];
@@ -268,6 +273,8 @@ ST_HIDDEN int st_sync_begin(struct st_sync *s, void *object, uint16_t kind, uint
 ST_HIDDEN void st_sync_end(struct st_sync *s, int timed_out, void *real_fn);
 ST_HIDDEN void st_sync_wake(void *object, uint16_t kind, int by_holder);
 ST_HIDDEN void st_sync_thread_exit(struct st_tls *t);
+/* The calling thread's waits not yet added to their object (at exit). */
+ST_HIDDEN void st_sync_flush_waits(void);
 
 /* ---- Stacks (stack.c) --------------------------------------------------------- */
 
