@@ -166,6 +166,14 @@ def pinned(cpu):
     return []
 
 
+def start_server(ctx, variant, dumps, cmd):
+    """A server on CPU 0, preloaded for the stalltrace runs; peers attach to it."""
+    return subprocess.Popen(pinned(0) + cmd,
+                            env=env_for(ctx, variant if variant.startswith("stalltrace") else "plain",
+                                        dumps),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def stop(proc, sig=signal.SIGTERM, timeout=20):
     if proc is None or proc.poll() is not None:
         return
@@ -476,12 +484,10 @@ def redis(ctx):
 
     def redis_benchmark(variant):
         port = free_port()
-        srv = subprocess.Popen(pinned(0) + ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                                "--save", "", "--appendonly", "no", "--daemonize", "no",
-                                "--dir", ctx.tmp, "--logfile", ""],
-                               env=env_for(ctx, variant if variant.startswith("stalltrace") else "plain",
-                                           dumps),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        srv = start_server(ctx, variant, dumps,
+                           ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                            "--save", "", "--appendonly", "no", "--daemonize", "no",
+                            "--dir", ctx.tmp, "--logfile", ""])
         peer = None
         try:
             wait_port(port, srv)
@@ -552,11 +558,8 @@ def nginx(ctx):
         port = free_port()
         with open(os.path.join(d, "nginx.conf"), "w") as f:
             f.write(NGINX_CONF.format(d=d, port=port))
-        srv = subprocess.Popen(pinned(0) + [exe, "-p", d, "-c", os.path.join(d, "nginx.conf"), "-e",
-                                os.path.join(d, "error.log")],
-                               env=env_for(ctx, variant if variant.startswith("stalltrace") else "plain",
-                                           dumps),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        srv = start_server(ctx, variant, dumps, [exe, "-p", d, "-c", os.path.join(d, "nginx.conf"),
+                                                 "-e", os.path.join(d, "error.log")])
         peer = None
         try:
             wait_port(port, srv)

@@ -178,14 +178,7 @@ static void emit_long_wait(uint32_t qi, uint64_t id, const struct st_task *e, ui
 static void mark(enum mark what, const char *queue, uint64_t id)
 {
     struct st_tls *t = &st_tls;
-    if (ST_UNLIKELY(t->state != ST_T_READY)) {
-        if (t->state != ST_T_NEW)
-            return;
-        st_thread_attach();
-        if (t->state != ST_T_READY)
-            return;
-    }
-    if (ST_UNLIKELY(t->busy) || queue == NULL || st_queues.table == NULL ||
+    if (!st_thread_records(t) || queue == NULL || st_queues.table == NULL ||
         st_rec.state != ST_ACTIVE)
         return;
     t->busy++;

@@ -29,7 +29,7 @@ void st_call_slow(uint16_t call, uint64_t start_ns, uint64_t elapsed, void *real
 void st_call_slow_ticks(uint16_t call, uint64_t elapsed_ticks, void *real_fn)
 {
     int saved_errno = errno;
-    uint64_t elapsed = st_ticks_elapsed_ns(0, elapsed_ticks), now = st_now_ns();
+    uint64_t elapsed = st_clock_to_ns(&st_hot.clock, elapsed_ticks), now = st_now_ns();
     if (elapsed >= st_rec.slow_bar_ns && elapsed <= now)
         st_call_slow(call, now - elapsed, elapsed, real_fn);
     errno = saved_errno;

@@ -138,14 +138,7 @@ void st_wait_enter_other(struct st_wait *w, uint16_t call, int fd, uintptr_t sit
 {
     struct st_tls *t = &st_tls;
     w->kind = ST_WAIT_PASS;
-    if (ST_UNLIKELY(t->state != ST_T_READY)) {
-        if (t->state != ST_T_NEW)
-            return;
-        st_thread_attach();
-        if (t->state != ST_T_READY)
-            return;
-    }
-    if (t->busy)
+    if (!st_thread_records(t))
         return;
     int epoll = is_epoll(call);
     struct st_wait_key key = {call, epoll ? fd : -1, epoll ? 0 : site};

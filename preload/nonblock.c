@@ -22,9 +22,3 @@ void st_fd_forget(int fd)
         __atomic_fetch_and(&st_nonblock_bits[u / 64], ~((uint64_t)1 << (u % 64)), __ATOMIC_RELAXED);
     }
 }
-
-void st_fd_forget_all(void)
-{
-    for (unsigned i = 0; i < ST_NONBLOCK_FDS / 64; i++)
-        __atomic_store_n(&st_nonblock_bits[i], 0, __ATOMIC_RELAXED);
-}

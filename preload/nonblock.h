@@ -31,6 +31,5 @@ static inline int st_fd_nonblocking(int fd)
 void st_fd_mark_nonblocking(int fd);
 /* Cheap when the fd was not marked: one load. */
 void st_fd_forget(int fd);
-void st_fd_forget_all(void);
 
 #endif /* STALLTRACE_NONBLOCK_H */

@@ -150,6 +150,20 @@ extern volatile uint16_t *st_live_call_at[ST_THREAD_BITS] ST_HIDDEN;
 ST_HIDDEN void st_thread_detach(void);
 ST_HIDDEN struct st_thread *st_thread_claim(uint32_t tid, uint64_t start_routine);
 
+/* Whether the calling thread records: attached (on its first call) and not
+ * inside the recorder already. */
+static inline int st_thread_records(struct st_tls *t)
+{
+    if (ST_UNLIKELY(t->state != ST_T_READY)) {
+        if (t->state != ST_T_NEW)
+            return 0;
+        st_thread_attach();
+        if (t->state != ST_T_READY)
+            return 0;
+    }
+    return !ST_UNLIKELY(t->busy);
+}
+
 /* ---- Clocks (clock.h; chosen and calibrated in timebase.c) ------------------ */
 
 /* Precise time since the recording started: for slow paths. */
@@ -189,14 +203,7 @@ ST_HIDDEN void st_call_slow_ticks(uint16_t call, uint64_t elapsed_ticks, void *r
 static inline uint64_t st_call_enter(uint16_t call)
 {
     struct st_tls *t = &st_tls;
-    if (ST_UNLIKELY(t->state != ST_T_READY)) {
-        if (t->state != ST_T_NEW)
-            return 0;
-        st_thread_attach();
-        if (t->state != ST_T_READY)
-            return 0;
-    }
-    if (ST_UNLIKELY(t->busy))
+    if (!st_thread_records(t))
         return 0;
     t->live_call = call;
     return st_ticks();

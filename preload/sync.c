@@ -51,14 +51,7 @@ int st_sync_begin(struct st_sync *s, void *object, uint16_t kind, uint16_t call,
 {
     struct st_tls *t = &st_tls;
     s->active = 0;
-    if (ST_UNLIKELY(t->state != ST_T_READY)) {
-        if (t->state != ST_T_NEW)
-            return 0;
-        st_thread_attach();
-        if (t->state != ST_T_READY)
-            return 0;
-    }
-    if (t->busy)
+    if (!st_thread_records(t))
         return 0;
     int saved_errno = errno;
     t->busy++;

@@ -3,12 +3,13 @@
  * and concurrent marking of one word losing nothing. */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <string.h>
 
 #include "../../preload/nonblock.h"
 
 static void fresh(void)
 {
-    st_fd_forget_all();
+    memset(st_nonblock_bits, 0, sizeof st_nonblock_bits);
 }
 
 TestSuite(nonblock, .init = fresh);
