@@ -19,9 +19,16 @@ apt_get() { "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "$@"; }
 # Node.js and npm (only when no `node` is installed already, whatever its
 # origin), promtool (prometheus) to validate the metrics, and chromium to
 # load the HTML report; clang and its runtimes for the fuzzer (tests/fuzz).
+# The third-party services the real-world tests record (tests/e2e/test_real_*.py):
+# Python web frameworks, and servers with their load generators.
 packages=(meson ninja-build pkg-config gcc libc6-dev libunwind-dev libcriterion-dev
           libdw-dev libelf-dev libjansson-dev python3 python3-uvloop prometheus chromium
-          clang libclang-rt-14-dev)
+          clang libclang-rt-14-dev
+          python3-fastapi python3-uvicorn python3-aiohttp python3-tornado python3-gevent
+          python3-twisted python3-requests python3-httpx
+          memcached libmemcached-tools redis-server nginx wrk)
+# Debian starts these services on install; the tests run their own instances.
+services=(memcached redis-server nginx)
 if ! command -v node >/dev/null 2>&1; then
     packages+=(nodejs npm)
 fi
@@ -46,6 +53,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt_get update -qq >"$log" 2>&1 || fail "apt-get update"
     apt_get install -y -qq --no-install-recommends "${missing[@]}" >>"$log" 2>&1 \
         || fail "apt-get install ${missing[*]}"
+    for svc in "${services[@]}"; do
+        if [[ " ${missing[*]} " == *" $svc "* ]]; then
+            "${SUDO[@]}" service "$svc" stop >/dev/null 2>&1 || true
+        fi
+    done
 else
     say "Debian packages already installed"
 fi
@@ -63,6 +75,13 @@ if [ ! -d tests/e2e/html/node_modules/playwright-core ] && command -v npm >/dev/
     say "installing the HTML test's npm packages (tests/e2e/html)"
     npm install --prefix tests/e2e/html --no-audit --no-fund --silent >"$log" 2>&1 \
         || say "npm install failed: the HTML test will skip its browser checks"
+fi
+
+# express, for the Node.js real-world test.
+if [ ! -d tests/e2e/node/node_modules/express ] && command -v npm >/dev/null 2>&1; then
+    say "installing the Node.js tests' npm packages (tests/e2e/node)"
+    npm install --prefix tests/e2e/node --no-audit --no-fund --silent >"$log" 2>&1 \
+        || say "npm install failed: the express tests will skip"
 fi
 
 say "building (ninja -C build)"
