@@ -148,7 +148,7 @@ static void template_glob(int32_t pid, const char *tmpl, char *out, size_t cap)
     k = readlink(link, exe, sizeof(exe) - 1);
     if (k > 0) {
         exe[k] = '\0';
-        memmove(exe, model_basename(exe), strlen(model_basename(exe)) + 1);
+        memmove(exe, frames_basename(exe), strlen(frames_basename(exe)) + 1);
     } else {
         snprintf(exe, sizeof(exe), "*");
     }

@@ -43,59 +43,94 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* event_loop_blocking: the loop thread that lost the most time to stalls. */
-static int diagnose_loop(struct m_process *p)
+/* The loop thread that lost the most time to the stalls that are (or are
+ * not) CPU starvation; 0 when there is none. */
+static uint32_t worst_loop_thread(const struct m_process *p, bool starved, size_t *nthreads,
+                                  double *total_ms)
 {
-    size_t i, j, nthreads_stalled = 0;
-    uint32_t worst_tid = 0;
-    double worst_total = -1;
+    uint32_t worst = 0;
+    double worst_total = 0;
 
-    if (p->nstalls == 0)
-        return 0;
-    /* The loop thread that lost the most time is the one to talk about
-     * (sorted by tid: dumps can hold very many stalls). */
-    uint32_t *tids = calloc(p->nstalls, sizeof(*tids));
-    double *totals = calloc(p->nstalls, sizeof(*totals));
-    if (!tids || !totals) {
-        free(tids);
-        free(totals);
-        return -1;
-    }
+    *nthreads = 0;
+    /* Sorted by tid: dumps can hold very many stalls. */
+    uint32_t *tids = calloc(p->nstalls ? p->nstalls : 1, sizeof(*tids));
+    double *totals = calloc(p->nstalls ? p->nstalls : 1, sizeof(*totals));
+    size_t i, n = 0, ndistinct = 0;
+    if (!tids || !totals)
+        goto out;
     for (i = 0; i < p->nstalls; i++)
-        tids[i] = p->stalls[i].tid;
-    qsort(tids, p->nstalls, sizeof(*tids), cmp_u32);
-    size_t ndistinct = 0;
-    for (i = 0; i < p->nstalls; i++)
+        if (p->stalls[i].starved == starved)
+            tids[n++] = p->stalls[i].tid;
+    qsort(tids, n, sizeof(*tids), cmp_u32);
+    for (i = 0; i < n; i++)
         if (i == 0 || tids[i] != tids[i - 1])
             tids[ndistinct++] = tids[i];
-    nthreads_stalled = ndistinct;
     for (i = 0; i < p->nstalls; i++) {
+        if (p->stalls[i].starved != starved)
+            continue;
         uint32_t *at = bsearch(&p->stalls[i].tid, tids, ndistinct, sizeof(*tids), cmp_u32);
         totals[at - tids] += p->stalls[i].duration_ms;
     }
-    for (j = 0; j < ndistinct; j++)
-        if (totals[j] > worst_total) {
-            worst_total = totals[j];
-            worst_tid = tids[j];
+    for (i = 0; i < ndistinct; i++)
+        if (totals[i] > worst_total) {
+            worst_total = totals[i];
+            worst = tids[i];
         }
+    *nthreads = ndistinct;
+    *total_ms = worst_total;
+out:
     free(tids);
     free(totals);
+    return worst;
+}
 
+/* "mostly in 4 x clock_nanosleep, 1.0 s in all, at load (app.py:15)" */
+static void site_story(const struct m_site *s, char *buf, size_t len)
+{
+    char where[600], total[32];
+
+    frames_where(&s->stack, where, sizeof(where));
+    model_fmt_ms(total, sizeof(total), s->call_total_ms);
+    if (s->call && s->call_count > 1)
+        snprintf(buf, len, "mostly in %llu x %s, %s in all%s%s", (unsigned long long)s->call_count,
+                 s->call, total, where[0] ? ", at " : "", where);
+    else if (s->call)
+        snprintf(buf, len, "mostly in %s%s%s", s->call, where[0] ? " called from " : "", where);
+    else if (where[0])
+        snprintf(buf, len, "mostly by CPU-bound work in %s", where);
+    else
+        snprintf(buf, len, "mostly by CPU-bound work");
+}
+
+/* event_loop_blocking, or cpu_starvation for stalls whose thread was mostly
+ * runnable but not running: the loop thread that lost the most time. */
+static int diagnose_loop(struct m_process *p, bool starved)
+{
+    size_t i, j, nthreads_stalled;
+    double worst_total = 0;
+    uint32_t worst_tid = worst_loop_thread(p, starved, &nthreads_stalled, &worst_total);
+
+    if (worst_tid == 0)
+        return 0;
     size_t count = 0;
-    double max = 0;
+    double max = 0, runq = 0, known = 0;
     bool in_progress = false;
-    double *site_total = calloc(p->nsites, sizeof(double));
+    double *site_total = calloc(p->nsites ? p->nsites : 1, sizeof(double));
     if (!site_total)
         return -1;
     for (i = 0; i < p->nstalls; i++) {
         const struct m_stall *st = &p->stalls[i];
-        if (st->tid != worst_tid)
+        if (st->tid != worst_tid || st->starved != starved)
             continue;
         count++;
         if (st->duration_ms > max)
             max = st->duration_ms;
         in_progress |= st->in_progress;
         site_total[st->site] += st->duration_ms;
+        if (st->runq_ms >= 0) {
+            runq += st->runq_ms;
+            known += st->duration_ms;
+        }
     }
     size_t site = 0;
     for (j = 1; j < p->nsites; j++)
@@ -103,36 +138,34 @@ static int diagnose_loop(struct m_process *p)
             site = j;
     free(site_total);
 
-    char smax[32], stotal[32], where[600], what[700], others[96] = "", times[256];
-    const struct m_site *s = &p->sites[site];
+    char smax[32], stotal[32], what[900], others[96] = "", times[256];
     model_fmt_ms(smax, sizeof(smax), max);
     model_fmt_ms(stotal, sizeof(stotal), worst_total);
-    model_describe_where(&s->stack, where, sizeof(where));
-    if (s->call)
-        snprintf(what, sizeof(what), "mostly in %s%s%s", s->call, where[0] ? " called from " : "", where);
-    else if (where[0])
-        snprintf(what, sizeof(what), "mostly by CPU-bound work in %s", where);
-    else
-        snprintf(what, sizeof(what), "mostly by CPU-bound work");
+    site_story(&p->sites[site], what, sizeof(what));
     if (nthreads_stalled > 1)
         snprintf(others, sizeof(others), "; %zu other loop thread%s stalled too", nthreads_stalled - 1,
                  nthreads_stalled > 2 ? "s" : "");
-
     if (count == 1)
         snprintf(times, sizeof(times), "once for %s%s", smax,
                  in_progress ? " (still blocked when the recording ended)" : "");
     else
         snprintf(times, sizeof(times), "%zu times for up to %s (%s in all%s)", count, smax, stotal,
                  in_progress ? ", the last still running when the recording ended" : "");
+    if (starved)
+        return add(p, "cpu_starvation", worst_total,
+                   "The event loop of thread %u (%s) was held up %s, but it was waiting for a CPU "
+                   "%.0f%% of that time: the machine's CPUs were busy elsewhere (other processes or "
+                   "threads), not this loop's code%s.",
+                   worst_tid, model_thread_name(p, worst_tid), times,
+                   known > 0 ? 100.0 * runq / known : 0.0, others);
     return add(p, "event_loop_blocking", worst_total, "The event loop of thread %u (%s) was blocked %s, %s%s.",
                worst_tid, model_thread_name(p, worst_tid), times, what, others);
 }
 
-
 /* The knob that adds workers, by runtime. */
 static const char *more_workers(const struct m_process *p)
 {
-    const char *exe = model_basename(p->exe);
+    const char *exe = frames_basename(p->exe);
 
     if (exe && strncmp(exe, "python", 6) == 0)
         return "raise the executor's max_workers";
@@ -176,7 +209,7 @@ static int diagnose_pool(struct m_process *p, const struct m_pool *pool)
 
     if (pool->nbusy > 0 && pool->wrapped_share >= 0.5) {
         const struct m_busy *b = &pool->busy_in[0];
-        model_describe_where(&b->stack, where, sizeof(where));
+        frames_where(&b->stack, where, sizeof(where));
         snprintf(busy, sizeof(busy), "%.0f%% of the workers' time %s was in %s%s%s; %s or make that call "
                  "non-blocking", pool->top_share * 100,
                  pool->shares_of_saturation ? "while it was saturated" : "busy", b->call ? b->call : "a wait",
@@ -234,7 +267,7 @@ static int diagnose_locks(struct m_process *p)
         snprintf(name, sizeof(name), "the %s at 0x%llx", l->kind, (unsigned long long)l->object);
     if (l->waiters > 1)
         snprintf(by, sizeof(by), " by %zu threads", l->waiters);
-    model_describe_where(&l->stack, where, sizeof(where));
+    frames_where(&l->stack, where, sizeof(where));
     if (where[0])
         snprintf(at, sizeof(at), ", mostly in %s", where);
     if (others)
@@ -257,7 +290,7 @@ int model_build_diagnosis(struct m_process *p)
 {
     size_t i;
 
-    if (diagnose_loop(p) < 0)
+    if (diagnose_loop(p, false) < 0 || diagnose_loop(p, true) < 0)
         return -1;
     for (i = 0; i < p->npools; i++)
         if (diagnose_pool(p, &p->pools[i]) < 0)

@@ -522,6 +522,33 @@ static int decode_record(const uint8_t *rec, size_t size, uint16_t type,
         ev->stack_at_ns = r.stack_at_ns;
         return decode_stack(rec, size, offsetof(struct st_rec_task_wait, stack), ev, frames) ? 1 : -1;
     }
+    case ST_REC_STALL_CALL: {
+        struct st_rec_stall_call r;
+        if (size < sizeof(r))
+            return -1;
+        memcpy(&r, rec, sizeof(r));
+        if (r.max_ns > r.total_ns)
+            return -1;
+        ev->tid = r.tid;
+        ev->call = r.call;
+        ev->count = r.count;
+        ev->iter_seq = r.iter_seq;
+        ev->duration_ns = r.total_ns;
+        ev->call_ns = r.max_ns;
+        return decode_stack(rec, size, offsetof(struct st_rec_stall_call, stack), ev, frames) ? 1 : -1;
+    }
+    case ST_REC_STALL_CPU: {
+        struct st_rec_stall_cpu r;
+        if (size < sizeof(r))
+            return -1;
+        memcpy(&r, rec, sizeof(r));
+        ev->tid = r.tid;
+        ev->iter_seq = r.iter_seq;
+        ev->duration_ns = r.window_ns;
+        ev->cpu_ns = r.cpu_ns;
+        ev->runq_ns = r.runq_ns;
+        return 1;
+    }
     case ST_REC_THREAD_NAME: {
         struct st_rec_thread_name r;
         if (size < sizeof(r))

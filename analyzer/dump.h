@@ -52,6 +52,10 @@ struct dump_event {
     uint32_t submit_tid;
     uint16_t stack_kind;           /* st_task_stack */
     uint64_t task_id, stack_at_ns;
+    /* stall call (call_ns: the longest one, duration_ns: their total) */
+    uint32_t count;
+    /* stall cpu (duration_ns: the window) */
+    uint64_t cpu_ns, runq_ns;
     struct dump_stack stack;
 };
 

@@ -1,6 +1,7 @@
 /* model.c - turns a loaded dump into the report model: loop figures from the
  * histograms, stalls joined with their samples and sites; then pools, locks
  * and the diagnosis (pools.c, locks.c, diagnosis.c). */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,68 +10,6 @@
 #include "model.h"
 #include "model_build.h"
 #include "pyframes.h"
-
-/* Frames that are not where the user's code blocked. One table, so later
- * issues (Node, more interpreters) extend it here. */
-static const char *plumbing_modules[] = {
-    "libc.so", "libc-", "ld-linux", "ld-", "libpthread", "libstalltrace", "[vdso]", NULL,
-};
-static const char *plumbing_functions[] = {
-    /* CPython's evaluation and call machinery */
-    "_PyEval_", "PyEval_", "_PyObject_", "PyObject_", "_PyFunction_", "method_vectorcall",
-    "cfunction_", "PyVectorcall", "_PyVectorcall", "vectorcall_", "slot_tp_", "PyGen_",
-    "gen_send_ex", "_PyGen_", "do_call_core", "context_run", "task_step", "run_eval_code_obj",
-    "run_mod", "pyrun_", "_PyRun_", "PyRun_", "pymain_", "Py_RunMain", "Py_BytesMain",
-    /* CPython's locks and GIL: the wait itself, not who waited */
-    "PyThread_acquire_lock", "acquire_timed", "lock_PyThread_", "rlock_acquire", "_PySemaphore_",
-    "_PyParkingLot_", "PyEvent_", "_PyMutex_", "take_gil", "drop_gil", "PyCOND_",
-    "eval_frame_handle_pending", "thread_run", "pythread_wrapper", "t_bootstrap",
-    /* Node: V8's builtins and entry, node's and libuv's dispatch */
-    "Builtins_", "v8::", "node::", "uv_run", "uv__",
-    NULL,
-};
-
-const char *model_basename(const char *path)
-{
-    const char *slash = path ? strrchr(path, '/') : NULL;
-    return slash ? slash + 1 : path;
-}
-
-bool model_frame_is_plumbing(const struct sym_frame *f)
-{
-    int i;
-
-    if (f->hidden || py_frame_is_machinery(f))
-        return true;
-    if (f->module)
-        for (i = 0; plumbing_modules[i]; i++)
-            if (strncmp(f->module, plumbing_modules[i], strlen(plumbing_modules[i])) == 0)
-                return true;
-    if (f->function)
-        for (i = 0; plumbing_functions[i]; i++)
-            if (strncmp(f->function, plumbing_functions[i], strlen(plumbing_functions[i])) == 0)
-                return true;
-    return false;
-}
-
-void model_frame_describe(const struct sym_frame *f, char *buf, size_t len)
-{
-    char fn[32];
-    const char *name = f->function;
-
-    if (!name) {
-        snprintf(fn, sizeof(fn), "0x%llx", (unsigned long long)f->address);
-        name = fn;
-    }
-    if (f->file && f->line > 0)
-        snprintf(buf, len, "%s (%s:%d)", name, model_basename(f->file), f->line);
-    else if (f->file)
-        snprintf(buf, len, "%s (%s)", name, model_basename(f->file));
-    else if (f->module && strcmp(f->module, name) != 0)
-        snprintf(buf, len, "%s (%s)", name, f->module);
-    else
-        snprintf(buf, len, "%s", name);
-}
 
 double model_hist_quantile(const uint64_t *hist, uint64_t max_ns, double q)
 {
@@ -173,14 +112,15 @@ static bool same_frame(const struct sym_frame *a, const struct sym_frame *b)
            a->line == b->line && cmp_str(a->module, b->module) == 0;
 }
 
-static bool same_site(const char *call, const struct m_stack *s, const struct m_site *site)
+static bool same_site(const char *call, bool starved, const struct m_stack *key,
+                      const struct m_site *site)
 {
     size_t i;
 
-    if (cmp_str(call, site->call) != 0 || s->n != site->stack.n)
+    if (cmp_str(call, site->call) != 0 || starved != site->starved || key->n != site->key.n)
         return false;
-    for (i = 0; i < s->n; i++)
-        if (!same_frame(s->frames[i], site->stack.frames[i]))
+    for (i = 0; i < key->n; i++)
+        if (!same_frame(key->frames[i], site->key.frames[i]))
             return false;
     return true;
 }
@@ -402,10 +342,62 @@ static struct m_stall *new_stall(struct m_process *p, size_t *cap)
     return st;
 }
 
+static int cmp_stall_call(const void *a, const void *b)
+{
+    const struct m_stall_call *x = a, *y = b;
+    if (x->total_ms != y->total_ms)
+        return x->total_ms > y->total_ms ? -1 : 1;
+    return strcmp(x->call ? x->call : "", y->call ? y->call : "");
+}
+
+/* A stall's call kinds and CPU figures, from the records written before it
+ * (details: those records, by iteration). */
+static int join_details(struct m_process *p, struct m_stall *st, const struct dump_event **details,
+                        size_t ndetails)
+{
+    size_t i = first_sample(details, ndetails, st->tid, st->iter_seq), n = 0;
+
+    st->cpu_ms = st->runq_ms = -1;
+    while (i + n < ndetails && details[i + n]->tid == st->tid &&
+           details[i + n]->iter_seq == st->iter_seq)
+        n++;
+    for (size_t j = 0; j < n; j++) {
+        const struct dump_event *e = details[i + j];
+        if (e->type == ST_REC_STALL_CPU) {
+            double window_ms = (double)e->duration_ns / 1e6;
+            st->cpu_ms = fmin((double)e->cpu_ns / 1e6, st->duration_ms);
+            st->runq_ms = fmin((double)e->runq_ns / 1e6, st->duration_ms);
+            /* The window starts before the stall: what it adds is idleness
+             * and short iterations, so the share is of the stall itself. */
+            st->starved = window_ms > 0 && st->runq_ms >= 0.5 * st->duration_ms;
+            continue;
+        }
+        const char *name = model_call_name(e->call);
+        if (!name || st->ncalls >= ST_STALL_CALLS)
+            continue;
+        if (!st->calls && !(st->calls = calloc(ST_STALL_CALLS, sizeof(*st->calls))))
+            return -1;
+        struct m_stall_call *c = &st->calls[st->ncalls++];
+        c->call = name;
+        c->count = e->count;
+        c->total_ms = (double)e->duration_ns / 1e6;
+        c->max_ms = (double)e->call_ns / 1e6;
+        if (model_make_stack(p, &e->stack, (uint64_t)(st->start_s * 1e9),
+                             &c->stack) < 0)
+            return -1;
+    }
+    if (st->ncalls > 1)
+        qsort(st->calls, st->ncalls, sizeof(*st->calls), cmp_stall_call);
+    return 0;
+}
+
 static void free_stall(struct m_stall *st)
 {
     size_t i;
 
+    for (i = 0; i < st->ncalls; i++)
+        free(st->calls[i].stack.frames);
+    free(st->calls);
     free(st->stack.frames);
     for (i = 0; i < st->nsamples; i++)
         free(st->samples[i].stack.frames);
@@ -433,15 +425,26 @@ static int build_stalls(struct m_process *p, const struct dump *d, double thresh
 {
     size_t i, n = 0, cap = 0;
     double keep_ms = threshold_ms >= 0 ? threshold_ms : 0;
+    size_t ndetails = 0;
     const struct dump_event **sv = calloc(d->nevents ? d->nevents : 1, sizeof(*sv));
+    const struct dump_event **details = calloc(d->nevents ? d->nevents : 1, sizeof(*details));
 
-    if (!sv)
+    if (!sv || !details) {
+        free(sv);
+        free(details);
         return -1;
-    for (i = 0; i < d->nevents; i++)
-        if (d->events[i].type == ST_REC_STALL)
+    }
+    for (i = 0; i < d->nevents; i++) {
+        uint16_t type = d->events[i].type;
+        if (type == ST_REC_STALL)
             sv[n++] = &d->events[i];
+        else if (type == ST_REC_STALL_CALL || type == ST_REC_STALL_CPU)
+            details[ndetails++] = &d->events[i];
+    }
     if (n > 1)
         qsort(sv, n, sizeof(*sv), cmp_iteration);
+    if (ndetails > 1)
+        qsort(details, ndetails, sizeof(*details), cmp_iteration);
 
     for (i = 0; i < n; i++) {
         const struct dump_event *e = sv[i];
@@ -458,7 +461,8 @@ static int build_stalls(struct m_process *p, const struct dump *d, double thresh
         st->start_s = (double)e->start_ns / 1e9;
         st->duration_ms = (double)e->duration_ns / 1e6;
         st->call = model_call_name(e->call);
-        if (join_samples(p, st, &e->stack, e->start_ns, idx, repeat ? 0 : nidx) < 0)
+        if (join_samples(p, st, &e->stack, e->start_ns, idx, repeat ? 0 : nidx) < 0 ||
+            join_details(p, st, details, repeat ? 0 : ndetails) < 0)
             goto fail;
     }
 
@@ -483,13 +487,16 @@ static int build_stalls(struct m_process *p, const struct dump *d, double thresh
         if (join_samples(p, st, &none, start, idx, nidx) < 0)
             goto fail;
         st->call = model_call_name(t->live_call);
+        st->cpu_ms = st->runq_ms = -1;
     }
     free(sv);
+    free(details);
     if (p->nstalls > 1)
         qsort(p->stalls, p->nstalls, sizeof(*p->stalls), cmp_stall);
     return 0;
 fail:
     free(sv);
+    free(details);
     return -1;
 }
 
@@ -563,18 +570,36 @@ static int build_sites(struct m_process *p)
     memset(table, 0xff, cap * sizeof(*table));  /* SIZE_MAX: empty */
     for (i = 0; i < p->nstalls; i++) {
         struct m_stall *st = &p->stalls[i];
-        size_t j = (size_t)site_hash(st->call, &st->stack) & (cap - 1);
-        while (table[j] != SIZE_MAX && !same_site(st->call, &st->stack, &p->sites[table[j]]))
+        struct m_stack key;
+        if (frames_place_key(&st->stack, &key) < 0) {
+            free(table);
+            return -1;
+        }
+        /* A loop kept off the CPU is one culprit, wherever it was. */
+        if (st->starved)
+            key.n = 0;
+        const char *call = st->starved ? NULL : st->call;
+        size_t j = (size_t)(site_hash(call, &key) ^ st->starved) & (cap - 1);
+        while (table[j] != SIZE_MAX && !same_site(call, st->starved, &key, &p->sites[table[j]]))
             j = (j + 1) & (cap - 1);
         if (table[j] == SIZE_MAX) {
             table[j] = p->nsites;
-            p->sites[p->nsites].call = st->call;
+            p->sites[p->nsites].call = call;
             p->sites[p->nsites].stack = st->stack;
+            p->sites[p->nsites].key = key;
+            p->sites[p->nsites].starved = st->starved;
             p->nsites++;
+        } else {
+            free(key.frames);
         }
         struct m_site *site = &p->sites[table[j]];
         st->site = table[j];
         site->count++;
+        for (size_t k = 0; k < st->ncalls; k++)
+            if (cmp_str(st->calls[k].call, site->call) == 0) {
+                site->call_count += st->calls[k].count;
+                site->call_total_ms += st->calls[k].total_ms;
+            }
         site->total_ms += st->duration_ms;
         if (st->duration_ms > site->max_ms)
             site->max_ms = st->duration_ms;
@@ -630,45 +655,6 @@ void model_fmt_ms(char *buf, size_t len, double ms)
         snprintf(buf, len, "%.1f ms", ms);
     else
         snprintf(buf, len, "%.2f ms", ms);
-}
-
-/* "called from X / Y": the first function of the user's code (not an inlined
- * helper: its caller's line is the one to look at), preceded by the first
- * interpreted (python, jit) frame when there is one. */
-void model_describe_where(const struct m_stack *s, char *buf, size_t len)
-{
-    const struct sym_frame *native = NULL, *script = NULL;
-    bool unnamed_jit = false;
-    char a[256], b[256];
-    size_t i;
-
-    /* Python code reads best as its own frames: "f (app.py:3) in g (app.py:6)". */
-    if (py_describe_where(s->frames, s->n, buf, len))
-        return;
-    for (i = 0; i < s->n; i++) {
-        const struct sym_frame *f = s->frames[i];
-        if (strcmp(f->kind, "native") != 0) {
-            if (!script)
-                script = f;
-        } else if (script) {
-            break;                 /* natives calling the script are the runtime's */
-        } else if (!f->module && !f->function && !native) {
-            unnamed_jit = true;    /* code outside every module: JIT without a perf map */
-        } else if (!native && !model_frame_is_plumbing(f) && f->function && !f->inlined) {
-            native = f;
-        }
-    }
-    buf[0] = '\0';
-    if (!script && unnamed_jit) {
-        snprintf(buf, len, "JIT-compiled code that has no name (run node with --perf-basic-prof, "
-                           "or Python 3.12+ with -X perf, to name it)");
-    } else if (script && native) {
-        model_frame_describe(script, a, sizeof(a));
-        model_frame_describe(native, b, sizeof(b));
-        snprintf(buf, len, "%s / %s", a, b);
-    } else if (script || native) {
-        model_frame_describe(script ? script : native, buf, len);
-    }
 }
 
 struct m_process *model_build(const struct dump *d, const struct model_options *opt)
@@ -735,6 +721,8 @@ void model_free(struct m_process *p)
     for (i = 0; i < p->nslow_calls; i++)
         free(p->slow_calls[i].stack.frames);
     free(p->slow_calls);
+    for (i = 0; i < p->nsites; i++)
+        free(p->sites[i].key.frames);
     free(p->sites);
     model_free_queues(p);
     model_free_pools(p);

@@ -8,17 +8,20 @@
 #include <stdint.h>
 
 #include "dump.h"
+#include "frames.h"
 #include "symbolize.h"
-
-/* Named frames, innermost first, recorder frames left out. */
-struct m_stack {
-    size_t n;
-    const struct sym_frame **frames;
-    bool truncated;                /* the recorder cut deeper frames */
-};
 
 struct m_sample {
     double at_ms;                  /* after the stall's start */
+    struct m_stack stack;
+};
+
+/* One kind of wrapped call in a stall: how often, how long, and where its
+ * longest one was called. */
+struct m_stall_call {
+    const char *call;
+    uint32_t count;
+    double total_ms, max_ms;
     struct m_stack stack;
 };
 
@@ -31,6 +34,11 @@ struct m_stall {
     struct m_stack stack;
     struct m_sample *samples;
     size_t nsamples;
+    struct m_stall_call *calls;    /* largest total first */
+    size_t ncalls;
+    double cpu_ms;                 /* on CPU during it; < 0: unknown */
+    double runq_ms;                /* runnable, waiting for a CPU; < 0: unknown */
+    bool starved;                  /* mostly waiting for a CPU: not the program's doing */
     size_t site;                   /* index into m_process.sites */
 };
 
@@ -167,6 +175,10 @@ struct m_lock {
 struct m_site {
     const char *call;
     struct m_stack stack;          /* borrowed from its first stall */
+    struct m_stack key;            /* what its stalls share (frames_place_key) */
+    bool starved;                  /* its stalls mostly waited for a CPU */
+    uint64_t call_count;           /* calls of `call` in its stalls */
+    double call_total_ms;          /* and the time in them */
     size_t count;
     double max_ms, total_ms;
 };
@@ -226,24 +238,14 @@ void model_free(struct m_process *p);
  * bucket and never above max_ns (when max_ns > 0). 0 for an empty one. */
 double model_hist_quantile(const uint64_t *hist, uint64_t max_ns, double q);
 
-/* libc, the dynamic loader, the recorder or interpreter machinery: frames a
- * person does not want named as the place that blocked. */
-bool model_frame_is_plumbing(const struct sym_frame *f);
 
-/* "function (file:line)", "function (module)" or "0x1234 (module)". */
-void model_frame_describe(const struct sym_frame *f, char *buf, size_t len);
 
 /* Human durations: "0.40 ms", "3.5 ms", "301 ms", "1.2 s". */
 void model_fmt_ms(char *buf, size_t len, double ms);
 
-/* "called from" text for a stack: the first user function (and the first
- * interpreted frame); empty when there is none. */
-void model_describe_where(const struct m_stack *s, char *buf, size_t len);
 
 /* Name of an st_object_kind: "mutex", "rwlock", "cond", "sem" or "unknown". */
 const char *model_object_kind(unsigned kind);
 
-/* The base name of a path (the part after the last '/'). */
-const char *model_basename(const char *path);
 
 #endif /* STALLTRACE_MODEL_H */

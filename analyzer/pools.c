@@ -489,14 +489,14 @@ static double top_place_ms(const struct m_pool *pool)
     double sum = 0;
     size_t i;
 
-    model_describe_where(&pool->busy_in[0].stack, top, sizeof(top));
+    frames_where(&pool->busy_in[0].stack, top, sizeof(top));
     for (i = 0; i < pool->nbusy; i++) {
         const struct m_busy *b = &pool->busy_in[i];
         if (i > 0) {
             if ((b->call == NULL) != (pool->busy_in[0].call == NULL) ||
                 (b->call && strcmp(b->call, pool->busy_in[0].call) != 0))
                 continue;
-            model_describe_where(&b->stack, other, sizeof(other));
+            frames_where(&b->stack, other, sizeof(other));
             if (strcmp(top, other) != 0)
                 continue;
         }

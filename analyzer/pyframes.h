@@ -36,13 +36,6 @@ int py_splice(struct py_namer *nm, const struct dump_stack *ds, const struct sym
  * did not know the interpreter's version (ST_PY_UNSUPPORTED). */
 size_t py_namer_unsupported(const struct py_namer *nm);
 
-/* A Python frame of asyncio's, concurrent.futures' or threading's own
- * machinery (Handle._run, BaseEventLoop._run_once, _WorkItem.run, ...). */
-bool py_frame_is_machinery(const struct sym_frame *f);
 
-/* "load_config (app.py:3) in handle_request (app.py:6)": the innermost
- * Python frame of user code and its Python caller. false (buf untouched)
- * when the stack has no Python frame. */
-bool py_describe_where(const struct sym_frame *const *frames, size_t n, char *buf, size_t len);
 
 #endif /* STALLTRACE_PYFRAMES_H */

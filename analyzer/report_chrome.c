@@ -35,7 +35,7 @@ static json_t *stack_args(const struct m_stack *s, size_t limit)
     size_t i;
 
     for (i = 0; i < s->n && i < limit; i++) {
-        model_frame_describe(s->frames[i], buf, sizeof(buf));
+        frames_describe(s->frames[i], buf, sizeof(buf));
         json_array_append_new(a, jstr(buf));
     }
     if (s->n > limit)

@@ -74,7 +74,7 @@ static int fold_process(struct folded *f, const struct m_process *p)
     char root[128];
     size_t i, j, nsamples;
 
-    snprintf(root, sizeof(root), "%s", model_basename(p->exe)[0] ? model_basename(p->exe) : "process");
+    snprintf(root, sizeof(root), "%s", frames_basename(p->exe)[0] ? frames_basename(p->exe) : "process");
     sanitize_ascii(root);
     for (char *c = root; *c; c++)
         if (*c == ';')

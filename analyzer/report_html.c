@@ -50,7 +50,7 @@ int report_html(FILE *out, struct m_process **procs, size_t n)
     snprintf(title, sizeof(title), "stalltrace report");
     for (i = 0; i < n && i < 3; i++)
         snprintf(title + strlen(title), sizeof(title) - strlen(title), "%s %s (pid %d)", i ? "," : ":",
-                 model_basename(procs[i]->argc > 1 ? procs[i]->argv[1] : procs[i]->exe), procs[i]->pid);
+                 frames_basename(procs[i]->argc > 1 ? procs[i]->argv[1] : procs[i]->exe), procs[i]->pid);
     sanitize_ascii(title);
 
     fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n", out);

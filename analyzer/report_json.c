@@ -118,6 +118,20 @@ static json_t *stall_json(const struct m_stall *st)
         json_array_append_new(samples, s);
     }
     json_object_set_new(o, "samples", samples);
+    json_t *calls = json_array();
+    for (i = 0; i < st->ncalls; i++) {
+        const struct m_stall_call *c = &st->calls[i];
+        json_t *j = json_object();
+        json_object_set_new(j, "call", str(c->call));
+        json_object_set_new(j, "count", json_integer(c->count));
+        json_object_set_new(j, "total_ms", real(c->total_ms, 1e3));
+        json_object_set_new(j, "max_ms", real(c->max_ms, 1e3));
+        json_object_set_new(j, "stack", stack_json(&c->stack));
+        json_array_append_new(calls, j);
+    }
+    json_object_set_new(o, "calls", calls);
+    json_object_set_new(o, "cpu_ms", st->cpu_ms >= 0 ? real(st->cpu_ms, 1e3) : json_null());
+    json_object_set_new(o, "runq_ms", st->runq_ms >= 0 ? real(st->runq_ms, 1e3) : json_null());
     return o;
 }
 

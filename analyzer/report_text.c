@@ -42,13 +42,25 @@ static void wrapped(FILE *out, const char *text, int indent)
     }
 }
 
-/* One line, cut to the terminal width. */
+/* One line, wrapped at a space past the terminal width (never inside a
+ * name or a path: a cut file name cannot be found), the rest indented
+ * under its first word. */
 static void line_fit(FILE *out, const char *s)
 {
-    if (strlen(s) > WIDTH)
-        fprintf(out, "%.*s...\n", WIDTH - 3, s);
-    else
+    int indent = (int)strspn(s, " ");
+    if ((int)strlen(s) <= WIDTH) {
         fprintf(out, "%s\n", s);
+        return;
+    }
+    int cut = WIDTH;
+    while (cut > indent && s[cut] != ' ')
+        cut--;
+    if (cut <= indent) {
+        fprintf(out, "%s\n", s);
+        return;
+    }
+    fprintf(out, "%.*s\n", cut, s);
+    wrapped(out, s + cut + 1, indent + 4);
 }
 
 static void frame_line(FILE *out, const struct sym_frame *f)
@@ -62,9 +74,9 @@ static void frame_line(FILE *out, const struct sym_frame *f)
     }
     if (f->file && f->line > 0)
         snprintf(where, sizeof(where), "%s %s:%d", f->module ? f->module : "",
-                 model_basename(f->file), f->line);
+                 frames_basename(f->file), f->line);
     else if (f->file)
-        snprintf(where, sizeof(where), "%s %s", f->module ? f->module : "", model_basename(f->file));
+        snprintf(where, sizeof(where), "%s %s", f->module ? f->module : "", frames_basename(f->file));
     else if (f->module && strcmp(f->module, name) != 0)
         snprintf(where, sizeof(where), "%s", f->module);
     snprintf(buf, sizeof(buf), "       %s%s%s%s%s%s", name, where[0] ? " (" : "", where,
@@ -78,10 +90,16 @@ static void site_stack(FILE *out, const struct m_stack *s, size_t limit, bool al
 {
     size_t i, shown = 0, left;
 
+    bool any_named = false;
+    for (i = 0; i < s->n; i++)
+        any_named |= s->frames[i]->function != NULL;
+    /* Unnamed frames (a stripped interpreter's, a library's without symbols)
+     * are folded so the named ones stay in view. */
     for (i = 0; i < s->n && shown < limit; i++) {
-        if (i > 0 && !all_frames && model_frame_is_plumbing(s->frames[i]))
+        const struct sym_frame *f = s->frames[i];
+        if (!all_frames && ((i > 0 && frames_is_plumbing(f)) || (any_named && !f->function)))
             continue;
-        frame_line(out, s->frames[i]);
+        frame_line(out, f);
         shown++;
     }
     left = s->n - shown;
@@ -89,8 +107,6 @@ static void site_stack(FILE *out, const struct m_stack *s, size_t limit, bool al
         fprintf(out, "       %s(%zu more frame%s of runtime machinery or callers%s: --all-frames shows "
                      "them)%s\n", dim, left, left == 1 ? "" : "s",
                 s->truncated ? "; stack cut by the recorder" : "", plain);
-    if (s->n == 0)
-        fprintf(out, "       (no stack recorded)\n");
 }
 
 /* "27358, 27359, 27360 and 1 more" */
@@ -210,7 +226,7 @@ static void pools_text(FILE *out, const struct m_process *p, const struct text_l
         model_fmt_ms(a, sizeof(a), (pool->shares_of_saturation ? pool->spans_s : pool->busy_s) * 1e3);
         if (pool->nbusy > 0 && pool->wrapped_share >= 0.5) {
             const struct m_busy *top = &pool->busy_in[0];
-            model_describe_where(&top->stack, where, sizeof(where));
+            frames_where(&top->stack, where, sizeof(where));
             snprintf(buf, sizeof(buf), "    %zu/%zu workers busy for %s, %.0f%% of it in %s%s%s",
                      pool->nthreads, pool->nthreads, a, pool->top_share * 100, top->call ? top->call : "a wait",
                      where[0] ? " called from " : "", where);
@@ -268,6 +284,31 @@ static void locks_text(FILE *out, const struct m_process *p, const struct text_l
     fputc('\n', out);
 }
 
+/* How the site's stalls spent their time, and why a stack is missing. */
+static void site_calls_text(FILE *out, const struct m_process *p, const struct m_site *s)
+{
+    char a[32], where[600], buf[1024];
+
+    if (s->call && s->call_count > 1) {
+        model_fmt_ms(a, sizeof(a), s->call_total_ms);
+        frames_where(&s->stack, where, sizeof(where));
+        snprintf(buf, sizeof(buf), "     %llu x %s, %s in all%s%s", (unsigned long long)s->call_count,
+                 s->call, a, where[0] ? ", at " : "", where);
+        line_fit(out, buf);
+    }
+    if (s->starved)
+        fprintf(out, "     %sthe loop thread was runnable but not running most of these stalls: "
+                     "the CPUs were busy elsewhere%s\n", dim, plain);
+    if (s->stack.n == 0 && !s->starved) {
+        bool sampling = (p->dump->hdr.flags & ST_FLAG_SAMPLING) != 0;
+        fprintf(out, "       (no stack: %s)\n",
+                s->call ? "the recorder could not unwind this call"
+                : sampling ? "no sample landed in it; the time went to calls stalltrace does not wrap "
+                             "or to signals it could not sample in"
+                           : "in-stall sampling was off (STALLTRACE_SIGNAL=0, or the program owns the signal)");
+    }
+}
+
 static void process_text(FILE *out, const struct m_process *p, const struct text_limits *lim)
 {
     char cmd[512] = "", a[32], b[32], c[32], buf[1024];
@@ -320,8 +361,9 @@ static void process_text(FILE *out, const struct m_process *p, const struct text
             model_fmt_ms(a, sizeof(a), s->max_ms);
             model_fmt_ms(c, sizeof(c), s->total_ms);
             fprintf(out, "  %zu. %s: %zu stall%s, max %s, total %s\n", i + 1,
-                    s->call ? s->call : "CPU-bound (sampled)", s->count, s->count == 1 ? "" : "s",
-                    a, c);
+                    s->starved ? "waiting for a CPU" : s->call ? s->call : "CPU-bound (sampled)",
+                    s->count, s->count == 1 ? "" : "s", a, c);
+            site_calls_text(out, p, s);
             site_stack(out, &s->stack, lim->frames, lim->all_frames);
         }
         fputc('\n', out);

@@ -80,23 +80,12 @@ void frame_label(const struct sym_frame *f, char *buf, size_t len)
 
 void stack_top_describe(const struct m_stack *s, char *buf, size_t len)
 {
-    size_t i;
-
     if (s->n == 0) {
         snprintf(buf, len, "(no stack)");
         return;
     }
-    /* The application's own code (Python or JavaScript) says most; the first
-     * native frame that is not runtime plumbing otherwise. */
-    for (i = 0; i < s->n; i++)
-        if (strcmp(s->frames[i]->kind, "native") != 0 && s->frames[i]->function &&
-            !model_frame_is_plumbing(s->frames[i]))
-            break;
-    if (i == s->n)
-        for (i = 0; i < s->n; i++)
-            if (!model_frame_is_plumbing(s->frames[i]) && s->frames[i]->function && !s->frames[i]->inlined)
-                break;
-    model_frame_describe(s->frames[i < s->n ? i : 0], buf, len);
+    size_t c = frames_culprit(s);
+    frames_describe(s->frames[c < s->n ? c : 0], buf, len);
     sanitize_ascii(buf);
 }
 

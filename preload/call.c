@@ -4,16 +4,45 @@
  */
 #include "recorder.h"
 
+/* The entry of this call's kind; a new kind takes a free entry, or the
+ * smallest one's if it already took longer than that one in all. */
+static struct st_iter_call *iter_call_entry(struct st_tls *t, uint16_t call, uint64_t elapsed)
+{
+    unsigned smallest = 0;
+    for (unsigned i = 0; i < t->ncalls; i++) {
+        if (t->calls[i].call == call)
+            return &t->calls[i];
+        if (t->calls[i].total_ns < t->calls[smallest].total_ns)
+            smallest = i;
+    }
+    struct st_iter_call *e;
+    if (t->ncalls < ST_STALL_CALLS)
+        e = &t->calls[t->ncalls++];
+    else if (t->calls[smallest].total_ns < elapsed)
+        e = &t->calls[smallest];
+    else
+        return NULL;
+    e->call = call;
+    e->count = 0;
+    e->total_ns = e->max_ns = 0;
+    return e;
+}
+
 void st_call_slow(uint16_t call, uint64_t start_ns, uint64_t elapsed, void *real_fn)
 {
     struct st_tls *t = &st_tls;
     t->busy++;
     if (t->in_iteration) {
         t->calls_ns += elapsed;
-        if (elapsed > t->top_call_ns) {
-            t->top_call = call;
-            t->top_call_ns = elapsed;
-            st_capture_here(&t->top_stack, real_fn);
+        struct st_iter_call *e = iter_call_entry(t, call, elapsed);
+        if (e != NULL) {
+            if (e->count < UINT16_MAX)
+                e->count++;
+            e->total_ns += elapsed;
+            if (elapsed > e->max_ns) {
+                e->max_ns = elapsed;
+                st_capture_here(&e->stack, real_fn);
+            }
         }
     } else if (elapsed >= st_rec.threshold_ns && t->start_routine != 0) {
         /* Only threads someone started to do work (pool workers and the

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "recorder.h"
+#include "schedstat.h"
 
 /* Room for the largest fixed part and a full stack. */
 #define ST_RECORD_BUF (sizeof(struct st_rec_lock_wait) + ST_STACK_BYTES)
@@ -31,12 +32,60 @@ uint32_t st_put_stack(struct st_stack *stack, const struct st_captured *c, uint8
 #define PUT_WITH_STACK(type, r, c, unwinder)                                   \
     st_ring_put(&st_rec.ring, type, r, sizeof *(r) + st_put_stack(&(r)->stack, c, unwinder))
 
+/* The stalled thread's CPU use over the stall, when the watchdog saw the
+ * iteration begin. */
+static void emit_stall_cpu(struct st_tls *t, uint64_t busy_ns)
+{
+    struct st_cpu_reading before, now;
+    uint64_t seq = t->slot->live_iter_seq;
+    if (st_watchdog_cpu_before(t->slot, seq, &before) != 0 ||
+        st_schedstat_read(0, st_now_ns(), &now) != 0 || now.at_ns < before.at_ns ||
+        now.at_ns - before.at_ns < busy_ns || now.cpu_ns < before.cpu_ns ||
+        now.runq_ns < before.runq_ns)
+        return;
+    struct st_rec_stall_cpu r;
+    memset(&r, 0, sizeof r);
+    r.tid = t->slot->tid;
+    r.iter_seq = seq;
+    r.window_ns = now.at_ns - before.at_ns;
+    r.cpu_ns = now.cpu_ns - before.cpu_ns;
+    r.runq_ns = now.runq_ns - before.runq_ns;
+    st_ring_put(&st_rec.ring, ST_REC_STALL_CPU, &r, sizeof r);
+}
+
+/* The iteration's call kinds, each with its stack; the largest total first. */
+static const struct st_iter_call *emit_stall_calls(struct st_tls *t)
+{
+    union {
+        struct st_rec_stall_call rec;
+        uint8_t bytes[ST_RECORD_BUF];
+    } buf;
+    const struct st_iter_call *top = NULL;
+    for (unsigned i = 0; i < t->ncalls; i++) {
+        const struct st_iter_call *e = &t->calls[i];
+        struct st_rec_stall_call *r = &buf.rec;
+        memset(r, 0, sizeof *r);
+        r->tid = t->slot->tid;
+        r->call = e->call;
+        r->count = e->count;
+        r->iter_seq = t->slot->live_iter_seq;
+        r->total_ns = e->total_ns;
+        r->max_ns = e->max_ns;
+        PUT_WITH_STACK(ST_REC_STALL_CALL, r, &e->stack, ST_UNWIND_LIBUNWIND);
+        if (top == NULL || e->total_ns > top->total_ns)
+            top = e;
+    }
+    return top;
+}
+
 void st_emit_stall(struct st_tls *t, uint64_t busy_ns)
 {
     union {
         struct st_rec_stall rec;
         uint8_t bytes[ST_RECORD_BUF];
     } buf;
+    emit_stall_cpu(t, busy_ns);
+    const struct st_iter_call *top = emit_stall_calls(t);
     struct st_rec_stall *r = &buf.rec;
     memset(r, 0, sizeof *r);
     r->tid = t->slot->tid;
@@ -46,12 +95,13 @@ void st_emit_stall(struct st_tls *t, uint64_t busy_ns)
     r->calls_ns = t->calls_ns;
     static const struct st_captured none;
     const struct st_captured *c = &none;
-    /* A call "consumed" the stall only if it took at least half of it;
-     * otherwise the iteration was CPU-bound and the samples tell. */
-    if (t->top_call != ST_CALL_NONE && t->top_call_ns * 2 >= busy_ns) {
-        r->call = t->top_call;
-        r->call_ns = t->top_call_ns;
-        c = &t->top_stack;
+    /* Wrapped calls "consumed" the stall if they took most of it, however
+     * many (a loop serving several requests blocks once for each); the kind
+     * that took most is its call. Otherwise the samples tell. */
+    if (top != NULL && t->calls_ns * 2 >= busy_ns) {
+        r->call = top->call;
+        r->call_ns = top->total_ns;
+        c = &top->stack;
     }
     PUT_WITH_STACK(ST_REC_STALL, r, c, ST_UNWIND_LIBUNWIND);
 }

@@ -123,9 +123,7 @@ void st_iteration_begin(struct st_tls *t, uint64_t now)
     t->iter_start_ticks = now;
     t->iter_start_ns = st_ticks_at(t, now) | 1;    /* 0 means "no iteration" */
     t->in_iteration = 1;
-    t->top_call = ST_CALL_NONE;
-    t->top_call_ns = 0;
-    t->top_stack.nframes = t->top_stack.npython = 0;
+    t->ncalls = 0;
     t->calls_ns = 0;
     s->live_iter_seq++;
     __atomic_store_n(&s->live_iter_start_ns, t->iter_start_ns, __ATOMIC_RELEASE);

@@ -86,6 +86,15 @@ struct st_captured {
 
 /* ---- Per-thread state (threads.c) ------------------------------------------ */
 
+/* One kind of wrapped call in the running iteration, with the stack of its
+ * longest. */
+struct st_iter_call {
+    uint16_t call;
+    uint16_t count;
+    uint64_t total_ns, max_ns;
+    struct st_captured stack;
+};
+
 enum st_tls_state { ST_T_NEW = 0, ST_T_READY, ST_T_IGNORED };
 
 struct st_wait_key {
@@ -102,12 +111,11 @@ struct st_tls {
     uint32_t cand_hits[4];
     struct st_wait_key other_key;    /* another wait repeating: maybe a new loop */
 
-    /* The iteration running now. */
+    /* The iteration running now: its slow wrapped calls, by kind. */
     uint64_t iter_start_ns;          /* since start_mono_ns */
-    uint16_t top_call;               /* slowest wrapped call of this iteration */
-    uint64_t top_call_ns;
-    uint64_t calls_ns;
-    struct st_captured top_stack;
+    uint64_t calls_ns;               /* in all of them */
+    uint8_t ncalls;
+    struct st_iter_call calls[ST_STALL_CALLS];
 
     /* A run of timed waits on one object (sync.c). */
     uint64_t run_object;
@@ -315,6 +323,11 @@ ST_HIDDEN int st_modules_cover(const uintptr_t *frames, unsigned n);
 ST_HIDDEN void st_watchdog_start(void);
 ST_HIDDEN void st_watchdog_forget(void);
 ST_HIDDEN void st_watchdog_yield_signal(void);
+struct st_cpu_reading;
+/* The watchdog's CPU reading of slot's thread from before iteration seq
+ * began; 0 when it has one. */
+ST_HIDDEN int st_watchdog_cpu_before(const struct st_thread *slot, uint64_t seq,
+                                     struct st_cpu_reading *r);
 
 struct st_config {
     char output[4096];

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "recorder.h"
+#include "schedstat.h"
 
 #define ST_SAMPLES_PER_STALL 100u
 
@@ -18,9 +19,15 @@ struct sampled {
     uint64_t iter_seq;
     uint64_t last_ns;
     uint32_t count;
+    /* The thread's CPU figures at the last scan, and at the scan before its
+     * current iteration began: the start of the window a stall's CPU time is
+     * measured over (the loop thread cannot afford a reading per iteration). */
+    struct st_cpu_reading last, before;
+    uint64_t before_seq;
 };
 
 static int started;
+static int schedstat_works = 1;
 static struct sampled sampled[1024];
 
 static int unsafe_pc(const void *ucontext)
@@ -57,6 +64,31 @@ out:
     errno = saved_errno;
 }
 
+static void note_cpu(struct sampled *sp, uint32_t tid, uint64_t live_seq, uint64_t now)
+{
+    if (!schedstat_works)
+        return;
+    if (live_seq != 0 && sp->before_seq != live_seq && sp->last.at_ns != 0) {
+        __atomic_store_n(&sp->before_seq, 0, __ATOMIC_RELEASE);
+        sp->before = sp->last;
+        __atomic_store_n(&sp->before_seq, live_seq, __ATOMIC_RELEASE);
+    }
+    if (st_schedstat_read(tid, now, &sp->last) != 0)
+        schedstat_works = 0;
+}
+
+int st_watchdog_cpu_before(const struct st_thread *slot, uint64_t seq, struct st_cpu_reading *r)
+{
+    size_t i = (size_t)(slot - st_rec.threads);
+    if (i >= sizeof sampled / sizeof sampled[0])
+        return -1;
+    struct sampled *sp = &sampled[i];
+    if (__atomic_load_n(&sp->before_seq, __ATOMIC_ACQUIRE) != seq)
+        return -1;
+    *r = sp->before;
+    return __atomic_load_n(&sp->before_seq, __ATOMIC_ACQUIRE) == seq ? 0 : -1;
+}
+
 static void sleep_ns(uint64_t ns)
 {
     struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
@@ -75,7 +107,10 @@ static uint64_t scan_loops(uint64_t now)
         struct st_thread *s = &st_rec.threads[i];
         uint32_t tid = __atomic_load_n(&s->tid, __ATOMIC_ACQUIRE);
         uint64_t start = __atomic_load_n(&s->live_iter_start_ns, __ATOMIC_ACQUIRE);
-        if (tid == 0 || !(s->flags & ST_THREAD_LOOP) || start == 0 || now < start)
+        if (tid == 0 || !(s->flags & ST_THREAD_LOOP))
+            continue;
+        note_cpu(&sampled[i], tid, start ? s->live_iter_seq : 0, now);
+        if (start == 0 || now < start)
             continue;
         uint64_t age = now - start;
         if (age < st_rec.threshold_ns) {

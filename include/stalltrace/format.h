@@ -388,6 +388,8 @@ enum st_record_type {
     ST_REC_PYCODE = 7,             /* struct st_rec_pycode */
     ST_REC_JITSYM = 8,             /* struct st_rec_jitsym */
     ST_REC_TASK_WAIT = 9,          /* struct st_rec_task_wait */
+    ST_REC_STALL_CALL = 10,        /* struct st_rec_stall_call */
+    ST_REC_STALL_CPU = 11,         /* struct st_rec_stall_cpu */
 };
 
 struct st_record {
@@ -461,6 +463,32 @@ struct st_rec_stall {
     uint64_t call_ns;              /* time inside `call` (tick clock) */
     uint64_t calls_ns;             /* time inside all wrapped calls of the iteration */
     struct st_stack stack;         /* at `call`; empty if call is NONE */
+};
+
+/* One kind of wrapped call in a stalled iteration (an iteration serving
+ * several requests may block in several calls of one kind, or in several
+ * kinds); written before its ST_REC_STALL, at most ST_STALL_CALLS of them. */
+#define ST_STALL_CALLS 3u
+struct st_rec_stall_call {
+    struct st_record hdr;
+    uint32_t tid;
+    uint16_t call;
+    uint16_t count;                /* calls of this kind that reached the slow bar */
+    uint64_t iter_seq;             /* the stall's */
+    uint64_t total_ns, max_ns;
+    struct st_stack stack;         /* at the longest of them */
+};
+
+/* What the stalled thread did with the CPU over a window that covers the
+ * stall (from the watchdog's last reading before it began to its end),
+ * from the kernel's schedstat: on CPU, and runnable but not running. */
+struct st_rec_stall_cpu {
+    struct st_record hdr;
+    uint32_t tid;
+    uint32_t reserved;
+    uint64_t iter_seq;
+    uint64_t window_ns;            /* >= the stall's busy_ns */
+    uint64_t cpu_ns, runq_ns;
 };
 
 /* A stack sampled by signal while an iteration ran past the threshold. */

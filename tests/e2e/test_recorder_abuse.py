@@ -171,14 +171,17 @@ def t_ring_full(cfg, tmpdir):
     loop = [t for t in p["threads"] if t["role"] == "loop"][0]["loop"]
     kept, dropped, total = len(p["stalls"]), p["dropped_events"], loop["stalls"]
     expect(total >= 2900, "expected ~3000 stalls, the loop counted %d" % total)
-    expect(kept + dropped == total, "kept %d + dropped %d != %d stalls counted" % (kept, dropped, total))
+    # Each stall is its record and those of its calls and CPU time: every
+    # stall missing from the ring is among the records counted as dropped.
+    expect(kept + dropped >= total and dropped <= 3 * (total - kept),
+           "kept %d + dropped %d records do not account for %d stalls counted" % (kept, dropped, total))
     expect(0 < kept < total, "a 1 MiB ring should keep some but not all (%d of %d)" % (kept, total))
     # The dropped ones are the oldest: every iteration lasts ~2.2 ms, so the
     # oldest stall kept starts after the dropped ones, the newest at the end.
     starts = [s["start_s"] for s in p["stalls"]]
-    expect(min(starts) >= dropped * 0.002 * 0.8 and max(starts) >= p["duration_s"] - 0.1,
+    expect(min(starts) >= (total - kept) * 0.002 * 0.8 and max(starts) >= p["duration_s"] - 0.1,
            "the ring should keep the newest stalls: kept %.2f..%.2f s of %.2f s, %d dropped"
-           % (min(starts), max(starts), p["duration_s"], dropped))
+           % (min(starts), max(starts), p["duration_s"], total - kept))
     # The metrics count from the thread table: every stall, not the ring's.
     rc, om, err = run_cmd([cfg.stalltrace, "report", "--format", "openmetrics", p["_dump"]])
     count = float(re.search(r"^stalltrace_stalls_total\{[^}]*\} (\S+)$", om, re.M).group(1))
@@ -188,7 +191,7 @@ def t_ring_full(cfg, tmpdir):
     expect(secs > kept_s * total / kept * 0.9,
            "stall_seconds_total %.2f s should cover all %d stalls, not the %d kept (%.2f s)"
            % (secs, total, kept, kept_s))
-    return "%d stalls: %d kept (the newest), %d dropped, exactly; metrics count all %d (%.1f s)%s" % (
+    return "%d stalls: %d kept (the newest), %d records dropped; metrics count all %d (%.1f s)%s" % (
         total, kept, dropped, total, secs, note)
 
 

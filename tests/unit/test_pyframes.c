@@ -7,6 +7,7 @@
 #include "dump.h"
 #include "dump_builder.h"
 #include "pycode.h"
+#include "frames.h"
 #include "pyframes.h"
 #include "pyframes_tables.h"
 
@@ -412,7 +413,7 @@ Test(pyframes, frame_of_a_code_object_the_dump_lost)
     py_namer_free(nm);
 }
 
-Test(pyframes, describe_names_the_innermost_user_frame_and_its_caller)
+Test(pyframes, where_names_the_innermost_user_frame_and_its_caller)
 {
     struct py_namer *nm = py_namer_new(false);
     const struct dump_pyframe py[] = {
@@ -425,18 +426,19 @@ Test(pyframes, describe_names_the_innermost_user_frame_and_its_caller)
     char buf[256] = "unchanged";
     size_t i;
 
-    frames[0] = &(struct sym_frame){.function = "clock_nanosleep", .kind = "native"};
+    frames[0] = &(struct sym_frame){.function = "clock_nanosleep", .module = "libc.so.6",
+                                    .kind = "native"};
     for (i = 0; i < 4; i++)
         frames[i + 1] = py_namer_frame(nm, &py[i]);
-    cr_assert(py_frame_is_machinery(frames[1]));
-    cr_assert_not(py_frame_is_machinery(frames[2]));
-    cr_assert_not(py_frame_is_machinery(frames[0]));
-    cr_assert_not(py_describe_where(frames, 1, buf, sizeof(buf)));
-    cr_assert_str_eq(buf, "unchanged");
-    cr_assert(py_describe_where(frames, 5, buf, sizeof(buf)));
+    cr_assert(frames_is_plumbing(frames[1]));
+    cr_assert_eq(frames_role(frames[2]), FRAME_USER);
+    cr_assert(frames_is_plumbing(frames[0]));
+    frames_where(&(struct m_stack){.n = 1, .frames = frames}, buf, sizeof(buf));
+    cr_assert_str_eq(buf, "");
+    frames_where(&(struct m_stack){.n = 5, .frames = frames}, buf, sizeof(buf));
     cr_assert_str_eq(buf, "load_config (app.py:3) in handle_request (app.py:6)");
     /* Only machinery: name it rather than nothing. */
-    cr_assert(py_describe_where(frames, 2, buf, sizeof(buf)));
+    frames_where(&(struct m_stack){.n = 2, .frames = frames}, buf, sizeof(buf));
     cr_assert_str_eq(buf, "Handle._run (events.py:80)");
     py_namer_free(nm);
 }

@@ -1,0 +1,189 @@
+/* frames.c - what a frame is to the person reading the report (plumbing,
+ * a library, their own code) and how a stack's place is said. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frames.h"
+
+/* Modules whose code is never where the user's code blocked: libc, the
+ * loader, the recorder, and the interpreters that run the user's code. */
+static const char *const plumbing_modules[] = {
+    "libc.so", "libc-", "ld-linux", "ld-", "libpthread", "libstalltrace", "[vdso]",
+    "python2", "python3", "libpython", "node", "libnode", "libuv", "libv8", NULL,
+};
+static const char *const plumbing_functions[] = {
+    /* CPython's evaluation and call machinery */
+    "_PyEval_", "PyEval_", "_PyObject_", "PyObject_", "_PyFunction_", "method_vectorcall",
+    "cfunction_", "PyVectorcall", "_PyVectorcall", "vectorcall_", "slot_tp_", "PyGen_",
+    "gen_send_ex", "_PyGen_", "do_call_core", "context_run", "task_step", "run_eval_code_obj",
+    "run_mod", "pyrun_", "_PyRun_", "PyRun_", "pymain_", "Py_RunMain", "Py_BytesMain",
+    "PyIter_Send",
+    /* CPython's locks and GIL: the wait itself, not who waited */
+    "PyThread_acquire_lock", "acquire_timed", "lock_PyThread_", "rlock_acquire", "_PySemaphore_",
+    "_PyParkingLot_", "PyEvent_", "_PyMutex_", "take_gil", "drop_gil", "PyCOND_",
+    "eval_frame_handle_pending", "thread_run", "pythread_wrapper", "t_bootstrap",
+    /* Node: V8's builtins and entry, node's and libuv's dispatch */
+    "Builtins_", "v8::", "node::", "uv_run", "uv__",
+    NULL,
+};
+/* Python files that only dispatch the user's code: the event loop, the
+ * executor, threads, and stalltrace's own hook. */
+static const char *const plumbing_python_files[] = {
+    "/asyncio/", "/concurrent/futures/", "/threading.py", "/runpy.py", "<frozen runpy>",
+    "stalltrace_hook/", NULL,
+};
+/* Where libraries live: the standard library, installed packages. */
+static const char *const library_paths[] = {
+    "/lib/python2", "/lib/python3", "-packages/", "<frozen ", "/node_modules/", "node:", NULL,
+};
+
+static bool has_prefix_in(const char *s, const char *const *list)
+{
+    for (int i = 0; s && list[i]; i++)
+        if (strncmp(s, list[i], strlen(list[i])) == 0)
+            return true;
+    return false;
+}
+
+static bool contains_any(const char *s, const char *const *list)
+{
+    for (int i = 0; s && list[i]; i++)
+        if (strstr(s, list[i]))
+            return true;
+    return false;
+}
+
+const char *frames_basename(const char *path)
+{
+    const char *slash = path ? strrchr(path, '/') : NULL;
+    return slash ? slash + 1 : path;
+}
+
+enum frame_role frames_role(const struct sym_frame *f)
+{
+    if (f->hidden)
+        return FRAME_PLUMBING;
+    if (strcmp(f->kind, "python") == 0) {
+        if (contains_any(f->file, plumbing_python_files))
+            return FRAME_PLUMBING;
+        return contains_any(f->file, library_paths) ? FRAME_LIBRARY : FRAME_USER;
+    }
+    if (has_prefix_in(f->function, plumbing_functions))
+        return FRAME_PLUMBING;
+    if (strcmp(f->kind, "jit") == 0)
+        return contains_any(f->function, library_paths) ? FRAME_LIBRARY : FRAME_USER;
+    if (has_prefix_in(f->module, plumbing_modules))
+        return FRAME_PLUMBING;
+    /* A shared object is a library; the executable is the program itself. */
+    return f->module && strstr(f->module, ".so") ? FRAME_LIBRARY : FRAME_USER;
+}
+
+bool frames_is_plumbing(const struct sym_frame *f)
+{
+    return frames_role(f) == FRAME_PLUMBING;
+}
+
+size_t frames_culprit(const struct m_stack *s)
+{
+    size_t library = SIZE_MAX, script = SIZE_MAX;
+
+    for (size_t i = 0; i < s->n; i++) {
+        const struct sym_frame *f = s->frames[i];
+        if (!f->function)
+            continue;
+        enum frame_role role = frames_role(f);
+        if (role == FRAME_USER && !f->inlined)
+            return i;
+        if (role == FRAME_LIBRARY && library == SIZE_MAX)
+            library = i;
+        if (strcmp(f->kind, "native") != 0 && script == SIZE_MAX)
+            script = i;
+    }
+    /* Only machinery: the innermost script frame still says more than nothing. */
+    return library != SIZE_MAX ? library : script;
+}
+
+void frames_describe(const struct sym_frame *f, char *buf, size_t len)
+{
+    char fn[32];
+    const char *name = f->function;
+
+    if (!name) {
+        snprintf(fn, sizeof(fn), "0x%llx", (unsigned long long)f->address);
+        name = fn;
+    }
+    if (f->file && f->line > 0)
+        snprintf(buf, len, "%s (%s:%d)", name, frames_basename(f->file), f->line);
+    else if (f->file)
+        snprintf(buf, len, "%s (%s)", name, frames_basename(f->file));
+    else if (f->module && strcmp(f->module, name) != 0)
+        snprintf(buf, len, "%s (%s)", name, f->module);
+    else
+        snprintf(buf, len, "%s", name);
+}
+
+/* Code outside every module before any named frame: JIT code with no perf map. */
+static bool unnamed_jit_first(const struct m_stack *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        const struct sym_frame *f = s->frames[i];
+        if (f->function && !frames_is_plumbing(f))
+            return false;
+        if (!f->module && !f->function)
+            return true;
+    }
+    return false;
+}
+
+void frames_where(const struct m_stack *s, char *buf, size_t len)
+{
+    char a[300], b[300];
+    size_t c = frames_culprit(s);
+
+    buf[0] = '\0';
+    if (c == SIZE_MAX) {
+        if (unnamed_jit_first(s))
+            snprintf(buf, len, "JIT-compiled code that has no name (run node with "
+                               "--perf-basic-prof, or Python 3.12+ with -X perf, to name it)");
+        return;
+    }
+    frames_describe(s->frames[c], a, sizeof(a));
+    snprintf(buf, len, "%s", a);
+    /* Its direct caller in the user's code; a library between them (a web
+     * framework dispatching to the handler) makes it nobody worth naming. */
+    for (size_t i = c + 1; i < s->n; i++) {
+        const struct sym_frame *f = s->frames[i];
+        enum frame_role role = frames_role(f);
+        if (!f->function || f->inlined || role == FRAME_PLUMBING ||
+            strcmp(f->kind, s->frames[c]->kind) != 0)
+            continue;
+        if (role == FRAME_USER) {
+            frames_describe(f, b, sizeof(b));
+            snprintf(buf, len, "%s in %s", a, b);
+        }
+        break;
+    }
+}
+
+int frames_place_key(const struct m_stack *s, struct m_stack *key)
+{
+    size_t c = frames_culprit(s), n = 0;
+
+    memset(key, 0, sizeof(*key));
+    key->frames = calloc(s->n ? s->n : 1, sizeof(*key->frames));
+    if (!key->frames)
+        return -1;
+    if (c == SIZE_MAX) {
+        for (size_t i = 0; i < s->n; i++)
+            key->frames[n++] = s->frames[i];
+    } else {
+        key->frames[n++] = s->frames[c];
+        for (size_t i = c + 1; i < s->n; i++)
+            if (s->frames[i]->function && frames_role(s->frames[i]) == FRAME_USER)
+                key->frames[n++] = s->frames[i];
+    }
+    key->n = n;
+    return 0;
+}
