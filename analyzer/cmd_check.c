@@ -332,7 +332,7 @@ int cmd_check(int argc, char **argv)
 
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c >= 0 && c < B_COUNT) {
             if (!parse_nonneg(optarg, &r.bound[c]) || (c == B_UTIL && r.bound[c] > 1)) {
                 fprintf(stderr, "stalltrace: check: --%s wants %s, not '%s'\n", bound_info[c].flag,

@@ -657,6 +657,18 @@ void model_fmt_ms(char *buf, size_t len, double ms)
         snprintf(buf, len, "%.2f ms", ms);
 }
 
+/* redis-server is a link to redis-check-rdb: its frames are named after the
+ * name it was run as. Interpreters keep their own (python3 -> python3.11). */
+static int name_program_as_run(struct m_process *p)
+{
+    const char *exe = frames_basename(p->exe), *run = p->argc > 0 ? frames_basename(p->argv[0]) : NULL;
+
+    if (!exe || !run || !run[0] || strcmp(exe, run) == 0 || strncmp(run, exe, strlen(run)) == 0 ||
+        strncmp(exe, run, strlen(exe)) == 0)
+        return 0;
+    return sym_rename_module(p->sym, p->exe, run);
+}
+
 struct m_process *model_build(const struct dump *d, const struct model_options *opt)
 {
     struct m_process *p = calloc(1, sizeof(*p));
@@ -680,6 +692,8 @@ struct m_process *model_build(const struct dump *d, const struct model_options *
     p->sym = sym_new(d->modules, d->nmodules, d->proc.pid, opt ? opt->perf_map_dir : NULL);
     for (size_t i = 0; p->sym && i < d->njitsyms; i++)
         sym_add_jit(p->sym, d->jitsyms[i].start, d->jitsyms[i].size, d->jitsyms[i].name);
+    if (p->sym && name_program_as_run(p) < 0)
+        goto fail;
     p->py = py_namer_new(opt && opt->native_only);
     if (!p->sym || !p->py)
         goto fail;

@@ -48,9 +48,12 @@ int report_html(FILE *out, struct m_process **procs, size_t n)
         return -1;
     }
     snprintf(title, sizeof(title), "stalltrace report");
-    for (i = 0; i < n && i < 3; i++)
+    for (i = 0; i < n && i < 3; i++) {
+        char name[128];
+        program_name(procs[i], name, sizeof(name));
         snprintf(title + strlen(title), sizeof(title) - strlen(title), "%s %s (pid %d)", i ? "," : ":",
-                 frames_basename(procs[i]->argc > 1 ? procs[i]->argv[1] : procs[i]->exe), procs[i]->pid);
+                 name, procs[i]->pid);
+    }
     sanitize_ascii(title);
 
     fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n", out);

@@ -163,3 +163,41 @@ size_t longest_slow_calls(const struct m_process *p, size_t max, const struct m_
     qsort(v, n, sizeof(*v), by_start);
     return n;
 }
+
+static bool is_interpreter(const char *base)
+{
+    static const char *const names[] = {"python", "node", "pypy", "ruby", "java", NULL};
+    for (int i = 0; base && names[i]; i++)
+        if (strncmp(base, names[i], strlen(names[i])) == 0)
+            return true;
+    return false;
+}
+
+void program_name(const struct m_process *p, char *buf, size_t len)
+{
+    const char *run = p->argc > 0 && p->argv[0][0] ? p->argv[0] : p->exe;
+    const char *base = frames_basename(run ? run : "?");
+
+    snprintf(buf, len, "%s", base);
+    if (!is_interpreter(base) && !is_interpreter(frames_basename(p->exe)))
+        return;
+    /* Interpreter options come first; "-m mod" names the program. */
+    for (int i = 1; i < p->argc; i++) {
+        const char *a = p->argv[i];
+        if (strcmp(a, "-m") == 0 && i + 1 < p->argc) {
+            snprintf(buf, len, "%s", p->argv[i + 1]);
+            break;
+        }
+        if (strcmp(a, "-c") == 0 || strcmp(a, "-e") == 0)
+            break;
+        if (strcmp(a, "-X") == 0 || strcmp(a, "-W") == 0) {
+            i++;                   /* an option with its value apart */
+            continue;
+        }
+        if (a[0] == '-')
+            continue;
+        snprintf(buf, len, "%s", frames_basename(a));
+        break;
+    }
+    sanitize_ascii(buf);
+}

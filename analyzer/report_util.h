@@ -43,6 +43,11 @@ const struct m_stack *stall_stack(const struct m_stall *st, size_t *nsamples);
  * cannot break a line-based format or an XML/HTML document. */
 void sanitize_ascii(char *s);
 
+/* The program as its user knows it: the script or module an interpreter ran
+ * (uvicorn, app.py), else argv[0] as run (redis-server, not the
+ * redis-check-rdb it links to), else the executable. */
+void program_name(const struct m_process *p, char *buf, size_t len);
+
 /* Parse a non-negative number (ms, s, %, ratio); false when malformed. */
 bool parse_nonneg(const char *s, double *out);
 

@@ -13,7 +13,8 @@
 
 struct sym_module {
     struct st_module m;
-    const char *name;              /* base name of m.path */
+    const char *name;              /* base name of m.path, or its alias */
+    char *alias;                   /* the name it was run as (sym_rename_module) */
     int state;                     /* 0: not opened yet, 1: usable, -1: not */
     const char *note;              /* why it is not usable */
     Dwfl *dwfl;
@@ -512,12 +513,30 @@ bool sym_data_symbol(struct symbolizer *s, uint64_t address, uint64_t at_ns, cha
     return true;
 }
 
+int sym_rename_module(struct symbolizer *s, const char *path, const char *name)
+{
+    for (size_t i = 0; i < s->nmods; i++) {
+        struct sym_module *sm = &s->mods[i];
+        if (strcmp(sm->m.path, path) != 0)
+            continue;
+        char *copy = strdup(name);
+        if (!copy)
+            return -1;
+        free(sm->alias);
+        sm->alias = copy;
+        sm->name = copy;
+    }
+    return 0;
+}
+
 void sym_free(struct symbolizer *s)
 {
     size_t i;
 
     if (!s)
         return;
+    for (i = 0; s->mods && i < s->nmods; i++)
+        free(s->mods[i].alias);
     for (i = 0; s->cache && i < s->cache_cap; i++) {
         struct sym_frame *f = s->cache[i].frame;
         while (f) {

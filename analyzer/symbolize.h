@@ -47,6 +47,10 @@ const struct sym_frame *sym_lookup(struct symbolizer *s, uint64_t address, bool 
 bool sym_data_symbol(struct symbolizer *s, uint64_t address, uint64_t at_ns, char *name, size_t len,
                      uint64_t *offset);
 
+/* Name the module loaded from path `name` from now on: a program run
+ * through a symlink is named as it was run. */
+int sym_rename_module(struct symbolizer *s, const char *path, const char *name);
+
 void sym_free(struct symbolizer *s);
 
 #endif /* STALLTRACE_SYMBOLIZE_H */
