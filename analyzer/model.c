@@ -52,6 +52,21 @@ const char *model_call_name(unsigned call)
     return n ? n : "unknown call";
 }
 
+/* stalltrace's own Python hook wraps the user's executor tasks: its frames
+ * are ours, like the recorder's, and no report shows them. */
+static void drop_hook_frames(struct m_stack *s)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < s->n; i++) {
+        const struct sym_frame *f = s->frames[i];
+        if (strcmp(f->kind, "python") == 0 && f->file && strstr(f->file, "stalltrace_hook/"))
+            continue;
+        s->frames[n++] = f;
+    }
+    s->n = n;
+}
+
 /* Name a recorded stack; frames of the recorder are dropped, and inlined
  * functions become frames of their own (at the same address). */
 int model_make_stack(struct m_process *p, const struct dump_stack *ds, uint64_t at_ns,
@@ -62,8 +77,12 @@ int model_make_stack(struct m_process *p, const struct dump_stack *ds, uint64_t 
 
     memset(out, 0, sizeof(*out));
     out->truncated = ds->truncated != 0;
-    if (ds->nframes == 0)
-        return py_splice(p->py, ds, &out->frames, &out->n);
+    if (ds->nframes == 0) {
+        if (py_splice(p->py, ds, &out->frames, &out->n) < 0)
+            return -1;
+        drop_hook_frames(out);
+        return 0;
+    }
     out->frames = calloc(cap, sizeof(*out->frames));
     if (!out->frames)
         return -1;
@@ -85,7 +104,10 @@ int model_make_stack(struct m_process *p, const struct dump_stack *ds, uint64_t 
             out->n = n;
         }
     }
-    return py_splice(p->py, ds, &out->frames, &out->n);
+    if (py_splice(p->py, ds, &out->frames, &out->n) < 0)
+        return -1;
+    drop_hook_frames(out);
+    return 0;
 }
 
 static bool same_raw_stack(const struct dump_stack *a, const struct dump_stack *b)

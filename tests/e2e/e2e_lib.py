@@ -414,7 +414,9 @@ def call_in(proc, stall, names):
 
 
 def no_recorder_frames(proc, stack):
-    bad = [f for f in stack or [] if "libstalltrace" in str(f.get("module") or "")]
+    """Neither the preload's frames nor the Python hook's (stalltrace_hook/)."""
+    bad = [f for f in stack or [] if "libstalltrace" in str(f.get("module") or "")
+           or "stalltrace_hook" in str(f.get("file") or "")]
     expect(not bad, "the recorder's own frames are in the stack: %s" % fmt_stack(bad), proc)
 
 
