@@ -389,9 +389,10 @@ static int join_details(struct m_process *p, struct m_stall *st, const struct du
             double window_ms = (double)e->duration_ns / 1e6;
             st->cpu_ms = fmin((double)e->cpu_ns / 1e6, st->duration_ms);
             st->runq_ms = fmin((double)e->runq_ns / 1e6, st->duration_ms);
-            /* The window starts before the stall: what it adds is idleness
-             * and short iterations, so the share is of the stall itself. */
-            st->starved = window_ms > 0 && st->runq_ms >= 0.5 * st->duration_ms;
+            /* Starved: with the CPU it waited for, the iteration would not
+             * have reached the threshold. Work that stalls anyway is the
+             * program's, however much a busy machine stretched it. */
+            st->starved = window_ms > 0 && st->duration_ms - st->runq_ms < p->threshold_ms;
             continue;
         }
         const char *name = model_call_name(e->call);

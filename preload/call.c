@@ -31,6 +31,8 @@ static struct st_iter_call *iter_call_entry(struct st_tls *t, uint16_t call, uin
 void st_call_slow(uint16_t call, uint64_t start_ns, uint64_t elapsed, void *real_fn)
 {
     struct st_tls *t = &st_tls;
+    if (!st_recording())
+        return;
     t->busy++;
     if (t->in_iteration) {
         t->calls_ns += elapsed;

@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "recorder.h"
-#include "schedstat.h"
+#include "procstat.h"
 
 /* Room for the largest fixed part and a full stack. */
 #define ST_RECORD_BUF (sizeof(struct st_rec_lock_wait) + ST_STACK_BYTES)

@@ -97,7 +97,7 @@ static void end_iteration(struct st_tls *t, uint64_t busy)
     s->busy_hist[st_hist_bucket(busy)]++;
     if (busy > s->max_busy_ns)
         s->max_busy_ns = busy;
-    if (ST_UNLIKELY(busy >= st_rec.threshold_ns)) {
+    if (ST_UNLIKELY(busy >= st_rec.threshold_ns) && st_recording()) {
         int saved_errno = errno;
         t->busy++;
         s->stalls++;
@@ -137,6 +137,8 @@ void st_wait_enter_other(struct st_wait *w, uint16_t call, int fd, uintptr_t sit
     struct st_tls *t = &st_tls;
     w->kind = ST_WAIT_PASS;
     if (!st_thread_records(t))
+        return;
+    if (!st_recording())
         return;
     int epoll = is_epoll(call);
     struct st_wait_key key = {call, epoll ? fd : -1, epoll ? 0 : site};

@@ -59,10 +59,14 @@ void st_recorder_child_start(void)
     if (!__atomic_compare_exchange_n(&st_rec.state, &expected, ST_CHILD_CREATING, 0,
                                      __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
         return;
+    /* Made inside the child's first wrapped call: that call's errno is the
+     * program's, whatever creating the dump left (EEXIST of a taken name). */
+    int saved_errno = errno;
     st_tls.busy++;
     int ok = start_recording(st_rec.proc_pid) == 0;
     st_tls.busy--;
     __atomic_store_n(&st_rec.state, ok ? ST_ACTIVE : ST_OFF, __ATOMIC_RELEASE);
+    errno = saved_errno;
 }
 
 __attribute__((constructor)) static void st_init(void)
@@ -80,6 +84,21 @@ __attribute__((constructor)) static void st_init(void)
         pthread_atfork(NULL, NULL, on_fork_child);
     st_tls.busy--;
     st_rec.state = ok ? ST_ACTIVE : ST_OFF;
+    errno = saved_errno;
+}
+
+void st_step_aside(void)
+{
+    int expected = ST_ACTIVE;
+    if (!__atomic_compare_exchange_n(&st_rec.state, &expected, ST_OFF, 0, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_RELAXED))
+        return;
+    int saved_errno = errno;
+    st_tls.busy++;
+    st_watchdog_stop();
+    st_sync_flush_waits();
+    st_dump_finish(ST_END_STEPPED_ASIDE, 0);
+    st_tls.busy--;
     errno = saved_errno;
 }
 

@@ -158,6 +158,13 @@ extern volatile uint16_t *st_live_call_at[ST_THREAD_BITS] ST_HIDDEN;
 ST_HIDDEN void st_thread_detach(void);
 ST_HIDDEN struct st_thread *st_thread_claim(uint32_t tid, uint64_t start_routine);
 
+/* Whether the process still records: slow paths ask before doing anything
+ * that makes a system call (the recorder may have stepped aside since). */
+static inline int st_recording(void)
+{
+    return __atomic_load_n(&st_rec.state, __ATOMIC_RELAXED) == ST_ACTIVE;
+}
+
 /* Whether the calling thread records: attached (on its first call) and not
  * inside the recorder already. */
 static inline int st_thread_records(struct st_tls *t)
@@ -322,6 +329,8 @@ ST_HIDDEN void st_modules_refresh(void);
 ST_HIDDEN int st_modules_cover(const uintptr_t *frames, unsigned n);
 ST_HIDDEN void st_watchdog_start(void);
 ST_HIDDEN void st_watchdog_forget(void);
+/* Waits (briefly) until the watchdog thread has seen the recorder off. */
+ST_HIDDEN void st_watchdog_stop(void);
 ST_HIDDEN void st_watchdog_yield_signal(void);
 struct st_cpu_reading;
 /* The watchdog's CPU reading of slot's thread from before iteration seq
@@ -346,6 +355,9 @@ ST_HIDDEN int st_dump_create(const struct st_config *cfg, int forked_from);
 ST_HIDDEN void st_dump_finish(uint32_t end_reason, int end_signal);
 ST_HIDDEN void st_dump_abandon(void);
 ST_HIDDEN void st_recorder_child_start(void);
+/* The program is about to filter its system calls (seccomp): the dump is
+ * finished as it stands and the recorder makes no system call from now on. */
+ST_HIDDEN void st_step_aside(void);
 ST_HIDDEN void st_jitmap_copy(void);
 
 /* Resolved real functions (real.c). */

@@ -51,7 +51,7 @@ int st_sync_begin(struct st_sync *s, void *object, uint16_t kind, uint16_t call,
 {
     struct st_tls *t = &st_tls;
     s->active = 0;
-    if (!st_thread_records(t))
+    if (!st_thread_records(t) || !st_recording())
         return 0;
     int saved_errno = errno;
     t->busy++;
@@ -183,7 +183,7 @@ void st_sync_end(struct st_sync *s, int timed_out, void *real_fn)
 void st_sync_wake(void *object, uint16_t kind, int by_holder)
 {
     struct st_tls *t = &st_tls;
-    if (t->state != ST_T_READY || t->busy)
+    if (t->state != ST_T_READY || t->busy || !st_recording())
         return;
     int saved_errno = errno;
     struct st_object *o = st_object_get(&st_rec.objects, (uint64_t)(uintptr_t)object, kind,

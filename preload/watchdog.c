@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "recorder.h"
-#include "schedstat.h"
+#include "procstat.h"
 
 #define ST_SAMPLES_PER_STALL 100u
 
@@ -27,6 +27,7 @@ struct sampled {
 };
 
 static int started;
+static volatile int watchdog_alive;
 static int schedstat_works = 1;
 static struct sampled sampled[1024];
 
@@ -151,8 +152,11 @@ static uint64_t scan_loops(uint64_t now)
         sp->count++;
         if (spacing < sleep)
             sleep = spacing;
+        /* Only a thread running on a CPU with our signal unblocked: one
+         * asleep in a call we do not wrap (pause, sigtimedwait) would return
+         * EINTR, and one that blocks the signal would receive it itself. */
         int sig = __atomic_load_n(&st_rec.sample_signal, __ATOMIC_SEQ_CST);
-        if (sig != 0)
+        if (sig != 0 && st_thread_takes_signal(tid, sig))
             syscall(SYS_tgkill, st_rec.proc_pid, tid, sig);
     }
     return sleep < 1000000u ? 1000000u : sleep;
@@ -165,8 +169,10 @@ static void *watchdog_main(void *arg)
     prctl(PR_SET_NAME, "stalltrace", 0, 0, 0);
     for (;;) {
         uint64_t now = st_now_ns();
-        if (st_rec.state != ST_ACTIVE || st_rec.hdr == NULL)
+        if (st_rec.state != ST_ACTIVE || st_rec.hdr == NULL) {
+            __atomic_store_n(&watchdog_alive, 0, __ATOMIC_RELEASE);
             return NULL;
+        }
         st_rec.hdr->last_update_ns = now;
         if (st_rec.modules_stale) {
             st_rec.modules_stale = 0;
@@ -217,8 +223,11 @@ void st_watchdog_start(void)
     pthread_t tid;
     int (*create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *) =
         ST_REAL(pthread_create);
-    if (create == NULL || create(&tid, &attr, watchdog_main, NULL) != 0)
+    __atomic_store_n(&watchdog_alive, 1, __ATOMIC_RELEASE);
+    if (create == NULL || create(&tid, &attr, watchdog_main, NULL) != 0) {
         st_rec.sample_signal = 0;
+        __atomic_store_n(&watchdog_alive, 0, __ATOMIC_RELEASE);
+    }
     pthread_attr_destroy(&attr);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
@@ -233,9 +242,21 @@ void st_watchdog_yield_signal(void)
         __atomic_fetch_and(&st_rec.hdr->flags, ~ST_FLAG_SAMPLING, __ATOMIC_RELAXED);
 }
 
+void st_watchdog_stop(void)
+{
+    __atomic_store_n(&st_rec.sample_signal, 0, __ATOMIC_SEQ_CST);
+    /* It looks at the state at least every half threshold. */
+    uint64_t waited = 0, limit = st_rec.threshold_ns + 100000000u;
+    while (__atomic_load_n(&watchdog_alive, __ATOMIC_ACQUIRE) && waited < limit) {
+        sleep_ns(1000000u);
+        waited += 1000000u;
+    }
+}
+
 /* After fork: the child has no watchdog thread. */
 void st_watchdog_forget(void)
 {
     started = 0;
+    watchdog_alive = 0;
     memset(sampled, 0, sizeof sampled);
 }

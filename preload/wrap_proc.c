@@ -55,9 +55,16 @@ ST_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
     return r;
 }
 
+/* A vforked child runs on its parent's memory until it execs or exits: it
+ * must touch nothing of the parent's recording. */
+static int owns_recording(void)
+{
+    return st_rec.state == ST_ACTIVE && syscall(SYS_getpid) == st_rec.proc_pid;
+}
+
 ST_EXPORT void _exit(int status)
 {
-    if (st_rec.state == ST_ACTIVE)
+    if (owns_recording())
         st_dump_finish(ST_END_EXIT, 0);
     syscall(SYS_exit_group, status);
     __builtin_unreachable();
@@ -68,7 +75,7 @@ ST_EXPORT void _exit(int status)
  * internally, bypassing this wrapper, so each one is wrapped. */
 static int exec_begin(void)
 {
-    if (st_rec.state != ST_ACTIVE)
+    if (!owns_recording())
         return 0;
     st_dump_finish(ST_END_EXEC, 0);
     return 1;

@@ -128,6 +128,8 @@ enum st_end_reason {
     ST_END_EXIT = 1,        /* exit() or return from main: the dump is complete */
     ST_END_EXEC = 2,        /* the process exec'd another image (which records anew) */
     ST_END_FATAL_SIGNAL = 3,/* a fatal signal (SIGSEGV, SIGABRT, ...) was seen */
+    ST_END_STEPPED_ASIDE = 4,/* the program filtered its system calls (seccomp):
+                               the recorder stopped there; the dump is complete to then */
 };
 
 enum st_file_flags {

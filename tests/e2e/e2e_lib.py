@@ -463,7 +463,7 @@ def diagnosis_names(proc):
     return [d.get("culprit") for d in proc.get("diagnosis") or []]
 
 
-CULPRITS = ("event_loop_blocking", "thread_pool_exhaustion", "lock_contention")
+CULPRITS = ("event_loop_blocking", "thread_pool_exhaustion", "lock_contention", "cpu_starvation")
 
 
 def check_schema(report):

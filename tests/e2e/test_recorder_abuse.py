@@ -142,7 +142,73 @@ def t_blockall(cfg, tmpdir):
     procs = [p for ps in processes_by_pid(cfg, tmpdir).values() for p in ps]
     stalls = [s for p in procs for s in p["stalls"]]
     expect(len(stalls) >= 8, "10 CPU stalls of 60 ms expected, saw %d" % len(stalls))
-    return "%d stalls recorded with every signal blocked%s" % (len(stalls), note)
+    return "%d stalls recorded with every signal blocked, no signal left pending%s" % (len(stalls), note)
+
+
+@test("sigtimedwait_not_cut_short")
+def t_sigwait(cfg, tmpdir):
+    binary, note = c_target_binary(cfg, tmpdir, "c_abuse", ["-pthread", "-ldl"])
+    rc, out, err = run_target(cfg, tmpdir, [binary, "sigwait"], threshold=20)
+    expect(rc == 0, "sigtimedwait after a loop ran: %s" % (out + err)[-3:])
+    return "%s%s" % (out[-1] if out else "", note)
+
+
+@test("vforked_children_leave_the_parent_alone")
+def t_vfork(cfg, tmpdir):
+    python, _ = python_for_minor(11)
+    rc, out, err = run_target(cfg, tmpdir, [python, target("py_vfork.py")])
+    expect(rc == 137 and any(l.startswith("VFORK-DONE") for l in out),
+           "status %s, expected the target's SIGKILL: %s" % (rc, (out + err)[-4:]))
+    procs = [p for ps in processes_by_pid(cfg, tmpdir).values() for p in ps
+             if "py_vfork.py" in " ".join(p.get("argv") or [])]
+    expect(len(procs) == 1, "%d dumps of the parent, expected 1" % len(procs))
+    p = procs[0]
+    stalls = [s for s in p["stalls"] if 180 <= s["duration_ms"] <= 260]
+    expect(stalls and stalls[0]["call"] == "clock_nanosleep", "no 200 ms sleep after the children: %s"
+           % [(s["duration_ms"], s["call"]) for s in p["stalls"]], p)
+    expect(not p["complete"], "the killed parent's dump says complete (a child's exec marked it)", p)
+    return "parent's dump kept through 2 vforks: %.0f ms stall after them, incomplete as killed" % (
+        stalls[0]["duration_ms"])
+
+
+@test("seccomp_allow_list")
+def t_seccomp(cfg, tmpdir):
+    binary, note = c_target_binary(cfg, tmpdir, "c_abuse", ["-pthread", "-ldl"])
+    rc, out, err = run_target(cfg, tmpdir, [binary, "seccomp"], threshold=20)
+    expect(rc == 0 and "seccomp: done" in out, "the target under its own seccomp filter: status %s %s"
+           % (rc, (out + err)[-4:]))
+    procs = [p for ps in processes_by_pid(cfg, tmpdir).values() for p in ps]
+    expect(len(procs) == 1, "%d dumps" % len(procs))
+    stalls = [s for s in procs[0]["stalls"] if 90 <= s["duration_ms"] <= 160]
+    expect(len(stalls) >= 1, "the stall before the filter is lost: %s"
+           % [(s["duration_ms"], s["call"]) for s in procs[0]["stalls"]], procs[0])
+    return "the target ran to its end under a kill-by-default allow-list; the stall before it " \
+           "(%.0f ms) kept%s" % (stalls[0]["duration_ms"], note)
+
+
+@test("forked_child_errno_kept")
+def t_fork_errno(cfg, tmpdir):
+    binary, note = c_target_binary(cfg, tmpdir, "c_abuse", ["-pthread", "-ldl"])
+    # One name for every process: each child meets EEXIST (the parent's
+    # dump) and takes a .N name, while its first call runs.
+    argv = [cfg.stalltrace, "run", "-o", os.path.join(tmpdir, "fixed.dump"), "--threshold", "20",
+            "--", binary, "forkerrno"]
+    p = Proc(argv, cwd=tmpdir, env=clean_env())
+    try:
+        rc = p.wait(60)
+        out, err = list(p.out), list(p.err)
+    finally:
+        p.close()
+    expect(rc == 0 and "forkerrno: done" in out, "status %s: %s" % (rc, (out + err)[-4:]))
+    return "4 children's first read kept errno 0 while their dumps were made%s" % note
+
+
+@test("pause_not_cut_short")
+def t_pause(cfg, tmpdir):
+    python, _ = python_for_minor(11)
+    rc, out, err = run_target(cfg, tmpdir, [python, target("py_pause.py")])
+    expect(rc == 0, "signal.pause() after an asyncio loop ran: %s" % (out + err)[-3:])
+    return out[-1] if out else ""
 
 
 @test("target_takes_our_signal")

@@ -8,9 +8,24 @@
  *   ringfill N an epoll loop whose N iterations each sleep 2 ms, 60 frames
  *              deep: with a 1 ms threshold, far more stalls than a small ring holds
  *   churn      10,000 short-lived threads taking a mutex
- *   blockall   the loop thread blocks every signal, then stalls on the CPU
+ *   blockall   the loop thread blocks every signal, then stalls on the CPU;
+ *              no signal may be left pending for it to take
+ *   seccomp    a loop stalls 100 ms, then installs a strict allow-list of the
+ *              system calls it makes itself (kill by default), stalls again and
+ *              starts a thread: it must not die of SIGSYS
+ *   forkerrno  a forked child's first wrapped call (a read that succeeds, made
+ *              while its dump is created) must leave errno as it was
+ *   sigwait    after a few loop iterations, sigtimedwait for SIGUSR1 with a
+ *              1 s timeout: it must time out (EAGAIN) after 1 s, not EINTR
  */
 #include <dlfcn.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -157,8 +172,116 @@ static int mode_blockall(void)
         burn_cpu(60);
     }
     epoll_wait(ep, &ev, 1, 1);
+    /* A program that blocks everything takes signals with sigtimedwait:
+     * the recorder's must never be among them. */
+    struct timespec zero = {0, 0};
+    siginfo_t info;
+    int got = sigtimedwait(&all, &info, &zero);
+    if (got > 0) {
+        printf("blockall: received signal %d from pid %d\n", got, (int)info.si_pid);
+        return 7;
+    }
     printf("blockall: done\n");
     return 0;
+}
+
+static void *touch_mutex(void *arg)
+{
+    pthread_mutex_t *m = arg;
+    pthread_mutex_lock(m);
+    pthread_mutex_unlock(m);
+    return NULL;
+}
+
+#define ALLOW(nr) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1), BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)
+
+static int mode_seccomp(void)
+{
+    int ep = epoll_create1(0);
+    struct epoll_event ev;
+    for (int round = 0; round < 5; round++)
+        epoll_wait(ep, &ev, 1, 1);
+    usleep(100000);                       /* a stall the recording must keep */
+    epoll_wait(ep, &ev, 1, 1);
+    struct sock_filter allow[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        ALLOW(SYS_epoll_wait), ALLOW(SYS_epoll_pwait), ALLOW(SYS_clock_nanosleep), ALLOW(SYS_nanosleep),
+        ALLOW(SYS_write), ALLOW(SYS_futex), ALLOW(SYS_mmap), ALLOW(SYS_munmap), ALLOW(SYS_mprotect),
+        ALLOW(SYS_madvise), ALLOW(SYS_brk), ALLOW(SYS_clone), ALLOW(SYS_clone3), ALLOW(SYS_set_robust_list),
+        ALLOW(SYS_rseq), ALLOW(SYS_rt_sigprocmask), ALLOW(SYS_exit), ALLOW(SYS_exit_group),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+    };
+    struct sock_fprog prog = {(unsigned short)(sizeof allow / sizeof allow[0]), allow};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) {
+        printf("seccomp: cannot install the filter: %s\n", strerror(errno));
+        return 9;
+    }
+    for (int round = 0; round < 5; round++)
+        epoll_wait(ep, &ev, 1, 1);
+    usleep(100000);
+    epoll_wait(ep, &ev, 1, 1);
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    pthread_t t;
+    if (pthread_create(&t, NULL, touch_mutex, &m) != 0)
+        return 10;
+    pthread_join(t, NULL);
+    printf("seccomp: done\n");
+    return 0;
+}
+
+static int mode_forkerrno(void)
+{
+    int ep = epoll_create1(0);
+    struct epoll_event ev;
+    for (int round = 0; round < 5; round++)
+        epoll_wait(ep, &ev, 1, 1);
+    usleep(30000);
+    epoll_wait(ep, &ev, 1, 1);
+    int bad = 0;
+    for (int child = 0; child < 4; child++) {
+        int fds[2];
+        if (pipe(fds) != 0 || write(fds[1], "x", 1) != 1)
+            return 12;
+        pid_t pid = fork();
+        if (pid == 0) {
+            char c;
+            errno = 0;
+            ssize_t n = read(fds[0], &c, 1);   /* the child's first wrapped call */
+            _exit(n == 1 && errno == 0 ? 0 : 100 + errno);
+        }
+        int status;
+        waitpid(pid, &status, 0);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            printf("forkerrno: the child's read left errno %d\n", WEXITSTATUS(status) - 100);
+            bad++;
+        }
+        close(fds[0]);
+        close(fds[1]);
+    }
+    printf("forkerrno: %s\n", bad ? "errno changed" : "done");
+    return bad ? 11 : 0;
+}
+
+static int mode_sigwait(void)
+{
+    int ep = epoll_create1(0);
+    struct epoll_event ev;
+    for (int round = 0; round < 5; round++)
+        epoll_wait(ep, &ev, 1, 1);
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &usr1, NULL);
+    struct timespec second = {1, 0};
+    double start = now_ms();
+    int r = sigtimedwait(&usr1, NULL, &second);
+    int err = errno;
+    double took = now_ms() - start;
+    printf("sigwait: returned %d (%s) after %.0f ms\n", r, r < 0 ? strerror(err) : "a signal", took);
+    return r < 0 && err == EAGAIN && took >= 950 ? 0 : 8;
 }
 
 int main(int argc, char **argv)
@@ -175,6 +298,12 @@ int main(int argc, char **argv)
         return mode_churn();
     if (strcmp(mode, "blockall") == 0)
         return mode_blockall();
-    fprintf(stderr, "usage: c_abuse eintr|dlopen|ringfill N|churn|blockall\n");
+    if (strcmp(mode, "sigwait") == 0)
+        return mode_sigwait();
+    if (strcmp(mode, "seccomp") == 0)
+        return mode_seccomp();
+    if (strcmp(mode, "forkerrno") == 0)
+        return mode_forkerrno();
+    fprintf(stderr, "usage: c_abuse eintr|dlopen|ringfill N|churn|blockall|sigwait|seccomp|forkerrno\n");
     return 2;
 }
