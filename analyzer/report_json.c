@@ -99,7 +99,7 @@ static json_t *thread_json(const struct m_thread *t)
     return o;
 }
 
-static json_t *stall_json(const struct m_stall *st)
+static json_t *stall_json(const struct m_process *p, const struct m_stall *st)
 {
     json_t *o = json_object(), *samples = json_array();
     size_t i;
@@ -111,6 +111,9 @@ static json_t *stall_json(const struct m_stall *st)
     if (st->in_progress)
         json_object_set_new(o, "in_progress", json_true());
     json_object_set_new(o, "stack", stack_json(&st->stack));
+    const char *note = stall_stack_note(p, st->call, &st->stack);
+    if (note)
+        json_object_set_new(o, "stack_note", json_string(note));
     for (i = 0; i < st->nsamples; i++) {
         json_t *s = json_object();
         json_object_set_new(s, "at_ms", real(st->samples[i].at_ms, 1e3));
@@ -343,7 +346,7 @@ static json_t *process_json(const struct m_process *p)
     json_object_set_new(o, "threads", a);
     a = json_array();
     for (i = 0; i < p->nstalls; i++)
-        json_array_append_new(a, stall_json(&p->stalls[i]));
+        json_array_append_new(a, stall_json(p, &p->stalls[i]));
     json_object_set_new(o, "stalls", a);
     const struct m_slow_call **slow;
     size_t nslow = longest_slow_calls(p, MAX_SLOW_CALLS, &slow);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "report.h"
+#include "report_util.h"
 
 #define WIDTH 100
 
@@ -299,14 +300,9 @@ static void site_calls_text(FILE *out, const struct m_process *p, const struct m
     if (s->starved)
         fprintf(out, "     %sthe loop thread was runnable but not running most of these stalls: "
                      "the CPUs were busy elsewhere%s\n", dim, plain);
-    if (s->stack.n == 0 && !s->starved) {
-        bool sampling = (p->dump->hdr.flags & ST_FLAG_SAMPLING) != 0;
-        fprintf(out, "       (no stack: %s)\n",
-                s->call ? "the recorder could not unwind this call"
-                : sampling ? "no sample landed in it; the time went to calls stalltrace does not wrap "
-                             "or to signals it could not sample in"
-                           : "in-stall sampling was off (STALLTRACE_SIGNAL=0, or the program owns the signal)");
-    }
+    const char *note = stall_stack_note(p, s->call, &s->stack);
+    if (note && !s->starved)
+        fprintf(out, "       (no stack: %s)\n", note);
 }
 
 static void process_text(FILE *out, const struct m_process *p, const struct text_limits *lim)

@@ -164,6 +164,18 @@ size_t longest_slow_calls(const struct m_process *p, size_t max, const struct m_
     return n;
 }
 
+const char *stall_stack_note(const struct m_process *p, const char *call, const struct m_stack *s)
+{
+    if (s->n > 0)
+        return NULL;
+    if (call)
+        return "the recorder could not unwind this call";
+    if (p->dump->hdr.flags & ST_FLAG_SAMPLING)
+        return "no sample landed in it: its time went to calls stalltrace does not wrap, or to "
+               "moments it could not sample";
+    return "in-stall sampling was off (STALLTRACE_SIGNAL=0, or the program owns the signal)";
+}
+
 static bool is_interpreter(const char *base)
 {
     static const char *const names[] = {"python", "node", "pypy", "ruby", "java", NULL};

@@ -46,6 +46,9 @@ void sanitize_ascii(char *s);
 /* The program as its user knows it: the script or module an interpreter ran
  * (uvicorn, app.py), else argv[0] as run (redis-server, not the
  * redis-check-rdb it links to), else the executable. */
+/* Why a stall's stack is empty (for text and JSON alike); NULL when it is not. */
+const char *stall_stack_note(const struct m_process *p, const char *call, const struct m_stack *s);
+
 void program_name(const struct m_process *p, char *buf, size_t len);
 
 /* Parse a non-negative number (ms, s, %, ratio); false when malformed. */
