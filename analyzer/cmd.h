@@ -14,9 +14,9 @@ int cmd_diff(int argc, char **argv);
 int cmd_top(int argc, char **argv);
 int cmd_metrics(int argc, char **argv);
 
-/* Load the dumps and print them in a format ("text" or "json"); lim trims the
- * text report (NULL: full). On a bad dump prints one line and returns 2. */
-int report_dumps(FILE *out, char **paths, int n, const char *format, double threshold_ms,
-                 const struct text_limits *lim);
+/* Load the dumps and print them in a format; NULL options are the
+ * defaults. On a bad dump prints one line and returns 2. */
+int report_dumps(FILE *out, char **paths, int n, const struct report_format *format,
+                 const struct model_options *mopt, const struct report_options *ropt);
 
 #endif /* STALLTRACE_CMD_H */

@@ -362,7 +362,7 @@ int cmd_check(int argc, char **argv)
         return 2;
     }
     r.paths = argv + optind;
-    rc = load_dumps(r.paths, (size_t)(argc - optind), -1, &r.l);
+    rc = load_dumps(r.paths, (size_t)(argc - optind), NULL, &r.l);
     if (rc != 0)
         return rc;
     r.out = calloc(r.l.n * B_COUNT, sizeof(*r.out));

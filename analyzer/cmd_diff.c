@@ -395,7 +395,7 @@ int cmd_diff(int argc, char **argv)
         fprintf(stderr, "stalltrace: diff: wants exactly two dumps, BASE and NEW\n");
         return 2;
     }
-    if ((rc = load_dumps(paths, 2, -1, &l)) != 0)
+    if ((rc = load_dumps(paths, 2, NULL, &l)) != 0)
         return rc;
     if (collect_loops(l.procs[0], &lb) < 0 || collect_loops(l.procs[1], &ln) < 0 ||
         collect_sites(l.procs[0], &sb) < 0 || collect_sites(l.procs[1], &sn) < 0 ||

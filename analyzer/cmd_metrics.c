@@ -245,7 +245,7 @@ static char *render(struct server *srv, size_t *len)
                  "# TYPE stalltrace_scrape_dump_errors gauge\n"
                  "stalltrace_scrape_dump_errors %zu\n",
             nprocs, errors);
-    if (report_openmetrics(out, procs, nprocs) != 0 || fclose(out) != 0) {
+    if (report_openmetrics(out, procs, nprocs, NULL) != 0 || fclose(out) != 0) {
         free(body);
         body = NULL;
     }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "report_util.h"
 
 /* Parse a non-negative number of milliseconds; -1 if malformed. */
 static double parse_ms(const char *s)
@@ -20,63 +21,32 @@ static double parse_ms(const char *s)
     return v;
 }
 
-/* --native-only: kept here so report_dumps keeps its signature for `run`. */
-static bool native_only;
-
-int report_dumps(FILE *out, char **paths, int n, const char *format, double threshold_ms,
-                 const struct text_limits *lim)
+int report_dumps(FILE *out, char **paths, int n, const struct report_format *format,
+                 const struct model_options *mopt, const struct report_options *ropt)
 {
-    struct dump **dumps = calloc((size_t)n + 1, sizeof(*dumps));
-    struct m_process **procs = calloc((size_t)n + 1, sizeof(*procs));
-    struct model_options opt = {.threshold_ms = threshold_ms, .native_only = native_only};
-    int i, rc = 0;
+    struct loaded_dumps l;
+    int rc = load_dumps(paths, (size_t)n, mopt, &l);
 
-    if (!dumps || !procs) {
-        fprintf(stderr, "stalltrace: out of memory\n");
-        rc = 2;
-        goto out;
-    }
-    /* Load everything first: one bad dump means no half-written report. */
-    for (i = 0; i < n; i++) {
-        char *err = NULL;
-        dumps[i] = dump_open_path(paths[i], &err);
-        if (!dumps[i]) {
-            fprintf(stderr, "stalltrace: %s\n", err ? err : "out of memory");
-            free(err);
-            rc = 2;
-            goto out;
-        }
-        procs[i] = model_build(dumps[i], &opt);
-        if (!procs[i]) {
-            fprintf(stderr, "stalltrace: %s: out of memory\n", paths[i]);
-            rc = 2;
-            goto out;
-        }
-    }
-    if (strcmp(format, "json") == 0)
-        rc = report_json(out, procs, (size_t)n);
-    else if (strcmp(format, "folded") == 0)
-        rc = report_folded(out, procs, (size_t)n);
-    else if (strcmp(format, "chrome") == 0)
-        rc = report_chrome(out, procs, (size_t)n);
-    else if (strcmp(format, "openmetrics") == 0)
-        rc = report_openmetrics(out, procs, (size_t)n);
-    else if (strcmp(format, "html") == 0)
-        rc = report_html(out, procs, (size_t)n);
-    else
-        rc = report_text(out, procs, (size_t)n, lim);
-    if (rc != 0 || fflush(out) != 0) {
+    if (rc != 0)
+        return rc;
+    if (format->write(out, l.procs, l.n, ropt) != 0 || fflush(out) != 0) {
         fprintf(stderr, "stalltrace: cannot write the report: %s\n", strerror(errno));
         rc = 2;
     }
-out:
-    for (i = 0; procs && dumps && i < n; i++) {
-        model_free(procs[i]);
-        dump_free(dumps[i]);
-    }
-    free(procs);
-    free(dumps);
+    free_loaded_dumps(&l);
     return rc;
+}
+
+static void report_usage(FILE *out)
+{
+    char names[160];
+    report_format_names(names, sizeof(names), "|");
+    fprintf(out, "usage: stalltrace report [--format %s]\n"
+                 "                         [--threshold MS] [--native-only] [--all-frames] [-o FILE]\n"
+                 "                         DUMP...\n", names);
+    for (const struct report_format *f = report_formats; f->name; f++)
+        fprintf(out, "  %-12s %s\n", f->name, f->summary);
+    fprintf(out, "  --all-frames   text: every frame, runtime machinery included\n");
 }
 
 int cmd_report(int argc, char **argv)
@@ -90,8 +60,8 @@ int cmd_report(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *format = "text", *output = NULL;
-    double threshold = -1;
+    const char *format_name = "text", *output = NULL;
+    struct model_options mopt = {.threshold_ms = -1};
     FILE *out = stdout;
     int c, rc;
     bool all_frames = false;
@@ -101,17 +71,17 @@ int cmd_report(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "f:t:o:h", opts, NULL)) != -1) {
         switch (c) {
         case 'f':
-            format = optarg;
+            format_name = optarg;
             break;
         case 't':
-            threshold = parse_ms(optarg);
-            if (threshold < 0) {
+            mopt.threshold_ms = parse_ms(optarg);
+            if (mopt.threshold_ms < 0) {
                 fprintf(stderr, "stalltrace: report: --threshold wants milliseconds, not '%s'\n", optarg);
                 return 2;
             }
             break;
         case 'n':
-            native_only = true;    /* raw native stacks: no Python frames spliced */
+            mopt.native_only = true;    /* raw native stacks: no Python frames spliced */
             break;
         case 'a':
             all_frames = true;
@@ -120,9 +90,7 @@ int cmd_report(int argc, char **argv)
             output = optarg;
             break;
         case 'h':
-            printf("usage: stalltrace report [--format text|json|html|folded|chrome|openmetrics]\n"
-                   "                         [--threshold MS] [--native-only] [--all-frames] [-o FILE]\n"
-                   "                         DUMP...\n");
+            report_usage(stdout);
             return 0;
         default:
             fprintf(stderr, "stalltrace: report: bad option '%s' (see stalltrace --help)\n",
@@ -130,11 +98,11 @@ int cmd_report(int argc, char **argv)
             return 2;
         }
     }
-    if (strcmp(format, "text") != 0 && strcmp(format, "json") != 0 && strcmp(format, "html") != 0 &&
-        strcmp(format, "folded") != 0 && strcmp(format, "chrome") != 0 &&
-        strcmp(format, "openmetrics") != 0) {
-        fprintf(stderr, "stalltrace: report: unknown format '%s' "
-                        "(text, json, html, folded, chrome or openmetrics)\n", format);
+    const struct report_format *format = report_format_find(format_name);
+    if (!format) {
+        char names[160];
+        report_format_names(names, sizeof(names), ", ");
+        fprintf(stderr, "stalltrace: report: unknown format '%s' (%s)\n", format_name, names);
         return 2;
     }
     if (optind >= argc) {
@@ -149,8 +117,8 @@ int cmd_report(int argc, char **argv)
         }
     }
     static const struct text_limits everything = {(size_t)-1, (size_t)-1, true};
-    rc = report_dumps(out, argv + optind, argc - optind, format, threshold,
-                      all_frames ? &everything : NULL);
+    struct report_options ropt = {.limits = all_frames ? &everything : NULL};
+    rc = report_dumps(out, argv + optind, argc - optind, format, &mopt, &ropt);
     if (out != stdout && fclose(out) != 0 && rc == 0) {
         fprintf(stderr, "stalltrace: %s: %s\n", output, strerror(errno));
         rc = 2;

@@ -375,7 +375,8 @@ int cmd_run(int argc, char **argv)
                 fputc('\n', stderr);
             static const struct text_limits trimmed = {3, 6, false};
             char *one[1] = {path};
-            if (report_dumps(stderr, one, 1, "text", -1, &trimmed) != 0)
+            struct report_options trim = {.limits = &trimmed};
+            if (report_dumps(stderr, one, 1, report_format_find("text"), NULL, &trim) != 0)
                 fputc('\n', stderr);
         }
         globfree(&gl);

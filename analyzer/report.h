@@ -15,11 +15,30 @@ struct text_limits {
     bool all_frames;               /* every frame, plumbing included (--all-frames) */
 };
 
-int report_json(FILE *out, struct m_process **procs, size_t n);
-int report_text(FILE *out, struct m_process **procs, size_t n, const struct text_limits *lim);
-int report_folded(FILE *out, struct m_process **procs, size_t n);
-int report_chrome(FILE *out, struct m_process **procs, size_t n);
-int report_openmetrics(FILE *out, struct m_process **procs, size_t n);
-int report_html(FILE *out, struct m_process **procs, size_t n);
+/* What a format may be told; NULL means the defaults. */
+struct report_options {
+    const struct text_limits *limits;  /* text: NULL, everything */
+};
+
+/* A format writes the models of one or more processes; 0, or -1 when the
+ * stream failed. */
+typedef int report_write_fn(FILE *out, struct m_process **procs, size_t n,
+                            const struct report_options *opt);
+
+struct report_format {
+    const char *name;              /* --format NAME */
+    report_write_fn *write;
+    const char *summary;           /* for the usage text */
+};
+
+/* Every format `report --format` knows, NULL-terminated (report_formats.c):
+ * a new format is a file of its own and a row there. */
+extern const struct report_format report_formats[];
+const struct report_format *report_format_find(const char *name);
+/* "text|json|html|..." (sep between names) into buf. */
+void report_format_names(char *buf, size_t len, const char *sep);
+
+report_write_fn report_json, report_text, report_folded, report_chrome, report_openmetrics,
+    report_html;
 
 #endif /* STALLTRACE_REPORT_H */

@@ -198,8 +198,9 @@ static void pool_events(json_t *events, const struct m_process *p, double origin
     }
 }
 
-int report_chrome(FILE *out, struct m_process **procs, size_t n)
+int report_chrome(FILE *out, struct m_process **procs, size_t n, const struct report_options *opt)
 {
+    (void)opt;
     json_t *doc = json_object(), *events = json_array();
     uint64_t first = UINT64_MAX;
     size_t i;

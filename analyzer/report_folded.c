@@ -97,8 +97,9 @@ static int fold_process(struct folded *f, const struct m_process *p)
     return 0;
 }
 
-int report_folded(FILE *out, struct m_process **procs, size_t n)
+int report_folded(FILE *out, struct m_process **procs, size_t n, const struct report_options *opt)
 {
+    (void)opt;
     struct folded f = {0};
     size_t i, j;
     int rc = 0;

@@ -33,7 +33,7 @@ static void script_json(FILE *out, const char *json, size_t len)
     }
 }
 
-int report_html(FILE *out, struct m_process **procs, size_t n)
+int report_html(FILE *out, struct m_process **procs, size_t n, const struct report_options *opt)
 {
     char *json = NULL, title[256];
     size_t len = 0, i;
@@ -42,7 +42,7 @@ int report_html(FILE *out, struct m_process **procs, size_t n)
 
     if (!mem)
         return -1;
-    rc = report_json(mem, procs, n);
+    rc = report_json(mem, procs, n, opt);
     if (fclose(mem) != 0 || rc != 0) {
         free(json);
         return -1;

@@ -384,8 +384,9 @@ static json_t *process_json(const struct m_process *p)
     return o;
 }
 
-int report_json(FILE *out, struct m_process **procs, size_t n)
+int report_json(FILE *out, struct m_process **procs, size_t n, const struct report_options *opt)
 {
+    (void)opt;
     json_t *doc = json_object(), *a = json_array();
     size_t i;
     int rc;

@@ -364,8 +364,9 @@ static void lock_families(FILE *out, struct m_process **procs, size_t n)
     }
 }
 
-int report_openmetrics(FILE *out, struct m_process **procs, size_t n)
+int report_openmetrics(FILE *out, struct m_process **procs, size_t n, const struct report_options *opt)
 {
+    (void)opt;
     process_families(out, procs, n);
     loop_families(out, procs, n);
     pool_families(out, procs, n);

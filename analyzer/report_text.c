@@ -398,13 +398,13 @@ static void process_text(FILE *out, const struct m_process *p, const struct text
                 p->nslow_calls, p->nslow_calls == 1 ? "" : "s");
 }
 
-int report_text(FILE *out, struct m_process **procs, size_t n, const struct text_limits *lim)
+int report_text(FILE *out, struct m_process **procs, size_t n, const struct report_options *opt)
 {
     static const struct text_limits full = {10, 12, false};
     size_t i;
 
     pick_colours(out);
     for (i = 0; i < n; i++)
-        process_text(out, procs[i], lim ? lim : &full);
+        process_text(out, procs[i], opt && opt->limits ? opt->limits : &full);
     return ferror(out) ? -1 : 0;
 }

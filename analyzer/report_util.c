@@ -7,9 +7,9 @@
 
 #include "report_util.h"
 
-int load_dumps(char **paths, size_t n, double threshold_ms, struct loaded_dumps *out)
+int load_dumps(char **paths, size_t n, const struct model_options *opt, struct loaded_dumps *out)
 {
-    struct model_options opt = {.threshold_ms = threshold_ms};
+    static const struct model_options all = {.threshold_ms = -1};
     size_t i;
 
     memset(out, 0, sizeof(*out));
@@ -30,7 +30,7 @@ int load_dumps(char **paths, size_t n, double threshold_ms, struct loaded_dumps 
             free_loaded_dumps(out);
             return 2;
         }
-        out->procs[i] = model_build(out->dumps[i], &opt);
+        out->procs[i] = model_build(out->dumps[i], opt ? opt : &all);
         if (!out->procs[i]) {
             fprintf(stderr, "stalltrace: %s: out of memory\n", paths[i]);
             free_loaded_dumps(out);

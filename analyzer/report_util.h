@@ -17,8 +17,8 @@ struct loaded_dumps {
 };
 
 /* Load and model every path; on failure prints one line to stderr, frees
- * what was loaded and returns 2 (0 on success). threshold_ms < 0: all. */
-int load_dumps(char **paths, size_t n, double threshold_ms, struct loaded_dumps *out);
+ * what was loaded and returns 2 (0 on success). opt NULL: every stall. */
+int load_dumps(char **paths, size_t n, const struct model_options *opt, struct loaded_dumps *out);
 void free_loaded_dumps(struct loaded_dumps *l);
 
 /* A frame's name for tools that merge frames by name: the function, else

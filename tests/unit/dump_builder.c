@@ -239,6 +239,54 @@ uint64_t db_stall(struct dump_builder *b, uint32_t tid, uint16_t call, uint64_t 
                              offsetof(struct st_rec_stall, stack) - skip, frames, nframes);
 }
 
+uint64_t db_stall_call(struct dump_builder *b, uint32_t tid, uint16_t call, uint64_t iter_seq,
+                       uint16_t count, uint64_t total_ns, uint64_t max_ns, const uint64_t *frames,
+                       uint16_t nframes)
+{
+    struct st_rec_stall_call r;
+    const size_t skip = sizeof(struct st_record);
+
+    memset(&r, 0, sizeof(r));
+    r.tid = tid;
+    r.call = call;
+    r.count = count;
+    r.iter_seq = iter_seq;
+    r.total_ns = total_ns;
+    r.max_ns = max_ns;
+    return append_with_stack(b, ST_REC_STALL_CALL, (uint8_t *)&r + skip,
+                             offsetof(struct st_rec_stall_call, stack) - skip, frames, nframes);
+}
+
+uint64_t db_stall_cpu(struct dump_builder *b, uint32_t tid, uint64_t iter_seq, uint64_t window_ns,
+                      uint64_t cpu_ns, uint64_t runq_ns)
+{
+    struct st_rec_stall_cpu r;
+    const size_t skip = sizeof(struct st_record);
+
+    memset(&r, 0, sizeof(r));
+    r.tid = tid;
+    r.iter_seq = iter_seq;
+    r.window_ns = window_ns;
+    r.cpu_ns = cpu_ns;
+    r.runq_ns = runq_ns;
+    return db_append(b, ST_REC_STALL_CPU, (uint8_t *)&r + skip, sizeof(r) - skip);
+}
+
+uint64_t db_jitsym(struct dump_builder *b, uint64_t start, uint32_t size, const char *name)
+{
+    struct st_rec_jitsym r;
+    const size_t skip = sizeof(struct st_record), n = strlen(name);
+    uint8_t buf[sizeof(r) + 256];
+
+    memset(&r, 0, sizeof(r));
+    r.start = start;
+    r.size = size;
+    r.name_len = (uint16_t)(n < 256 ? n : 255);
+    memcpy(buf, &r, sizeof(r));
+    memcpy(buf + sizeof(r), name, r.name_len);
+    return db_append(b, ST_REC_JITSYM, buf + skip, sizeof(r) - skip + r.name_len);
+}
+
 uint64_t db_sample(struct dump_builder *b, uint32_t tid, uint64_t iter_seq, uint64_t at_ns,
                    const uint64_t *frames, uint16_t nframes)
 {

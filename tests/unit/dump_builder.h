@@ -61,6 +61,15 @@ uint64_t db_lock_wait(struct dump_builder *b, uint32_t tid, uint16_t call, uint1
 uint64_t db_saturation(struct dump_builder *b, uint64_t object, uint64_t start_ns, uint64_t duration_ns,
                        uint32_t members);
 
+/* One call kind of a stalled iteration, and the stalled thread's CPU figures. */
+uint64_t db_stall_call(struct dump_builder *b, uint32_t tid, uint16_t call, uint64_t iter_seq,
+                       uint16_t count, uint64_t total_ns, uint64_t max_ns, const uint64_t *frames,
+                       uint16_t nframes);
+uint64_t db_stall_cpu(struct dump_builder *b, uint32_t tid, uint64_t iter_seq, uint64_t window_ns,
+                      uint64_t cpu_ns, uint64_t runq_ns);
+/* A JIT code range named as V8's perf map names it ("JS:*fn /app.js:12:3"). */
+uint64_t db_jitsym(struct dump_builder *b, uint64_t start, uint32_t size, const char *name);
+
 /* Mark the dump as cleanly ended. */
 void db_complete(struct dump_builder *b, uint64_t last_update_ns);
 

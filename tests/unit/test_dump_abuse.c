@@ -78,12 +78,12 @@ static int exercise(const uint8_t *buf, size_t len)
     struct m_process *p = model_build(d, &opt);
     cr_assert_not_null(p, "model_build ran out of memory");
     FILE *sink = fopen("/dev/null", "w");
-    cr_assert_eq(report_json(sink, &p, 1), 0);
+    cr_assert_eq(report_json(sink, &p, 1, NULL), 0);
     cr_assert_eq(report_text(sink, &p, 1, NULL), 0);
-    cr_assert_eq(report_folded(sink, &p, 1), 0);
-    cr_assert_eq(report_chrome(sink, &p, 1), 0);
-    cr_assert_eq(report_openmetrics(sink, &p, 1), 0);
-    cr_assert_eq(report_html(sink, &p, 1), 0);
+    cr_assert_eq(report_folded(sink, &p, 1, NULL), 0);
+    cr_assert_eq(report_chrome(sink, &p, 1, NULL), 0);
+    cr_assert_eq(report_openmetrics(sink, &p, 1, NULL), 0);
+    cr_assert_eq(report_html(sink, &p, 1, NULL), 0);
     fclose(sink);
     model_free(p);
     dump_free(d);
@@ -607,7 +607,7 @@ Test(dump_abuse, a_dump_read_while_the_recorder_writes_it, .timeout = 60)
         struct m_process *p = model_build(d, &opt);
         cr_assert_not_null(p);
         FILE *sink = fopen("/dev/null", "w");
-        report_json(sink, &p, 1);
+        report_json(sink, &p, 1, NULL);
         report_text(sink, &p, 1, NULL);
         fclose(sink);
         /* complete is only claimed once the recorder said so. */

@@ -68,7 +68,7 @@ static int exercise(const uint8_t *buf, size_t len)
     struct m_process *p = model_build(d, &opt);
     cr_assert_not_null(p);
     FILE *devnull = fopen("/dev/null", "w");
-    report_json(devnull, &p, 1);
+    report_json(devnull, &p, 1, NULL);
     report_text(devnull, &p, 1, NULL);
     fclose(devnull);
     model_free(p);

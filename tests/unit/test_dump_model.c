@@ -151,7 +151,7 @@ Test(dump_model, a_killed_process_shows_its_stall_in_progress)
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
-    report_json(f, &p, 1);
+    report_json(f, &p, 1, NULL);
     fclose(f);
     json_error_t jerr;
     json_t *doc = json_loads(text, 0, &jerr);
@@ -219,7 +219,7 @@ Test(dump_model, stalls_group_by_site_and_recorder_frames_are_hidden)
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
-    report_json(f, two, 2);
+    report_json(f, two, 2, NULL);
     fclose(f);
     json_t *doc = json_loads(text, 0, NULL);
     cr_assert_eq(json_array_size(json_object_get(doc, "processes")), 2);

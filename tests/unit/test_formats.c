@@ -64,13 +64,13 @@ static void teardown(struct fixture *f)
     db_free(f->b);
 }
 
-static char *render(struct fixture *f, int (*fn)(FILE *, struct m_process **, size_t))
+static char *render(struct fixture *f, report_write_fn *fn)
 {
     char *buf = NULL;
     size_t len = 0;
     FILE *mem = open_memstream(&buf, &len);
 
-    cr_assert_eq(fn(mem, &f->p, 1), 0);
+    cr_assert_eq(fn(mem, &f->p, 1, NULL), 0);
     fclose(mem);
     return buf;
 }

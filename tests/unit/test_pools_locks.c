@@ -438,7 +438,7 @@ Test(report, json_and_text_show_pools_and_locks)
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
-    report_json(f, &p, 1);
+    report_json(f, &p, 1, NULL);
     fclose(f);
     json_error_t jerr;
     json_t *doc = json_loads(text, 0, &jerr);
