@@ -512,6 +512,18 @@ bool sym_data_symbol(struct symbolizer *s, uint64_t address, uint64_t at_ns, cha
     return true;
 }
 
+bool sym_module_offset(struct symbolizer *s, uint64_t address, uint64_t at_ns, const char **module,
+                       uint64_t *offset)
+{
+    long mod = module_find(s, address, at_ns);
+
+    if (mod < 0 || (s->mods[mod].m.flags & ST_MODULE_VDSO))
+        return false;
+    *module = s->mods[mod].name;
+    *offset = address - s->mods[mod].m.bias;
+    return true;
+}
+
 void sym_free(struct symbolizer *s)
 {
     size_t i;
