@@ -261,7 +261,7 @@ static void locks_text(FILE *out, const struct m_process *p, const struct text_l
                  (unsigned long long)l->contentions, l->contentions == 1 ? "" : "s", by, a, b);
         line_fit(out, buf);
         if (l->internal)
-            fprintf(out, "       %s's own: not a lock of the program's\n", l->internal);
+            fprintf(out, "       internal to %s: not a lock of the program's\n", l->internal);
         if (l->long_waits == 0)
             fprintf(out, "       (no single wait reached the threshold: no stack recorded)\n");
         else

@@ -57,7 +57,7 @@ def lock_note(lock):
     return "%s %s: %s waits, %.0f ms (share %s), culprit %s%s" % (
         lock.get("kind"), lock.get("label") or lock.get("symbol") or lock.get("object"),
         lock.get("contentions"), num(lock.get("wait_total_ms")) or 0, lock.get("wait_share"),
-        lock.get("culprit"), ", %s's own" % lock["internal"] if lock.get("internal") else "")
+        lock.get("culprit"), ", internal to %s" % lock["internal"] if lock.get("internal") else "")
 
 
 def no_lock_culprit(proc):
