@@ -10,8 +10,6 @@
 /* A pool saturated this long, or this share of the recording, is exhausted. */
 #define POOL_MIN_SATURATED_S 1.0
 #define POOL_MIN_SATURATED_SHARE 0.2
-/* Locks waited for this many thresholds in all are worth a sentence. */
-#define LOCK_MIN_THRESHOLDS 3.0
 
 static int add(struct m_process *p, const char *culprit, double weight_ms, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -223,34 +221,21 @@ static int diagnose_pool(struct m_process *p, const struct m_pool *pool)
                "busy workers. %s.", who, sat, dur, longest, idle, busy);
 }
 
-/* Only waits that mean threads competing for one lock: a mutex or rwlock,
- * the GIL, or a semaphore its holders release (CPython's threading.Lock)
- * that was waited for more than once. A one-off wait on a semaphore or a
- * condition is a thread waiting for another (join, an event, a result). */
-static bool is_contention(const struct m_lock *l)
-{
-    if (l->label)
-        return true;
-    if (strcmp(l->kind, "mutex") == 0 || strcmp(l->kind, "rwlock") == 0)
-        return true;
-    if (strcmp(l->kind, "sem") == 0)
-        return ((l->flags & ST_OBJ_RELEASED) || l->releases > 0) && l->long_waits >= 2;
-    return (l->flags & ST_OBJ_TIMED_RETRY) != 0;
-}
-
-/* lock_contention: the contended lock with the longest total wait. */
+/* lock_contention: the culprit lock with the longest total wait (locks.c
+ * judges which matter: a real share of the threads' time, or one long
+ * wait, on a lock of the program's own). */
 static int diagnose_locks(struct m_process *p)
 {
     const struct m_lock *l = NULL;
     size_t i, others = 0;
-    char total[32], max[32], name[400], where[600], at[620] = "", more[64] = "", by[48] = "";
+    char total[32], max[32], name[400], where[600], at[620] = "", more[64] = "", by[48] = "", share[48] = "";
+    char why[160] = "";
 
     for (i = 0; i < p->nlocks; i++) {
-        const struct m_lock *c = &p->locks[i];
-        if (!is_contention(c) || c->wait_total_ms < LOCK_MIN_THRESHOLDS * p->threshold_ms)
+        if (!p->locks[i].culprit)
             continue;
         if (!l)
-            l = c;                 /* locks are sorted by total wait */
+            l = &p->locks[i];      /* locks are sorted by total wait */
         else
             others++;
     }
@@ -267,14 +252,19 @@ static int diagnose_locks(struct m_process *p)
         snprintf(name, sizeof(name), "the %s at 0x%llx", l->kind, (unsigned long long)l->object);
     if (l->waiters > 1)
         snprintf(by, sizeof(by), " by %zu threads", l->waiters);
+    if (l->wait_share >= 0.01)
+        snprintf(share, sizeof(share), " (%.0f%% of the waiting threads' time)", l->wait_share * 100);
+    if (l->label && l->timeouts > 0)
+        snprintf(why, sizeof(why), "; %llu of them timed out, the holder running on while another "
+                 "thread wanted the CPU", (unsigned long long)l->timeouts);
     frames_where(&l->stack, where, sizeof(where));
     if (where[0])
         snprintf(at, sizeof(at), ", mostly in %s", where);
     if (others)
         snprintf(more, sizeof(more), " (%zu other contended lock%s below)", others, others > 1 ? "s" : "");
     return add(p, "lock_contention", l->wait_total_ms,
-               "Threads waited %s in all for %s: %llu waits%s of up to %s%s%s. %s", total, name,
-               (unsigned long long)l->contentions, by, max, at, more,
+               "Threads waited %s in all%s for %s: %llu waits%s of up to %s%s%s%s. %s", total, share, name,
+               (unsigned long long)l->contentions, by, max, why, at, more,
                l->label ? "Python threads running at once take turns: move CPU-bound work to processes "
                           "(ProcessPoolExecutor) or to code that releases the GIL."
                         : "Hold it for less time (no blocking call while holding it) or split it.");

@@ -6,6 +6,14 @@
 
 #include "model_build.h"
 
+/* A lock matters when its waits take this share of the time of the threads
+ * that block on locks (a healthy memcached under load: under 1%), or when
+ * one wait reached the threshold. */
+#define LOCK_MIN_WAIT_SHARE 0.1
+/* A mutex this close to a pool's work queue is that queue's own lock (a
+ * pool's mutex and condition live side by side in one struct). */
+#define POOL_LOCK_REACH 128u
+
 int model_build_lock_waits(struct m_process *p, const struct dump *d)
 {
     size_t i, n = 0;
@@ -122,22 +130,149 @@ static void from_table(struct m_lock *l, const struct st_object *o)
         l->wait_max_ms = max;
 }
 
+/* Modules whose own objects are the runtime's business, not the program's:
+ * interpreters, libuv, allocators, the C library. Matched by name prefix. */
+static const char *const runtime_modules[] = {
+    "libuv", "libnode", "node", "libpython", "python", "libjemalloc", "libtcmalloc",
+    "libc.so", "libpthread", "ld-linux", "libstdc++", "libgcc_s", NULL,
+};
+
+static bool is_runtime_module(const char *name)
+{
+    size_t i;
+
+    for (i = 0; name && runtime_modules[i]; i++)
+        if (strncmp(name, runtime_modules[i], strlen(runtime_modules[i])) == 0)
+            return true;
+    return false;
+}
+
+/* The runtime module a stack waited from when no frame of it is the
+ * program's (a libuv worker, jemalloc's background thread), else NULL. */
+static const char *runtime_of_stack(const struct m_stack *s)
+{
+    const char *runtime = NULL;
+    size_t i;
+
+    for (i = 0; i < s->n; i++) {
+        const struct sym_frame *f = s->frames[i];
+        if (strcmp(f->kind, "native") != 0)
+            return NULL;           /* interpreted code: the program's own */
+        if (!f->module || (frames_is_plumbing(f) && !is_runtime_module(f->module)))
+            continue;
+        if (!is_runtime_module(f->module))
+            return NULL;
+        if (!runtime)
+            runtime = f->module;
+    }
+    return runtime;
+}
+
+/* Names the lock (its variable, else module+offset for a stripped binary),
+ * labels the GIL and says when the object is a runtime's or a pool's own. */
 static int name_lock(struct m_process *p, struct m_lock *l)
 {
-    char sym[320];
-    bool py_runtime;
+    char sym[320], owner[320] = "";
+    const char *module = NULL, *runtime;
+    uint64_t off = 0;
+    bool py_runtime, in_module;
+    size_t i, j;
 
-    if (!model_data_symbol(p, l->object, sym, sizeof(sym), &py_runtime))
-        return 0;
-    l->symbol = strdup(sym);
-    if (!l->symbol)
+    in_module = sym_module_offset(p->sym, l->object, p->dump->hdr.last_update_ns, &module, &off);
+    if (model_data_symbol(p, l->object, sym, sizeof(sym), &py_runtime)) {
+        /* The GIL's mutex and conditions all live in _PyRuntime (3.12 and
+         * 3.13 keep the main interpreter's GIL there too). */
+        if (py_runtime && ((l->flags & ST_OBJ_TIMED_RETRY) || strcmp(l->kind, "cond") == 0 ||
+                           strcmp(l->kind, "mutex") == 0))
+            l->label = "GIL";
+    } else if (in_module) {
+        snprintf(sym, sizeof(sym), "%s+0x%llx", module, (unsigned long long)off);
+    } else {
+        sym[0] = '\0';
+    }
+    if (sym[0] && !(l->symbol = strdup(sym)))
         return -1;
-    /* The GIL's mutex and conditions all live in _PyRuntime (3.12 and 3.13
-     * keep the main interpreter's GIL there too). */
-    if (py_runtime && ((l->flags & ST_OBJ_TIMED_RETRY) || strcmp(l->kind, "cond") == 0 ||
-                       strcmp(l->kind, "mutex") == 0))
-        l->label = "GIL";
+    if (l->label)
+        return 0;                  /* the GIL is what Python threads compete for */
+
+    for (i = 0; i < p->npools && !owner[0]; i++)
+        for (j = 0; j < p->pools[i].nobjects; j++) {
+            uint64_t q = p->pools[i].objects[j];
+            if ((l->object > q ? l->object - q : q - l->object) < POOL_LOCK_REACH) {
+                snprintf(owner, sizeof(owner), "pool %d's queue", p->pools[i].id);
+                break;
+            }
+        }
+    if (!owner[0] && in_module && is_runtime_module(module))
+        snprintf(owner, sizeof(owner), "%s", module);
+    if (!owner[0] && !in_module && l->long_waits > 0 && (runtime = runtime_of_stack(&l->stack)))
+        snprintf(owner, sizeof(owner), "%s", runtime);
+    if (owner[0] && !(l->internal = strdup(owner)))
+        return -1;
     return 0;
+}
+
+/* Thread-seconds of the threads that blocked on a lock (all threads in a
+ * dump without that counter): what a lock's waits are a share of. */
+static double lock_thread_seconds(const struct dump *d)
+{
+    double all = 0, waiting = 0;
+    uint32_t i;
+
+    for (i = 0; i < d->nthreads; i++) {
+        const struct st_thread *t = &d->threads[i];
+        uint64_t end = t->exited_ns ? t->exited_ns : d->hdr.last_update_ns;
+        double life = end > t->created_ns ? (double)(end - t->created_ns) / 1e9 : 0;
+        all += life;
+        if (t->lock_wait_ns)
+            waiting += life;
+    }
+    return waiting > 0 ? waiting : all;
+}
+
+/* Waits that mean threads competing for one lock: a mutex or rwlock, the
+ * GIL, or a semaphore its holders release (CPython's threading.Lock) that
+ * was waited for more than once. A wait on any other condition or
+ * semaphore is a thread waiting for another's work (a join, an event, a
+ * result, a timer): its length is that work's, not the lock's. */
+static bool competes(const struct m_lock *l)
+{
+    if (l->label)
+        return true;
+    if (strcmp(l->kind, "mutex") == 0 || strcmp(l->kind, "rwlock") == 0)
+        return true;
+    if (strcmp(l->kind, "sem") == 0)
+        return ((l->flags & ST_OBJ_RELEASED) || l->releases > 0) && l->long_waits >= 2;
+    return false;
+}
+
+/* How much of the waiting shows competition, and whether the lock is a
+ * culprit. The GIL is waited for in 5 ms slices by every thread that wakes
+ * up while another runs Python: only a wait that timed out (the holder kept
+ * it a whole interval while this thread wanted to run) shows threads
+ * competing for the CPU, and a run of those reaching the threshold is one
+ * long wait. */
+static void judge_lock(struct m_lock *l, const struct m_lock_wait **w, size_t n, double thread_s,
+                       double threshold_ms)
+{
+    bool one_long;
+    size_t i;
+
+    if (l->label) {
+        double runs = 0;
+        for (i = 0; i < n; i++)
+            runs += w[i]->duration_ms;
+        l->contended_ms = l->contentions ? l->wait_total_ms * (double)l->timeouts / (double)l->contentions : 0;
+        if (runs > l->contended_ms)
+            l->contended_ms = runs;
+        one_long = n > 0;
+    } else {
+        l->contended_ms = l->wait_total_ms;
+        one_long = l->wait_max_ms >= threshold_ms;
+    }
+    l->wait_share = thread_s > 0 ? l->contended_ms / (thread_s * 1e3) : 0;
+    l->culprit = !l->internal && competes(l) && l->contended_ms >= threshold_ms &&
+                 (one_long || l->wait_share >= LOCK_MIN_WAIT_SHARE);
 }
 
 int model_build_locks(struct m_process *p, const struct dump *d)
@@ -145,7 +280,7 @@ int model_build_locks(struct m_process *p, const struct dump *d)
     const struct m_lock_wait **waits = calloc(p->nlock_waits + 1, sizeof(*waits));
     const struct st_object **objs = calloc(d->nobjects + 1, sizeof(*objs));
     size_t nw = 0, no = 0, i = 0, j = 0;
-    double keep_ms = (double)d->hdr.threshold_ns / 1e6;
+    double keep_ms = (double)d->hdr.threshold_ns / 1e6, thread_s = lock_thread_seconds(d);
 
     if (!waits || !objs)
         goto fail;
@@ -188,6 +323,7 @@ int model_build_locks(struct m_process *p, const struct dump *d)
             continue;
         if (name_lock(p, l) < 0)
             goto fail;
+        judge_lock(l, waits + run, i - run, thread_s, keep_ms);
         p->nlocks++;
     }
     if (p->nlocks > 1)
@@ -205,8 +341,10 @@ void model_free_locks(struct m_process *p)
 {
     size_t i;
 
-    for (i = 0; i < p->nlocks; i++)
+    for (i = 0; i < p->nlocks; i++) {
         free(p->locks[i].symbol);
+        free(p->locks[i].internal);
+    }
     free(p->locks);
     for (i = 0; i < p->nlock_waits; i++)
         free(p->lock_waits[i].stack.frames);

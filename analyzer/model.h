@@ -169,6 +169,13 @@ struct m_lock {
     double wait_total_ms, wait_max_ms;
     const char *call;              /* call of the top stack */
     struct m_stack stack;          /* the long wait's stack seen most often (borrowed) */
+    /* Whether it matters (locks.c): the waits that show threads competing
+     * (the GIL: its timed-out waits), as a share of the thread-seconds of
+     * the threads that blocked on locks; a culprit when that share is real
+     * or one wait reached the threshold, and it is the program's own. */
+    double contended_ms, wait_share;
+    char *internal;                /* "libuv", "pool 0's queue": whose own object it is, or NULL */
+    bool culprit;
 };
 
 /* Stalls grouped by where they blocked: call + named stack. */

@@ -319,6 +319,10 @@ static json_t *lock_json(const struct m_lock *l)
     json_object_set_new(o, "wait_max_ms", real(l->wait_max_ms, 1e3));
     json_object_set_new(o, "call", str_or_null(l->call));
     json_object_set_new(o, "stack", stack_json(&l->stack));
+    json_object_set_new(o, "contended_ms", real(l->contended_ms, 1e3));
+    json_object_set_new(o, "wait_share", real(l->wait_share, 1e4));
+    json_object_set_new(o, "internal", str_or_null(l->internal));
+    json_object_set_new(o, "culprit", json_boolean(l->culprit));
     return o;
 }
 

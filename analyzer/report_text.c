@@ -277,6 +277,8 @@ static void locks_text(FILE *out, const struct m_process *p, const struct text_l
         snprintf(buf, sizeof(buf), "  %zu. %s: %llu wait%s%s, total %s, max %s", i + 1, name,
                  (unsigned long long)l->contentions, l->contentions == 1 ? "" : "s", by, a, b);
         line_fit(out, buf);
+        if (l->internal)
+            fprintf(out, "       internal to %s: not a lock of the program's\n", l->internal);
         if (l->long_waits == 0)
             fprintf(out, "       (no single wait reached the threshold: no stack recorded)\n");
         else

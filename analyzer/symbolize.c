@@ -529,6 +529,18 @@ int sym_rename_module(struct symbolizer *s, const char *path, const char *name)
     return 0;
 }
 
+bool sym_module_offset(struct symbolizer *s, uint64_t address, uint64_t at_ns, const char **module,
+                       uint64_t *offset)
+{
+    long mod = module_find(s, address, at_ns);
+
+    if (mod < 0 || (s->mods[mod].m.flags & ST_MODULE_VDSO))
+        return false;
+    *module = s->mods[mod].name;
+    *offset = address - s->mods[mod].m.bias;
+    return true;
+}
+
 void sym_free(struct symbolizer *s)
 {
     size_t i;

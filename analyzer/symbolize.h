@@ -51,6 +51,12 @@ bool sym_data_symbol(struct symbolizer *s, uint64_t address, uint64_t at_ns, cha
  * through a symlink is named as it was run. */
 int sym_rename_module(struct symbolizer *s, const char *path, const char *name);
 
+/* The module whose loaded range holds address (a stripped binary's .data or
+ * .bss included): its base name and the address's offset from its load
+ * bias (the file's own address). False outside every module (heap, stacks). */
+bool sym_module_offset(struct symbolizer *s, uint64_t address, uint64_t at_ns, const char **module,
+                       uint64_t *offset);
+
 void sym_free(struct symbolizer *s);
 
 #endif /* STALLTRACE_SYMBOLIZE_H */

@@ -372,7 +372,9 @@ static int main_module(struct dl_phdr_info *info, size_t size, void *arg)
     return 1;                      /* the first entry is the program */
 }
 
-Test(locks, the_gil_is_named_and_its_switch_is_no_pool)
+/* A Python process of 2 s whose executable is this test (so _PyRuntime
+ * has a name): a main thread and two workers. */
+static struct dump_builder *python_process(struct st_thread **w1, struct st_thread **w2)
 {
     struct st_module self = {0};
     char exe[ST_PATH_MAX] = "";
@@ -383,8 +385,15 @@ Test(locks, the_gil_is_named_and_its_switch_is_no_pool)
     db_set_process(b, 300, "/usr/bin/python3.12", 0, NULL);
     db_add_module(b, exe, self.start, self.end, self.bias, ST_MODULE_MAIN);
     db_add_thread(b, 300, "main", ST_THREAD_MAIN);
-    worker(b, 301, 0x4000, 0, 2 * S);
-    worker(b, 302, 0x4000, 0, 2 * S);
+    *w1 = worker(b, 301, 0x4000, 0, 2 * S);
+    *w2 = worker(b, 302, 0x4000, 0, 2 * S);
+    return b;
+}
+
+Test(locks, the_gil_is_named_and_its_switch_is_no_pool)
+{
+    struct st_thread *w1, *w2;
+    struct dump_builder *b = python_process(&w1, &w2);
     uint64_t gil = (uint64_t)(uintptr_t)&_PyRuntime.words[4];
     uint64_t sw = (uint64_t)(uintptr_t)&_PyRuntime.words[12];
     struct st_object *g = db_add_object(b, gil, ST_OBJ_COND);
@@ -392,6 +401,7 @@ Test(locks, the_gil_is_named_and_its_switch_is_no_pool)
     g->waits = 400;
     g->wait_ns = 1500 * MS;
     g->max_wait_ns = 9 * MS;
+    g->timeouts = 250;             /* holders kept it whole intervals: CPU-bound threads */
     /* The GIL's hand-over looks like a work queue; it must not be a pool. */
     struct st_object *s = db_add_object(b, sw, ST_OBJ_COND);
     s->members = 2;
@@ -413,6 +423,70 @@ Test(locks, the_gil_is_named_and_its_switch_is_no_pool)
     cr_assert(has_culprit(p, "lock_contention"));
     cr_assert(!has_culprit(p, "thread_pool_exhaustion"));
     cr_assert(strstr(p->diagnosis[0].summary, "for the GIL"), "%s", p->diagnosis[0].summary);
+    done(p, d, b);
+}
+
+Test(locks, a_gil_taken_by_waking_sleepers_is_no_culprit)
+{
+    struct st_thread *w1, *w2;
+    struct dump_builder *b = python_process(&w1, &w2);
+    w1->lock_wait_ns = w2->lock_wait_ns = 200 * MS;
+    /* Many short waits, a fifth of the threads' time, none timed out: each
+     * waiter got the GIL within one interval. */
+    uint64_t gil = (uint64_t)(uintptr_t)&_PyRuntime.words[4];
+    struct st_object *g = db_add_object(b, gil, ST_OBJ_COND);
+    g->flags = ST_OBJ_TIMED_RETRY;
+    g->waits = 2000;
+    g->wait_ns = 800 * MS;
+    g->max_wait_ns = 4 * MS;
+    db_complete(b, 2 * S);
+    struct dump *d;
+    struct m_process *p = build(b, &d);
+
+    const struct m_lock *l = lock_at(p, gil);
+    cr_assert_not_null(l, "listed");
+    cr_assert_str_eq(l->label, "GIL");
+    cr_assert_float_eq(l->contended_ms, 0, 1e-9);
+    cr_assert(!l->culprit);
+    cr_assert(!has_culprit(p, "lock_contention"));
+    done(p, d, b);
+}
+
+Test(locks, short_waits_matter_by_their_share_of_the_waiting_threads_time)
+{
+    struct dump_builder *b = four_objects();
+    struct st_file_header *h = db_header(b);
+    struct st_thread *t = (struct st_thread *)(b->buf + h->threads_offset);
+    /* Slots 1 and 4 blocked on locks: 20 thread-seconds between them. */
+    t[1].lock_wait_ns = 1 * S;
+    t[4].lock_wait_ns = 1 * S;
+    struct st_object *small = db_add_object(b, 0xf000, ST_OBJ_MUTEX);
+    small->waits = 500;
+    small->wait_ns = 1 * S;        /* 5% */
+    small->max_wait_ns = 10 * MS;
+    struct st_object *big = db_add_object(b, 0xf800, ST_OBJ_MUTEX);
+    big->waits = 2000;
+    big->wait_ns = 4 * S;          /* 20% */
+    big->max_wait_ns = 10 * MS;
+    /* libuv's pool mutex next to the pool's queue: the pool's own. */
+    struct st_object *own = db_add_object(b, 0xa040, ST_OBJ_MUTEX);
+    own->waits = 3000;
+    own->wait_ns = 6 * S;
+    own->max_wait_ns = 10 * MS;
+    db_complete(b, 10 * S);
+    struct dump *d;
+    struct m_process *p = build(b, &d);
+
+    const struct m_lock *a = lock_at(p, 0xf000), *c = lock_at(p, 0xf800), *q = lock_at(p, 0xa040);
+    cr_assert(a && c && q);
+    cr_assert_float_eq(a->wait_share, 0.05, 1e-3);
+    cr_assert(!a->culprit, "5%% of the threads' time in waits of 2 ms is no culprit");
+    cr_assert_float_eq(c->wait_share, 0.2, 1e-3);
+    cr_assert(c->culprit);
+    cr_assert_str_eq(q->internal, "pool 0's queue");
+    cr_assert(!q->culprit, "a pool's own queue lock is not the program's to fix");
+    cr_assert(has_culprit(p, "lock_contention"));
+    cr_assert(strstr(p->diagnosis[0].summary, "0xf800"), "%s", p->diagnosis[0].summary);
     done(p, d, b);
 }
 
