@@ -123,6 +123,7 @@ void st_capture_here(struct st_captured *c, void *real_fn)
 {
     st_tls.busy++;
     c->nframes = (uint16_t)native_here(c->frames, ST_MAX_FRAMES, real_fn, &c->truncated);
+    st_jitmap_mark(c);
     st_py_init();
     c->npython = (uint16_t)st_py_walk(c->py, ST_MAX_PYFRAMES, &c->python, 1);
     st_tls.busy--;
@@ -131,6 +132,7 @@ void st_capture_here(struct st_captured *c, void *real_fn)
 void st_capture_signal(struct st_captured *c, void *ucontext)
 {
     c->nframes = (uint16_t)native_signal(c->frames, ST_MAX_FRAMES, ucontext, &c->truncated);
+    st_jitmap_mark(c);
     c->npython = (uint16_t)st_py_walk(c->py, ST_MAX_PYFRAMES, &c->python, 0);
 }
 
