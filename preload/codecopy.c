@@ -74,6 +74,15 @@ static int already_noted(uint64_t start, uint64_t size)
     return 0;
 }
 
+int st_code_copies_cover(uintptr_t addr)
+{
+    unsigned n = __atomic_load_n(&nnoted, __ATOMIC_ACQUIRE);
+    for (unsigned i = 0; i < n; i++)
+        if (addr - noted[i].start < noted[i].size)
+            return 1;
+    return 0;
+}
+
 /* Raw syscalls and static buffers, one caller at a time: safe in the
  * sampling signal's handler. V8 unmaps its copy before the process ends,
  * so it is noted while stacks are taken, not only at exit. */
@@ -130,7 +139,8 @@ void st_code_copies_note(int now)
             st_ring_put(&st_rec.ring, ST_REC_CODE_COPY, &r, sizeof r);
             if (nnoted < MAX_COPIES) {
                 noted[nnoted].start = r.start;
-                noted[nnoted++].size = r.size;
+                noted[nnoted].size = r.size;
+                __atomic_store_n(&nnoted, nnoted + 1, __ATOMIC_RELEASE);
             }
             break;
         }

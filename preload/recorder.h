@@ -343,6 +343,8 @@ ST_HIDDEN void st_jitmap_mark(struct st_captured *c);
 /* Code of modules mapped again elsewhere (codecopy.c): noted when a stack
  * runs outside every module, at most once a second unless now. */
 ST_HIDDEN void st_code_copies_note(int now);
+/* Is addr in such a copy, as noted so far? Async-signal-safe. */
+ST_HIDDEN int st_code_copies_cover(uintptr_t addr);
 
 /* Resolved real functions (real.c). */
 ST_HIDDEN void *st_real(void **cache, const char *name);

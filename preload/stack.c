@@ -124,15 +124,18 @@ static int after_indirect_call(uintptr_t r)
  * frame the rbp chain starts at, which skips that caller. A slot is taken
  * only when it returns from a direct call (e8 rel32) to code at most 64 KiB
  * before the address it returns from (the interrupted PC, then each caller
- * so found); the top slot also after an indirect call (JS calls JS so).
+ * so found) or into V8's copy of its builtins (a builtin that tail-called
+ * another); the top slot also after an indirect call (JS calls JS so).
  * Returns how many were put in ret. */
 static unsigned frameless_callers(const ucontext_t *uc, uintptr_t *ret, unsigned max)
 {
     uintptr_t inner = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
     uintptr_t sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
     uintptr_t bp = (uintptr_t)uc->uc_mcontext.gregs[REG_RBP];
-    uintptr_t slots[64];
-    unsigned n = 0, nslots = bp > sp && bp - sp <= sizeof slots ? (unsigned)((bp - sp) / 8) : 1;
+    uintptr_t slots[128];
+    unsigned n = 0, nslots = 128;
+    if (bp > sp && (bp - sp) / 8 < nslots)
+        nslots = (unsigned)((bp - sp) / 8);
     if (in_module(inner) || (sp & 7) || !st_safe_read(slots, sp, nslots * sizeof slots[0]))
         return 0;
     for (unsigned i = 0; i < nslots && n < max; i++) {
@@ -149,7 +152,7 @@ static unsigned frameless_callers(const ucontext_t *uc, uintptr_t *ret, unsigned
             continue;
         memcpy(&rel, call + 1, sizeof rel);
         uintptr_t target = r + (uintptr_t)(intptr_t)rel;
-        if (target > inner || inner - target >= (64u << 10))
+        if ((target > inner || inner - target >= (64u << 10)) && !st_code_copies_cover(target))
             continue;
         ret[n++] = inner = r;
     }

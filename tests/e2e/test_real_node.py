@@ -87,6 +87,17 @@ def js_frames(stack):
     return [(i, f) for i, f in enumerate(stack or []) if f.get("kind") == "jit" and f.get("file")]
 
 
+# Frames V8 re-enters its interpreter through after deoptimizing a function:
+# that function's frame then runs the generic entry, which no perf map
+# entry names (perf is as blind), so the culprit cannot be named there.
+REENTRY = ("Builtins_NotifyDeoptimized", "Builtins_InterpreterEnterAtBytecode",
+           "Builtins_InterpreterEnterAtNextBytecode", "Builtins_DeoptimizationEntry")
+
+
+def reentering_interpreter(stack, outer_index):
+    return any(str(f.get("function") or "").startswith(REENTRY) for f in (stack or [])[:outer_index])
+
+
 def judge_stack(stack, script, culprit_idle, cold_may_hide=False):
     """None when every JS frame of the stack is named as what ran, else why
     not. culprit_idle: taken when no culprit ran (before or after it in the
@@ -103,7 +114,7 @@ def judge_stack(stack, script, culprit_idle, cold_may_hide=False):
     names = [f["function"] for _, f in app]
     chains = sc["chains"]
     if cold_may_hide:
-        names = [n for n in names if n not in sc["cold"]] or names
+        names = [n for n in names if n not in sc["cold"]]
         chains = [[n for n in c if n not in sc["cold"]] for c in chains]
     chain = next((c for c in chains if names and names[0] in c), None)
     if not names:
@@ -112,7 +123,7 @@ def judge_stack(stack, script, culprit_idle, cold_may_hide=False):
         return None                # another callback of the iteration: nothing to tell
     elif chain is None or names != chain[chain.index(names[0]):]:
         return "the app's frames %s are not a run of one call chain of %s" % (names, chains)
-    elif not culprit_idle and not set(names) & sc["culprits"]:
+    elif not culprit_idle and not set(names) & sc["culprits"] and not reentering_interpreter(stack, app[0][0]):
         return "the app's frames %s hold none of %s" % (names, sorted(sc["culprits"]))
     first_app = app[0][0] if app else len(stack)
     last_app = app[-1][0] if app else -1
@@ -346,6 +357,10 @@ def node_names_self_test(case):
     case("routes: a wrong caller", judged(), good[:4] + [_frame("alignPool", "node:buffer")] + good[5:], False)
     case("routes: app frames out of order", judged(), [good[0], good[2], good[1]] + good[3:], False)
     case("routes: no app frame", judged(), good[4:], False)
+    case("routes: the culprit re-entering the interpreter after a deopt", judged(),
+         [_frame("Builtins_NotifyDeoptimized", None, "native")] + good[3:], True)
+    case("routes: the culprit missing, no deopt", judged(),
+         [_frame("Builtins_NumberToString", None, "native")] + good[3:], False)
     case("routes: the client's callback, when the culprit is idle", judged(True),
          [_frame("get", app), _frame("(anonymous)", app)], True)
     case("routes: the client's function inside the culprit", judged(),
