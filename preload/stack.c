@@ -136,7 +136,7 @@ static unsigned frameless_callers(const ucontext_t *uc, uintptr_t *ret, unsigned
     unsigned n = 0, nslots = 128;
     if (bp > sp && (bp - sp) / 8 < nslots)
         nslots = (unsigned)((bp - sp) / 8);
-    if (in_module(inner) || (sp & 7) || !st_safe_read(slots, sp, nslots * sizeof slots[0]))
+    if ((sp & 7) || !st_safe_read(slots, sp, nslots * sizeof slots[0]))
         return 0;
     for (unsigned i = 0; i < nslots && n < max; i++) {
         uintptr_t r = slots[i];
@@ -167,7 +167,10 @@ static unsigned native_signal(uintptr_t *frames, unsigned max, void *ucontext, u
     if (unw_init_local2(&cursor, (unw_context_t *)ucontext, UNW_INIT_SIGNAL_FRAME) < 0)
         return 0;
     unsigned out = walk(&cursor, frames, max, 0, truncated);
-    unsigned k = out >= 1 ? frameless_callers(ucontext, callers, 8) : 0;
+    /* Interrupted in JIT code or V8's copy of its builtins, or in a builtin
+     * of the binary called from there. */
+    int jit = out >= 1 && (!in_module(frames[0]) || (out >= 2 && !in_module(frames[1])));
+    unsigned k = jit ? frameless_callers(ucontext, callers, 8) : 0;
     while (k > 0 && out >= 2 && frames[1] == callers[k - 1])
         k--;                       /* the rbp chain has the outermost already */
     if (k > 0 && max > k) {
