@@ -160,17 +160,29 @@ static int enable_python_hook(void)
 }
 
 /* Node names its JIT code in /tmp/perf-PID.map only when asked; without it
- * a stall in JavaScript shows as anonymous addresses. NODE_OPTIONS reaches
- * every node process the command starts, and nothing else reads it. */
+ * a stall in JavaScript shows as anonymous addresses. Functions V8 still
+ * interprets (the app's cold code, run a few times) would all be one
+ * Builtins_InterpreterEntryTrampoline; with --interpreted-frames-native-stack
+ * each gets a trampoline copy of its own, in the map under its name.
+ * NODE_OPTIONS reaches every node process the command starts, and nothing
+ * else reads it. */
 static int enable_jit_maps(void)
 {
+    static const char *const flags[] = {"--perf-basic-prof", "--interpreted-frames-native-stack"};
     const char *old = getenv("NODE_OPTIONS");
-    char *val;
+    char *val = strdup(old ? old : "");
     int rc;
 
-    if (old && strstr(old, "--perf-basic-prof"))
-        return 0;
-    if (asprintf(&val, "%s%s--perf-basic-prof", old ? old : "", old && *old ? " " : "") < 0)
+    for (size_t i = 0; val && i < sizeof flags / sizeof flags[0]; i++) {
+        char *more;
+        if (strstr(val, flags[i]))
+            continue;
+        if (asprintf(&more, "%s%s%s", val, *val ? " " : "", flags[i]) < 0)
+            more = NULL;
+        free(val);
+        val = more;
+    }
+    if (!val)
         return -1;
     rc = setenv("NODE_OPTIONS", val, 1);
     free(val);

@@ -399,9 +399,15 @@ static bool decode_stack(const uint8_t *rec, size_t size, size_t at, struct dump
     if (at + sizeof(s) > size)
         return false;
     memcpy(&s, rec + at, sizeof(s));
-    if (s.nframes > ST_MAX_FRAMES || s.npython > ST_MAX_PYFRAMES ||
-        at + sizeof(s) + (size_t)s.nframes * 8u + (size_t)s.npython * sizeof(struct st_pyframe) > size)
+    size_t end = at + sizeof(s) + (size_t)s.nframes * 8u + (size_t)s.npython * sizeof(struct st_pyframe);
+    if (s.nframes > ST_MAX_FRAMES || s.npython > ST_MAX_PYFRAMES || end > size)
         return false;
+    ev->stack.jit_map_bytes = DUMP_JIT_MAP_UNNOTED;
+    if (s.flags & ST_STACK_JIT_MARK) {
+        if (end + sizeof(uint64_t) > size)
+            return false;
+        memcpy(&ev->stack.jit_map_bytes, rec + end, sizeof(uint64_t));
+    }
     ev->stack.nframes = s.nframes;
     ev->stack.unwinder = s.unwinder;
     ev->stack.truncated = s.truncated;
@@ -422,6 +428,13 @@ static int jitsym_add(struct dump *d, const uint8_t *rec, size_t size)
     memcpy(&r, rec, sizeof(r));
     if (r.size == 0 || r.name_len == 0 || sizeof(r) + (size_t)r.name_len > size)
         return 0;
+    uint64_t map_end = 0;
+    if (r.flags & ST_JITSYM_MAP_END) {
+        size_t at = (sizeof(r) + (size_t)r.name_len + 7) & ~(size_t)7;
+        if (at + sizeof(map_end) > size)
+            return 0;
+        memcpy(&map_end, rec + at, sizeof(map_end));
+    }
     if ((d->njitsyms & (d->njitsyms - 1)) == 0) {   /* grow at powers of two */
         size_t cap = d->njitsyms ? d->njitsyms * 2 : 16;
         struct dump_jitsym *v = realloc(d->jitsyms, cap * sizeof(*v));
@@ -432,7 +445,27 @@ static int jitsym_add(struct dump *d, const uint8_t *rec, size_t size)
     char *name = strndup((const char *)rec + sizeof(r), r.name_len);
     if (!name)
         return -1;
-    d->jitsyms[d->njitsyms++] = (struct dump_jitsym){r.start, r.size, name};
+    d->jitsyms[d->njitsyms++] = (struct dump_jitsym){r.start, r.size, map_end, name};
+    return 1;
+}
+
+/* 1: kept, 0: malformed, -1: out of memory. */
+static int code_copy_add(struct dump *d, const uint8_t *rec, size_t size)
+{
+    struct st_rec_code_copy r;
+    if (size < sizeof(r))
+        return 0;
+    memcpy(&r, rec, sizeof(r));
+    if (r.size == 0 || r.start + r.size < r.start || r.copy_of + r.size < r.copy_of)
+        return 0;
+    if ((d->ncode_copies & (d->ncode_copies - 1)) == 0) {   /* grow at powers of two */
+        size_t cap = d->ncode_copies ? d->ncode_copies * 2 : 4;
+        struct dump_code_copy *v = realloc(d->code_copies, cap * sizeof(*v));
+        if (!v)
+            return -1;
+        d->code_copies = v;
+    }
+    d->code_copies[d->ncode_copies++] = (struct dump_code_copy){r.start, r.size, r.copy_of};
     return 1;
 }
 
@@ -608,6 +641,12 @@ static int walk_ring(struct dump *d, const uint8_t *ring, const uint8_t *data,
         int kind = decode_record(rec, n, r.type, &ev, &frames);
         if (r.type == ST_REC_JITSYM) {
             int got = jitsym_add(d, rec, n);
+            if (got < 0)
+                return -1;
+            kind = got ? 0 : -1;
+        }
+        if (r.type == ST_REC_CODE_COPY) {
+            int got = code_copy_add(d, rec, n);
             if (got < 0)
                 return -1;
             kind = got ? 0 : -1;
@@ -820,6 +859,7 @@ void dump_free(struct dump *d)
     for (size_t i = 0; i < d->njitsyms; i++)
         free(d->jitsyms[i].name);
     free(d->jitsyms);
+    free(d->code_copies);
     free(d->path);
     free(d);
 }

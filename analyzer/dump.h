@@ -27,7 +27,10 @@ struct dump_stack {
     uint16_t npython;              /* Python frames, innermost first */
     uint8_t python;                /* st_python_walk */
     const struct dump_pyframe *pyframes;  /* points into the dump's Python arena */
+    uint64_t jit_map_bytes;        /* perf map length when taken (ST_STACK_JIT_MARK);
+                                      DUMP_JIT_MAP_UNNOTED when the stack does not say */
 };
+#define DUMP_JIT_MAP_UNNOTED UINT64_MAX
 
 /* One accepted ring record, decoded. Fields a type does not have are 0. */
 struct dump_event {
@@ -59,10 +62,17 @@ struct dump_event {
     struct dump_stack stack;
 };
 
-/* A JIT symbol the recorder copied from the process's perf map. */
+/* A JIT symbol the recorder copied from the process's perf map, in the
+ * map's order. */
 struct dump_jitsym {
     uint64_t start, size;
+    uint64_t map_end;              /* map offset past its line; 0: not recorded */
     char *name;
+};
+
+/* Module code mapped again elsewhere (struct st_rec_code_copy). */
+struct dump_code_copy {
+    uint64_t start, size, copy_of;
 };
 
 struct dump {
@@ -100,6 +110,8 @@ struct dump {
     struct py_codes pycodes;       /* the code objects ST_REC_PYCODE describes */
     struct dump_jitsym *jitsyms;   /* JIT symbols copied from the perf map at exit */
     size_t njitsyms;
+    struct dump_code_copy *code_copies;
+    size_t ncode_copies;
 };
 
 /* Open and validate PATH. On failure returns NULL and sets *err to one line

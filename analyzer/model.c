@@ -87,7 +87,7 @@ int model_make_stack(struct m_process *p, const struct dump_stack *ds, uint64_t 
     if (!out->frames)
         return -1;
     for (i = 0; i < ds->nframes; i++) {
-        f = sym_lookup(p->sym, ds->frames[i], i == 0, at_ns);
+        f = sym_lookup_at(p->sym, ds->frames[i], i == 0, at_ns, ds->jit_map_bytes);
         if (!f)
             return -1;
         for (; f; f = f->caller) {
@@ -714,7 +714,10 @@ struct m_process *model_build(const struct dump *d, const struct model_options *
     p->end_signal = d->hdr.end_signal;
     p->sym = sym_new(d->modules, d->nmodules, d->proc.pid, opt ? opt->perf_map_dir : NULL);
     for (size_t i = 0; p->sym && i < d->njitsyms; i++)
-        sym_add_jit(p->sym, d->jitsyms[i].start, d->jitsyms[i].size, d->jitsyms[i].name);
+        sym_add_jit(p->sym, d->jitsyms[i].start, d->jitsyms[i].size, d->jitsyms[i].name,
+                    d->jitsyms[i].map_end);
+    for (size_t i = 0; p->sym && i < d->ncode_copies; i++)
+        sym_add_code_copy(p->sym, d->code_copies[i].start, d->code_copies[i].size, d->code_copies[i].copy_of);
     if (p->sym && name_program_as_run(p) < 0)
         goto fail;
     p->py = py_namer_new(opt && opt->native_only);

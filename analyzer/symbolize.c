@@ -21,15 +21,21 @@ struct sym_module {
     Dwfl_Module *mod;
 };
 
+/* V8 reuses code addresses and the map only grows: an address may have
+ * several entries, told apart by where in the map each was written. */
 struct perf_entry {
     uint64_t start, size;
+    uint64_t map_end;              /* offset past its line in the map; 0: unknown */
+    size_t order;                  /* position among the entries, as written */
     char *name;
 };
 
-/* Cache: many stacks share frames. Key: address + module index and exact flag. */
+/* Cache: many stacks share frames. Key: address + module index and exact
+ * flag, and for JIT code which perf map entry named it. */
 struct cache_slot {
     uint64_t addr;
     long mod;
+    size_t variant;
     struct sym_frame *frame;       /* NULL: empty slot */
 };
 
@@ -39,9 +45,14 @@ struct symbolizer {
     int32_t pid;
     char *perf_map_dir;
     int perf_loaded;
-    struct perf_entry *perf;
+    struct perf_entry *perf;       /* by start, then order */
     size_t nperf, perf_alloc;
+    uint64_t perf_max_size;        /* how far below an address an entry may start */
     int perf_from_dump;            /* the dump had JIT symbols: no file needed */
+    struct code_copy {
+        uint64_t start, size, copy_of;
+    } *copies;                     /* few: one per remapped range */
+    size_t ncopies;
     struct cache_slot *cache;
     size_t cache_cap, cache_used;
 };
@@ -146,10 +157,13 @@ static long module_find(const struct symbolizer *s, uint64_t addr, uint64_t at_n
 static int perf_cmp(const void *a, const void *b)
 {
     const struct perf_entry *x = a, *y = b;
-    return x->start < y->start ? -1 : x->start > y->start;
+    if (x->start != y->start)
+        return x->start < y->start ? -1 : 1;
+    return x->order < y->order ? -1 : x->order > y->order;
 }
 
-static int perf_push(struct symbolizer *s, uint64_t start, uint64_t size, const char *name)
+static int perf_push(struct symbolizer *s, uint64_t start, uint64_t size, uint64_t map_end,
+                     const char *name)
 {
     if (s->nperf == s->perf_alloc) {
         size_t na = s->perf_alloc ? s->perf_alloc * 2 : 256;
@@ -161,17 +175,41 @@ static int perf_push(struct symbolizer *s, uint64_t start, uint64_t size, const 
     }
     s->perf[s->nperf].start = start;
     s->perf[s->nperf].size = size;
+    s->perf[s->nperf].map_end = map_end;
+    s->perf[s->nperf].order = s->nperf;
     s->perf[s->nperf].name = strdup(name);
     if (!s->perf[s->nperf].name)
         return -1;
+    if (size > s->perf_max_size)
+        s->perf_max_size = size;
     s->nperf++;
     return 0;
 }
 
-int sym_add_jit(struct symbolizer *s, uint64_t start, uint64_t size, const char *name)
+int sym_add_jit(struct symbolizer *s, uint64_t start, uint64_t size, const char *name,
+                uint64_t map_end)
 {
     s->perf_from_dump = 1;
-    return perf_push(s, start, size, name);
+    return perf_push(s, start, size, map_end, name);
+}
+
+int sym_add_code_copy(struct symbolizer *s, uint64_t start, uint64_t size, uint64_t copy_of)
+{
+    struct code_copy *c = realloc(s->copies, (s->ncopies + 1) * sizeof(*c));
+    if (!c)
+        return -1;
+    s->copies = c;
+    c[s->ncopies++] = (struct code_copy){start, size, copy_of};
+    return 0;
+}
+
+/* Where the module has the code an address of a copy runs; addr if none. */
+static uint64_t code_copy_origin(const struct symbolizer *s, uint64_t addr)
+{
+    for (size_t i = 0; i < s->ncopies; i++)
+        if (addr - s->copies[i].start < s->copies[i].size)
+            return s->copies[i].copy_of + (addr - s->copies[i].start);
+    return addr;
 }
 
 /* Read /tmp/perf-PID.map: "START SIZE name" per line, hex numbers, unless
@@ -180,6 +218,8 @@ static void perf_load(struct symbolizer *s)
 {
     char path[4096], *line = NULL;
     size_t cap = 0;
+    ssize_t len;
+    uint64_t offset = 0;
     FILE *f = NULL;
 
     s->perf_loaded = 1;
@@ -189,14 +229,17 @@ static void perf_load(struct symbolizer *s)
     f = fopen(path, "re");
     if (!f)
         goto sort;
-    while (getline(&line, &cap, f) > 0) {
+    while ((len = getline(&line, &cap, f)) > 0) {
         unsigned long long start, size;
         int n = 0;
 
-        if (sscanf(line, "%llx %llx %n", &start, &size, &n) < 2 || n <= 0 || size == 0)
+        offset += (uint64_t)len;
+        /* A last line without its newline was still being written. */
+        if (line[len - 1] != '\n' ||
+            sscanf(line, "%llx %llx %n", &start, &size, &n) < 2 || n <= 0 || size == 0)
             continue;
         line[strcspn(line, "\r\n")] = '\0';
-        if (perf_push(s, start, size, line + n) < 0)
+        if (perf_push(s, start, size, offset, line + n) < 0)
             break;
     }
     free(line);
@@ -206,10 +249,17 @@ sort:
         qsort(s->perf, s->nperf, sizeof(*s->perf), perf_cmp);
 }
 
-static const struct perf_entry *perf_find(struct symbolizer *s, uint64_t addr)
+/* The entry naming addr in a stack taken when the map was map_bytes long:
+ * of those covering addr whose line ended by then, the last written (the
+ * code that ran there); an entry written later is another occupant's.
+ * *later tells that only such entries exist. */
+static const struct perf_entry *perf_find(struct symbolizer *s, uint64_t addr, uint64_t map_bytes,
+                                          bool *later)
 {
+    const struct perf_entry *best = NULL;
     size_t lo = 0, hi;
 
+    *later = false;
     if (!s->perf_loaded)
         perf_load(s);
     hi = s->nperf;
@@ -220,10 +270,17 @@ static const struct perf_entry *perf_find(struct symbolizer *s, uint64_t addr)
         else
             hi = mid;
     }
-    /* Entries may nest or overlap after re-JIT: the nearest start wins. */
-    if (lo > 0 && addr - s->perf[lo - 1].start < s->perf[lo - 1].size)
-        return &s->perf[lo - 1];
-    return NULL;
+    for (size_t i = lo; i > 0 && addr - s->perf[i - 1].start < s->perf_max_size; i--) {
+        const struct perf_entry *p = &s->perf[i - 1];
+        if (addr - p->start >= p->size)
+            continue;
+        if (p->map_end > map_bytes)
+            *later = true;
+        else if (!best || p->map_end > best->map_end ||
+                 (p->map_end == best->map_end && p->order > best->order))
+            best = p;
+    }
+    return best;
 }
 
 typedef char *(*demangle_fn)(const char *, char *, size_t *, int *);
@@ -396,18 +453,16 @@ static void split_v8_name(const char *name, struct sym_frame *f)
     }
 }
 
-static struct sym_frame *name_outside(struct symbolizer *s, uint64_t address, uint64_t addr)
+static struct sym_frame *name_outside(uint64_t address, const struct perf_entry *p, bool later)
 {
     struct sym_frame *f = calloc(1, sizeof(*f));
-    const struct perf_entry *p;
 
     if (!f)
         return NULL;
     f->address = address;
     f->kind = "native";
-    p = perf_find(s, addr);
     if (!p) {
-        f->note = "no module";
+        f->note = later ? "not in the perf map when taken" : "no module";
         return f;
     }
     f->module = "[jit]";
@@ -426,9 +481,9 @@ static struct sym_frame *name_outside(struct symbolizer *s, uint64_t address, ui
     return f;
 }
 
-static size_t cache_hash(uint64_t addr, long mod, size_t cap)
+static size_t cache_hash(uint64_t addr, long mod, size_t variant, size_t cap)
 {
-    uint64_t h = (addr ^ ((uint64_t)mod << 48)) * 0x9e3779b97f4a7c15ull;
+    uint64_t h = (addr ^ ((uint64_t)mod << 48) ^ ((uint64_t)variant << 20)) * 0x9e3779b97f4a7c15ull;
     return (size_t)(h >> 17) & (cap - 1);
 }
 
@@ -443,7 +498,7 @@ static int cache_grow(struct symbolizer *s)
         struct cache_slot *o = &s->cache[i];
         if (!o->frame)
             continue;
-        size_t j = cache_hash(o->addr, o->mod, cap);
+        size_t j = cache_hash(o->addr, o->mod, o->variant, cap);
         while (c[j].frame)
             j = (j + 1) & (cap - 1);
         c[j] = *o;
@@ -457,31 +512,48 @@ static int cache_grow(struct symbolizer *s)
 const struct sym_frame *sym_lookup(struct symbolizer *s, uint64_t address, bool exact_pc,
                                    uint64_t at_ns)
 {
+    return sym_lookup_at(s, address, exact_pc, at_ns, SYM_WHOLE_PERF_MAP);
+}
+
+const struct sym_frame *sym_lookup_at(struct symbolizer *s, uint64_t address, bool exact_pc,
+                                      uint64_t at_ns, uint64_t perf_map_bytes)
+{
     /* A return address points after the call: look up the call itself. */
     uint64_t addr = exact_pc || address == 0 ? address : address - 1;
     long mod = module_find(s, addr, at_ns);
+    if (mod < 0 && s->ncopies) {
+        addr = code_copy_origin(s, addr);
+        mod = module_find(s, addr, at_ns);
+    }
     long key = mod * 2 + (exact_pc ? 1 : 0);  /* the same bytes differ as PC and as return */
-    size_t j;
+    const struct perf_entry *p = NULL;
+    bool later = false;
+    size_t j, variant = 0;         /* JIT: 0 no entry, 1 only later ones, 2 + the entry's index */
     struct sym_frame *f;
 
-    j = cache_hash(address, key, s->cache_cap);
+    if (mod < 0) {
+        p = perf_find(s, addr, perf_map_bytes, &later);
+        variant = p ? 2 + (size_t)(p - s->perf) : later ? 1 : 0;
+    }
+    j = cache_hash(address, key, variant, s->cache_cap);
     while (s->cache[j].frame) {
-        if (s->cache[j].addr == address && s->cache[j].mod == key)
+        if (s->cache[j].addr == address && s->cache[j].mod == key && s->cache[j].variant == variant)
             return s->cache[j].frame;
         j = (j + 1) & (s->cache_cap - 1);
     }
-    f = mod >= 0 ? name_in_module(&s->mods[mod], address, addr) : name_outside(s, address, addr);
+    f = mod >= 0 ? name_in_module(&s->mods[mod], address, addr) : name_outside(address, p, later);
     if (!f)
         return NULL;
     if ((s->cache_used + 1) * 2 > s->cache_cap) {
         if (cache_grow(s) < 0)
             return f;              /* leaks one frame rather than fail */
-        j = cache_hash(address, key, s->cache_cap);
+        j = cache_hash(address, key, variant, s->cache_cap);
         while (s->cache[j].frame)
             j = (j + 1) & (s->cache_cap - 1);
     }
     s->cache[j].addr = address;
     s->cache[j].mod = key;
+    s->cache[j].variant = variant;
     s->cache[j].frame = f;
     s->cache_used++;
     return f;
@@ -565,6 +637,7 @@ void sym_free(struct symbolizer *s)
     for (i = 0; i < s->nperf; i++)
         free(s->perf[i].name);
     free(s->perf);
+    free(s->copies);
     free(s->cache);
     free(s->mods);
     free(s->perf_map_dir);

@@ -30,9 +30,12 @@ struct symbolizer;
 struct symbolizer *sym_new(const struct st_module *mods, size_t nmods, int32_t pid,
                            const char *perf_map_dir);
 
-/* A JIT symbol known from the dump itself; looked up before the perf map
- * file, which may be gone or belong to another process by now. */
-int sym_add_jit(struct symbolizer *s, uint64_t start, uint64_t size, const char *name);
+/* A JIT symbol known from the dump itself, added in the map's order; used
+ * instead of the perf map file, which may be gone or belong to another
+ * process by now. map_end: the offset just past its line in the map, 0 if
+ * not recorded (then only the order tells which entry is newer). */
+int sym_add_jit(struct symbolizer *s, uint64_t start, uint64_t size, const char *name,
+                uint64_t map_end);
 
 /* Name an address: its innermost function; follow `caller` for the
  * functions it was inlined into (outermost last). exact_pc: frame 0 of a stack (otherwise a return address,
@@ -40,6 +43,18 @@ int sym_add_jit(struct symbolizer *s, uint64_t start, uint64_t size, const char 
  * loaded then when a range was reused. Never NULL except out of memory. */
 const struct sym_frame *sym_lookup(struct symbolizer *s, uint64_t address, bool exact_pc,
                                    uint64_t at_ns);
+
+/* [start, start + size) runs a module's code mapped again: the bytes at
+ * copy_of + (address - start) (V8's embedded builtins, remapped). */
+int sym_add_code_copy(struct symbolizer *s, uint64_t start, uint64_t size, uint64_t copy_of);
+
+/* The same for a frame of a stack taken when the perf map was
+ * perf_map_bytes long: JIT code is named by the last entry written by then,
+ * and left unnamed when none covered it (the entries written later name
+ * code that came after). SYM_WHOLE_PERF_MAP: the stack did not say. */
+#define SYM_WHOLE_PERF_MAP UINT64_MAX
+const struct sym_frame *sym_lookup_at(struct symbolizer *s, uint64_t address, bool exact_pc,
+                                      uint64_t at_ns, uint64_t perf_map_bytes);
 
 /* The data symbol (a global or static variable) that address lies in: its
  * name into name[len] and the offset into it. at_ns as for sym_lookup.

@@ -290,6 +290,7 @@ void st_dump_finish(uint32_t end_reason, int end_signal)
     if (end_reason == ST_END_EXIT) {
         st_tls.busy++;
         st_jitmap_copy();
+        st_code_copies_note(1);
         st_tls.busy--;
     }
     h->last_update_ns = st_now_ns();

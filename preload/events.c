@@ -18,13 +18,18 @@ uint32_t st_put_stack(struct st_stack *stack, const struct st_captured *c, uint8
     stack->truncated = c->truncated;
     stack->npython = c->npython;
     stack->python = c->python;
-    stack->reserved = 0;
+    stack->flags = c->jit_marked ? ST_STACK_JIT_MARK : 0;
     uint64_t *out = (uint64_t *)(stack + 1);
     for (unsigned i = 0; i < c->nframes; i++)
         out[i] = c->frames[i];
     memcpy(out + c->nframes, c->py, c->npython * sizeof(struct st_pyframe));
-    return c->nframes * (uint32_t)sizeof(uint64_t) +
-           c->npython * (uint32_t)sizeof(struct st_pyframe);
+    uint32_t n = c->nframes * (uint32_t)sizeof(uint64_t) +
+                 c->npython * (uint32_t)sizeof(struct st_pyframe);
+    if (c->jit_marked) {
+        memcpy((uint8_t *)out + n, &c->jit_map_bytes, sizeof c->jit_map_bytes);
+        n += (uint32_t)sizeof c->jit_map_bytes;
+    }
+    return n;
 }
 
 /* Every record that carries a stack ends with it: fill the stack after the

@@ -1,16 +1,52 @@
-/* jitmap.c - at exit, copy from the perf map (/tmp/perf-PID.map) the JIT
- * symbols that recorded stacks point into, so the dump names them alone.
+/* jitmap.c - the perf map (/tmp/perf-PID.map): its length noted with each
+ * stack through JIT code, and at exit the entries those stacks point into.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "recorder.h"
 
 #define MAX_ADDRESSES 65536u
+
+static void perf_map_path(char path[64])
+{
+    static const char prefix[] = "/tmp/perf-";
+    size_t n = sizeof prefix - 1;
+    char digits[16];
+    int k = 0;
+    memcpy(path, prefix, n);
+    for (unsigned pid = (unsigned)st_rec.proc_pid; pid || !k; pid /= 10)
+        digits[k++] = (char)('0' + pid % 10);
+    while (k > 0)
+        path[n++] = digits[--k];
+    memcpy(path + n, ".map", 5);
+}
+
+/* The runtimes write the map a line at a time (V8 line-buffers it, CPython
+ * flushes each entry), so its length now bounds the entries that can name
+ * this stack. One stat, only for stacks through code outside every module. */
+void st_jitmap_mark(struct st_captured *c)
+{
+    c->jit_marked = 0;
+    c->jit_map_bytes = 0;
+    if (c->nframes == 0 || st_modules_cover(c->frames, c->nframes))
+        return;
+    int saved_errno = errno;
+    char path[64];
+    struct stat st;
+    perf_map_path(path);
+    c->jit_marked = 1;
+    st_code_copies_note(0);
+    if (syscall(SYS_newfstatat, AT_FDCWD, path, &st, 0) == 0 && st.st_size > 0)
+        c->jit_map_bytes = (uint64_t)st.st_size;
+    errno = saved_errno;
+}
 
 struct addresses {
     uint64_t *v;
@@ -37,7 +73,9 @@ static void collect(struct addresses *a)
 {
     const struct st_ring *ring = &st_rec.ring;
     uint64_t head = *ring->head, pos = head > ring->size ? head - ring->size : 0;
-    static uint8_t rec[sizeof(struct st_rec_lock_wait) + ST_STACK_BYTES];
+    static uint8_t rec[(sizeof(struct st_rec_lock_wait) > sizeof(struct st_rec_task_wait)
+                            ? sizeof(struct st_rec_lock_wait) : sizeof(struct st_rec_task_wait)) +
+                       ST_STACK_BYTES];
     while (pos < head) {
         const struct st_record *h = (const struct st_record *)(ring->base + (pos & (ring->size - 1)));
         if (h->pos != pos || h->magic != ST_RECORD_MAGIC || h->size < sizeof *h ||
@@ -56,6 +94,8 @@ static void collect(struct addresses *a)
             collect_stack(a, rec, offsetof(struct st_rec_slow_call, stack), size);
         else if (h->type == ST_REC_LOCK_WAIT)
             collect_stack(a, rec, offsetof(struct st_rec_lock_wait, stack), size);
+        else if (h->type == ST_REC_TASK_WAIT)
+            collect_stack(a, rec, offsetof(struct st_rec_task_wait, stack), size);
         pos += h->size;
     }
 }
@@ -93,8 +133,9 @@ static uint64_t parse_hex(const char **p, const char *end)
     return v;
 }
 
-/* One "START SIZE NAME" line of the perf map. */
-static void emit_line(const struct addresses *a, const char *p, const char *end)
+/* One "START SIZE NAME" line of the perf map; map_end: the offset just
+ * past its newline. */
+static void emit_line(const struct addresses *a, const char *p, const char *end, uint64_t map_end)
 {
     if (end - p > 2 && p[0] == '0' && (p[1] == 'x' || p[1] == 'X'))
         p += 2;
@@ -106,28 +147,26 @@ static void emit_line(const struct addresses *a, const char *p, const char *end)
         return;
     union {
         struct st_rec_jitsym rec;
-        uint8_t bytes[sizeof(struct st_rec_jitsym) + 512];
+        uint8_t bytes[sizeof(struct st_rec_jitsym) + 512 + 2 * sizeof(uint64_t)];
     } buf;
     struct st_rec_jitsym *r = &buf.rec;
     memset(r, 0, sizeof *r);
     r->start = start;
     r->size = (uint32_t)size;
     r->name_len = (uint16_t)(end - p < 512 ? end - p : 512);
+    r->flags = ST_JITSYM_MAP_END;
     memcpy(r + 1, p, r->name_len);
-    st_ring_put(&st_rec.ring, ST_REC_JITSYM, r, sizeof *r + r->name_len);
+    /* The record starts 8-aligned in the ring: so does the offset after the name. */
+    size_t at = (sizeof *r + r->name_len + 7) & ~(size_t)7;
+    memset(buf.bytes + sizeof *r + r->name_len, 0, at - sizeof *r - r->name_len);
+    memcpy(buf.bytes + at, &map_end, sizeof map_end);
+    st_ring_put(&st_rec.ring, ST_REC_JITSYM, r, at + sizeof map_end);
 }
 
 void st_jitmap_copy(void)
 {
-    char path[64] = "/tmp/perf-";
-    size_t n = strlen(path);
-    char digits[16];
-    int k = 0;
-    for (unsigned pid = (unsigned)st_rec.proc_pid; pid || !k; pid /= 10)
-        digits[k++] = (char)('0' + pid % 10);
-    while (k > 0)
-        path[n++] = digits[--k];
-    memcpy(path + n, ".map", 5);
+    char path[64];
+    perf_map_path(path);
 
     int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
@@ -138,18 +177,22 @@ void st_jitmap_copy(void)
         collect(&a);
         qsort(a.v, a.n, sizeof a.v[0], cmp_u64);
         size_t have = 0;
+        uint64_t buf_at = 0;       /* map offset of buf[0] */
         ssize_t got;
         while (a.n > 0 && (got = syscall(SYS_read, fd, buf + have, (1 << 16) - have)) > 0) {
             have += (size_t)got;
             char *line = buf, *nl;
             while ((nl = memchr(line, '\n', have - (size_t)(line - buf))) != NULL) {
-                emit_line(&a, line, nl);
+                emit_line(&a, line, nl, buf_at + (uint64_t)(nl + 1 - buf));
                 line = nl + 1;
             }
+            buf_at += (uint64_t)(line - buf);
             have -= (size_t)(line - buf);
             memmove(buf, line, have);
-            if (have == 1 << 16)
-                have = 0;          /* a line longer than the buffer: drop it */
+            if (have == 1 << 16) {
+                buf_at += have;    /* a line longer than the buffer: drop it */
+                have = 0;
+            }
         }
     }
     free(a.v);

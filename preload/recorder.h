@@ -80,6 +80,8 @@ struct st_captured {
     uint16_t nframes, npython;
     uint8_t truncated;             /* native frames were cut */
     uint8_t python;                /* st_python_walk */
+    uint8_t jit_marked;            /* jit_map_bytes is set: see ST_STACK_JIT_MARK */
+    uint64_t jit_map_bytes;
     uintptr_t frames[ST_MAX_FRAMES];
     struct st_pyframe py[ST_MAX_PYFRAMES];
 };
@@ -321,7 +323,8 @@ ST_HIDDEN void st_emit_slow_call(struct st_tls *t, uint16_t call, uint64_t start
  * that follow the struct. */
 ST_HIDDEN uint32_t st_put_stack(struct st_stack *stack, const struct st_captured *c,
                                 uint8_t unwinder);
-#define ST_STACK_BYTES (ST_MAX_FRAMES * sizeof(uint64_t) + ST_MAX_PYFRAMES * sizeof(struct st_pyframe))
+#define ST_STACK_BYTES (ST_MAX_FRAMES * sizeof(uint64_t) + ST_MAX_PYFRAMES * sizeof(struct st_pyframe) + \
+                        sizeof(uint64_t))
 
 /* ---- Modules (modules.c), watchdog & sampler (watchdog.c), config (config.c) -- */
 
@@ -359,6 +362,14 @@ ST_HIDDEN void st_recorder_child_start(void);
  * finished as it stands and the recorder makes no system call from now on. */
 ST_HIDDEN void st_step_aside(void);
 ST_HIDDEN void st_jitmap_copy(void);
+/* After a capture: if a frame lies outside every module (JIT code), note
+ * the perf map's length then. Async-signal-safe. */
+ST_HIDDEN void st_jitmap_mark(struct st_captured *c);
+/* Code of modules mapped again elsewhere (codecopy.c): noted when a stack
+ * runs outside every module, at most once a second unless now. */
+ST_HIDDEN void st_code_copies_note(int now);
+/* Is addr in such a copy, as noted so far? Async-signal-safe. */
+ST_HIDDEN int st_code_copies_cover(uintptr_t addr);
 
 /* Resolved real functions (real.c). */
 ST_HIDDEN void *st_real(void **cache, const char *name);

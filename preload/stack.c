@@ -3,6 +3,7 @@
  */
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <ucontext.h>
@@ -104,13 +105,83 @@ static unsigned walk(unw_cursor_t *cursor, uintptr_t *frames, unsigned max, unsi
     return out;
 }
 
+/* Does the code before r end in an indirect call: call reg, call
+ * [reg+disp8] or call [reg+disp32] (ff /2; a REX prefix before it changes
+ * nothing here)? */
+static int after_indirect_call(uintptr_t r)
+{
+    uint8_t b[6];                                  /* b[6 - k]: k bytes before r */
+    if (!st_safe_read(b, r - sizeof b, sizeof b))
+        return 0;
+    return (b[4] == 0xff && (b[5] & 0xf8) == 0xd0) ||
+           (b[3] == 0xff && (b[4] & 0xf8) == 0x50 && b[4] != 0x54) ||
+           (b[0] == 0xff && (b[1] & 0xf8) == 0x90 && b[1] != 0x94);
+}
+
+/* V8 builds no frame for leaf code (a builtin such as NumberToString), nor
+ * has a function built its own yet at its first instruction: the return
+ * address into the caller is then left between the stack pointer and the
+ * frame the rbp chain starts at, which skips that caller. A slot is taken
+ * only when it returns from a direct call (e8 rel32) to code at most 64 KiB
+ * before the address it returns from (the interrupted PC, then each caller
+ * so found) or into V8's copy of its builtins (a builtin that tail-called
+ * another); the top slot also after an indirect call (JS calls JS so).
+ * Returns how many were put in ret. */
+static unsigned frameless_callers(const ucontext_t *uc, uintptr_t *ret, unsigned max)
+{
+    uintptr_t inner = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+    uintptr_t sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+    uintptr_t bp = (uintptr_t)uc->uc_mcontext.gregs[REG_RBP];
+    uintptr_t slots[128];
+    unsigned n = 0, nslots = 128;
+    if (bp > sp && (bp - sp) / 8 < nslots)
+        nslots = (unsigned)((bp - sp) / 8);
+    if ((sp & 7) || !st_safe_read(slots, sp, nslots * sizeof slots[0]))
+        return 0;
+    for (unsigned i = 0; i < nslots && n < max; i++) {
+        uintptr_t r = slots[i];
+        uint8_t call[5];
+        int32_t rel;
+        if (r < 4096 || in_module(r) || !st_safe_read(call, r - 5, sizeof call))
+            continue;
+        if (i == 0 && call[0] != 0xe8 && after_indirect_call(r)) {
+            ret[n++] = inner = r;
+            continue;
+        }
+        if (call[0] != 0xe8)
+            continue;
+        memcpy(&rel, call + 1, sizeof rel);
+        uintptr_t target = r + (uintptr_t)(intptr_t)rel;
+        if ((target > inner || inner - target >= (64u << 10)) && !st_code_copies_cover(target))
+            continue;
+        ret[n++] = inner = r;
+    }
+    return n;
+}
+
 static unsigned native_signal(uintptr_t *frames, unsigned max, void *ucontext, uint8_t *truncated)
 {
     unw_cursor_t cursor;
+    uintptr_t callers[8];
     *truncated = 0;
     if (unw_init_local2(&cursor, (unw_context_t *)ucontext, UNW_INIT_SIGNAL_FRAME) < 0)
         return 0;
     unsigned out = walk(&cursor, frames, max, 0, truncated);
+    /* Interrupted in JIT code or V8's copy of its builtins, or in a builtin
+     * of the binary called from there. */
+    int jit = out >= 1 && (!in_module(frames[0]) || (out >= 2 && !in_module(frames[1])));
+    unsigned k = jit ? frameless_callers(ucontext, callers, 8) : 0;
+    while (k > 0 && out >= 2 && frames[1] == callers[k - 1])
+        k--;                       /* the rbp chain has the outermost already */
+    if (k > 0 && max > k) {
+        if (out + k > max) {
+            *truncated = 1;
+            out = max - k;
+        }
+        memmove(frames + 1 + k, frames + 1, (out - 1) * sizeof *frames);
+        memcpy(frames + 1, callers, k * sizeof *frames);
+        out += k;
+    }
     if (!st_modules_cover(frames, out))
         st_rec.modules_stale = 1;  /* the watchdog refreshes: not safe here */
     return out;
@@ -123,6 +194,7 @@ void st_capture_here(struct st_captured *c, void *real_fn)
 {
     st_tls.busy++;
     c->nframes = (uint16_t)native_here(c->frames, ST_MAX_FRAMES, real_fn, &c->truncated);
+    st_jitmap_mark(c);
     st_py_init();
     c->npython = (uint16_t)st_py_walk(c->py, ST_MAX_PYFRAMES, &c->python, 1);
     st_tls.busy--;
@@ -131,6 +203,7 @@ void st_capture_here(struct st_captured *c, void *real_fn)
 void st_capture_signal(struct st_captured *c, void *ucontext)
 {
     c->nframes = (uint16_t)native_signal(c->frames, ST_MAX_FRAMES, ucontext, &c->truncated);
+    st_jitmap_mark(c);
     c->npython = (uint16_t)st_py_walk(c->py, ST_MAX_PYFRAMES, &c->python, 0);
 }
 

@@ -392,6 +392,7 @@ enum st_record_type {
     ST_REC_TASK_WAIT = 9,          /* struct st_rec_task_wait */
     ST_REC_STALL_CALL = 10,        /* struct st_rec_stall_call */
     ST_REC_STALL_CPU = 11,         /* struct st_rec_stall_cpu */
+    ST_REC_CODE_COPY = 12,         /* struct st_rec_code_copy */
 };
 
 struct st_record {
@@ -416,8 +417,18 @@ struct st_stack {
     uint8_t truncated;             /* 1: deeper frames were cut */
     uint16_t npython;              /* <= ST_MAX_PYFRAMES */
     uint8_t python;                /* st_python_walk: how the Python walk went */
-    uint8_t reserved;
-    /* uint64_t frames[nframes] follows, then struct st_pyframe[npython] */
+    uint8_t flags;                 /* st_stack_flags: what follows the frames */
+    /* uint64_t frames[nframes] follows, then struct st_pyframe[npython],
+       then a uint64_t perf map length if ST_STACK_JIT_MARK */
+};
+
+/* V8 reuses code addresses and its perf map only grows, so an address may
+ * have several entries: the one naming a frame is the last written before
+ * the stack was taken. A stack with frames outside every module notes how
+ * long the perf map was then (0: there was none); the analyzer names its JIT
+ * frames from the entries whose line ended within it (st_rec_jitsym). */
+enum st_stack_flags {
+    ST_STACK_JIT_MARK = 1u << 0,
 };
 
 /* ---- CPython frames ----------------------------------------------------------
@@ -567,14 +578,31 @@ struct st_rec_pycode {
 
 /* A JIT symbol from the process's perf map (/tmp/perf-PID.map, written by
  * node --perf-basic-prof or python -X perf), copied at exit for the
- * addresses recorded stacks need, so the dump is readable without /tmp. */
+ * addresses recorded stacks need, so the dump is readable without /tmp.
+ * Copied in the map's order. With ST_JITSYM_MAP_END, a uint64_t follows the
+ * name at the next multiple of 8 bytes of the record: the byte offset in
+ * the map just past the entry's line, compared with ST_STACK_JIT_MARK. */
 struct st_rec_jitsym {
     struct st_record hdr;
     uint64_t start;
     uint32_t size;
     uint16_t name_len;             /* bytes, no terminator */
-    uint16_t reserved;
+    uint16_t flags;                /* st_jitsym_flags */
     /* char name[name_len] follows */
+};
+
+enum st_jitsym_flags {
+    ST_JITSYM_MAP_END = 1u << 0,
+};
+
+/* Code of a module mapped a second time from its file, outside the module:
+ * V8 maps its embedded builtins again next to the JIT code so that calls to
+ * them are short. An address in [start, start + size) runs the module's
+ * code at copy_of + (address - start). Written at exit. */
+struct st_rec_code_copy {
+    struct st_record hdr;
+    uint64_t start, size;
+    uint64_t copy_of;
 };
 
 /* A task whose queue wait reached the threshold, written when it started.

@@ -246,3 +246,77 @@ Test(symbolize, the_newest_module_loaded_before_the_event_wins)
     cr_assert_str_eq(sym_lookup(s, 0x1500, true, 5)->module, "old.so");
     sym_free(s);
 }
+
+/* V8 reuses code addresses; the perf map only grows. A frame is named by the
+ * last entry written before its stack was taken (issue 21). */
+Test(symbolize, a_reused_jit_address_is_named_as_it_was_when_taken)
+{
+    char dir[] = "/tmp/st_perfmap_XXXXXX", path[128];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/perf-4243.map", dir);
+    const char *first = "1000 100 JS:*hasHooks node:internal/async_hooks:471:18\n";
+    const char *second = "1000 80 JS:*rebuildRoutes /srv/app.js:23:5\n";
+    const char *third = "f00 400 JS:*compileRoute /srv/app.js:15:3\n";  /* starts lower, covers all */
+    FILE *f = fopen(path, "w");
+    fprintf(f, "%s%s%s", first, second, third);
+    fclose(f);
+    const uint64_t after_first = strlen(first), after_second = after_first + strlen(second);
+
+    struct st_module none = {0};
+    struct symbolizer *s = sym_new(&none, 0, 4243, dir);
+    /* After the second entry, in either order of lookup (the cache keeps both). */
+    const struct sym_frame *fr = sym_lookup_at(s, 0x1011, true, 0, after_second);
+    cr_assert_str_eq(fr->function, "rebuildRoutes");
+    cr_assert_str_eq(fr->file, "/srv/app.js");
+    cr_assert_eq(fr->line, 23);
+    fr = sym_lookup_at(s, 0x1011, true, 0, after_first);
+    cr_assert_str_eq(fr->function, "hasHooks");
+    cr_assert_str_eq(sym_lookup_at(s, 0x1011, true, 0, after_second)->function, "rebuildRoutes");
+    /* A line not yet complete does not count. */
+    fr = sym_lookup_at(s, 0x1011, true, 0, after_second - 1);
+    cr_assert_str_eq(fr->function, "hasHooks");
+    /* Before any entry: unnamed, never after a later occupant. */
+    fr = sym_lookup_at(s, 0x1011, true, 0, after_first - 1);
+    cr_assert_null(fr->function, "named %s", fr->function);
+    cr_assert_str_eq(fr->note, "not in the perf map when taken");
+    fr = sym_lookup_at(s, 0x1011, true, 0, 0);
+    cr_assert_null(fr->function);
+    /* Beyond the second's size only the first covered it then. */
+    cr_assert_str_eq(sym_lookup_at(s, 0x1090, true, 0, after_second)->function, "hasHooks");
+    /* The newest entry covers from a lower start: the nearest start does not win. */
+    cr_assert_str_eq(sym_lookup_at(s, 0x1011, true, 0, SYM_WHOLE_PERF_MAP)->function, "compileRoute");
+    cr_assert_str_eq(sym_lookup(s, 0x1011, true, 0)->function, "compileRoute");
+    sym_free(s);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* The entries copied into the dump carry their map offsets the same way. */
+Test(symbolize, jit_symbols_from_the_dump_keep_their_order)
+{
+    struct st_module none = {0};
+    struct symbolizer *s = sym_new(&none, 0, 0, NULL);
+    cr_assert_eq(sym_add_jit(s, 0x2000, 0x40, "JS:*alignPool node:buffer:160:19", 100), 0);
+    cr_assert_eq(sym_add_jit(s, 0x2000, 0x40, "JS:*compileRoute /srv/app.js:15:3", 200), 0);
+    cr_assert_str_eq(sym_lookup_at(s, 0x2011, false, 0, 150)->function, "alignPool");
+    cr_assert_str_eq(sym_lookup_at(s, 0x2011, false, 0, 250)->function, "compileRoute");
+    cr_assert_null(sym_lookup_at(s, 0x2011, false, 0, 50)->function);
+    sym_free(s);
+}
+
+/* V8 maps its builtins a second time beside the JIT code: named as the
+ * module's own code. */
+Test(symbolize, a_copy_of_module_code_is_named_as_the_module)
+{
+    load_modules();
+    struct symbolizer *s = sym_new(mods, nmods, getpid(), "/nonexistent");
+    uint64_t marker = (uint64_t)(uintptr_t)&stalltrace_test_marker, page = marker & ~(uint64_t)0xfff;
+    const uint64_t copy = 0x7e0000000000ull;
+    cr_assert_eq(sym_add_code_copy(s, copy, 0x2000, page), 0);
+    const struct sym_frame *f = sym_lookup(s, copy + (marker - page), true, 0);
+    cr_assert_str_eq(f->function, "stalltrace_test_marker");
+    cr_assert_eq(f->address, copy + (marker - page));
+    cr_assert_str_eq(f->kind, "native");
+    cr_assert_null(sym_lookup(s, copy + 0x3000, true, 0)->function);
+    sym_free(s);
+}
