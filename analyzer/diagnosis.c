@@ -151,7 +151,7 @@ static const char *more_workers(const struct m_process *p, const struct m_pool *
     else if (strcmp(pool->kind, "v8-platform") == 0)
         snprintf(buf, len, "raise node's --v8-pool-size%s", now);
     else if (exe && strncmp(exe, "python", 6) == 0)
-        snprintf(buf, len, "give the pool more threads");
+        snprintf(buf, len, "give the pool more threads (max_workers, if it is a ThreadPoolExecutor)");
     else
         snprintf(buf, len, "add workers");
     return buf;

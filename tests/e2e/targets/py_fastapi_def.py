@@ -32,14 +32,21 @@ async def quit_():
     return {"bye": True}
 
 
+class Server(uvicorn.Server):
+    """Says READY once it accepts connections, not before."""
+
+    async def startup(self, sockets=None):
+        await super().startup(sockets=sockets)
+        print("READY port=%d" % sockets[0].getsockname()[1], flush=True)
+
+
 def main():
     global server
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(app, log_level="warning", lifespan="off", backlog=512)
-    server = uvicorn.Server(config)
-    print("READY port=%d" % sock.getsockname()[1], flush=True)
+    server = Server(config)
     server.run(sockets=[sock])
     print("FASTAPI-DEF-DONE", flush=True)
 
