@@ -32,7 +32,7 @@ from e2e_lib import (DEBIAN_PYTHON, Fail, Skip, diagnosis_names, expect, load_pr
                      start_target, target, test)
 
 SERVICE_S = 0.1                # what the endpoints and tasks sleep
-HEALTHY_P99_S = SERVICE_S + 0.08  # p99 latency of a healthy run: service time and noise
+HEALTHY_P99_S = SERVICE_S + 0.12  # p99 latency of a healthy run: service time and a loaded machine
 QUEUED_P99_S = 2.5 * SERVICE_S    # 80 clients on 40 threads wait at least a round
 
 
@@ -188,15 +188,19 @@ def test_executor_saturated(cfg, tmpdir):
     return "truth: waited %.2f s; report: %s; advice max_workers" % (waited_s, pool_line(pool))
 
 
-@test("real_pool_fastapi_healthy")
-def test_fastapi_healthy(cfg, tmpdir):
-    proc, lat, wall = serve_and_load(cfg, tmpdir, "py_fastapi_def.py", 8, 20)
+def healthy_server(cfg, tmpdir, script, clients, requests_each, kind, max_threads):
+    proc, lat, _ = serve_and_load(cfg, tmpdir, script, clients, requests_each)
     p99 = quantile(lat, 0.99)
     expect(p99 <= HEALTHY_P99_S, "client p99 %.0f ms is not the service time: a loaded machine, retry"
            % (p99 * 1e3), proc)
-    pool = the_pool(proc, "anyio")
-    healthy(cfg, proc, pool, 40)
-    return "truth: 8 clients, p99 %.0f ms; report: %s" % (p99 * 1e3, pool_line(pool))
+    pool = the_pool(proc, kind)
+    healthy(cfg, proc, pool, max_threads)
+    return "truth: %d clients, p99 %.0f ms; report: %s" % (clients, p99 * 1e3, pool_line(pool))
+
+
+@test("real_pool_fastapi_healthy")
+def test_fastapi_healthy(cfg, tmpdir):
+    return healthy_server(cfg, tmpdir, "py_fastapi_def.py", 8, 20, "anyio", 40)
 
 
 @test("real_pool_fastapi_saturated")
@@ -226,10 +230,4 @@ def test_fastapi_saturated(cfg, tmpdir):
 
 @test("real_pool_twisted_healthy")
 def test_twisted_healthy(cfg, tmpdir):
-    proc, lat, wall = serve_and_load(cfg, tmpdir, "py_twisted_threads.py", 5, 30)
-    p99 = quantile(lat, 0.99)
-    expect(p99 <= HEALTHY_P99_S, "client p99 %.0f ms is not the service time: a loaded machine, retry"
-           % (p99 * 1e3), proc)
-    pool = the_pool(proc, "twisted")
-    healthy(cfg, proc, pool, 10)
-    return "truth: 5 clients, p99 %.0f ms; report: %s" % (p99 * 1e3, pool_line(pool))
+    return healthy_server(cfg, tmpdir, "py_twisted_threads.py", 5, 30, "twisted", 10)
