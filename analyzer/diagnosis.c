@@ -161,15 +161,31 @@ static int diagnose_loop(struct m_process *p, bool starved)
 }
 
 /* The knob that adds workers, by runtime. */
-static const char *more_workers(const struct m_process *p)
+/* The knob that gives the pool more threads, named as its users know it. */
+static const char *more_workers(const struct m_process *p, const struct m_pool *pool, char *buf, size_t len)
 {
     const char *exe = frames_basename(p->exe);
+    char now[48] = "";
 
-    if (exe && strncmp(exe, "python", 6) == 0)
-        return "raise the executor's max_workers";
-    if (exe && strncmp(exe, "node", 4) == 0)
-        return "raise UV_THREADPOOL_SIZE";
-    return "add workers";
+    if (pool->max_threads)
+        snprintf(now, sizeof(now), " (%u now)", pool->max_threads);
+    if (strcmp(pool->kind, "cpython-executor") == 0)
+        snprintf(buf, len, "raise the executor's max_workers%s", now);
+    else if (strcmp(pool->kind, "anyio") == 0)
+        snprintf(buf, len, "raise the total_tokens of anyio's CapacityLimiter, which FastAPI and Starlette run "
+                 "`def` endpoints under (anyio.to_thread.current_default_thread_limiter().total_tokens%s)",
+                 pool->max_threads ? now + 1 : "");
+    else if (strcmp(pool->kind, "twisted") == 0)
+        snprintf(buf, len, "raise the reactor's thread pool size with reactor.suggestThreadPoolSize%s", now);
+    else if (strcmp(pool->kind, "libuv") == 0)
+        snprintf(buf, len, "raise UV_THREADPOOL_SIZE%s", now);
+    else if (strcmp(pool->kind, "v8-platform") == 0)
+        snprintf(buf, len, "raise node's --v8-pool-size%s", now);
+    else if (exe && strncmp(exe, "python", 6) == 0)
+        snprintf(buf, len, "give the pool more threads (max_workers, if it is a ThreadPoolExecutor)");
+    else
+        snprintf(buf, len, "add workers");
+    return buf;
 }
 
 /* The busiest loop thread's idle share, or -1 without a loop thread. */
@@ -188,7 +204,7 @@ static double loop_idle(const struct m_process *p)
  * share of the recording. */
 static int diagnose_pool(struct m_process *p, const struct m_pool *pool)
 {
-    char sat[32], dur[32], longest[32], who[96], idle[96] = "", busy[900], where[600];
+    char sat[32], dur[32], longest[32], who[96], idle[96] = "", busy[900], where[600], knob[300];
     double idle_share = loop_idle(p);
 
     if (pool->nsaturations == 0 ||
@@ -211,14 +227,21 @@ static int diagnose_pool(struct m_process *p, const struct m_pool *pool)
         snprintf(busy, sizeof(busy), "%.0f%% of the workers' time %s was in %s%s%s; %s or make that call "
                  "non-blocking", pool->top_share * 100,
                  pool->shares_of_saturation ? "while it was saturated" : "busy", b->call ? b->call : "a wait",
-                 where[0] ? " called from " : "", where, more_workers(p));
+                 where[0] ? " called from " : "", where, more_workers(p, pool, knob, sizeof(knob)));
     } else {
         snprintf(busy, sizeof(busy), "The workers were busy outside any wrapped call (CPU-bound work): "
-                 "%s only up to the number of cores, else make the work cheaper", more_workers(p));
+                 "%s only up to the number of cores, else make the work cheaper",
+                 more_workers(p, pool, knob, sizeof(knob)));
     }
+    const char *what = strcmp(pool->kind, "cpython-executor") == 0 ? "ThreadPoolExecutor"
+                       : strcmp(pool->kind, "anyio") == 0          ? "anyio thread pool"
+                       : strcmp(pool->kind, "twisted") == 0        ? "Twisted thread pool"
+                       : strcmp(pool->kind, "libuv") == 0          ? "libuv thread pool"
+                       : strcmp(pool->kind, "v8-platform") == 0    ? "pool of V8 platform workers"
+                                                                   : "thread pool";
     return add(p, "thread_pool_exhaustion", pool->saturated_s * 1e3,
-               "The thread pool of %s was saturated for %s of %s (longest span %s)%s: work queued behind "
-               "busy workers. %s.", who, sat, dur, longest, idle, busy);
+               "The %s of %s was saturated for %s of %s (longest span %s)%s: work queued behind "
+               "busy workers. %s.", what, who, sat, dur, longest, idle, busy);
 }
 
 /* lock_contention: the culprit lock with the longest total wait (locks.c

@@ -736,7 +736,8 @@ struct m_process *model_build(const struct dump *d, const struct model_options *
     if (build_threads(p, d) < 0 ||
         build_stalls(p, d, opt ? opt->threshold_ms : -1, idx, nidx) < 0 ||
         build_slow_calls(p, d) < 0 || build_sites(p) < 0 || model_build_lock_waits(p, d) < 0 ||
-        model_build_pools(p, d) < 0 || model_build_queues(p, d) < 0 || model_build_locks(p, d) < 0 ||
+        model_build_pools(p, d) < 0 || model_build_queues(p, d) < 0 || model_judge_pools(p, d) < 0 ||
+        model_build_locks(p, d) < 0 ||
         model_build_diagnosis(p) < 0)
         goto fail;
     if (py_namer_unsupported(p->py))

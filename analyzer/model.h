@@ -114,7 +114,9 @@ struct m_task_wait {
 
 /* A queue named through the annotation API (annotate.h, the Python hook). */
 struct m_queue {
-    char name[ST_QUEUE_NAME_MAX + 1];
+    char name[ST_QUEUE_NAME_MAX + 1]; /* without the hook's "#kind:max" suffix */
+    const char *pool_kind;         /* from that suffix ("anyio", ...), or NULL */
+    uint32_t max_threads;          /* from that suffix; 0: unknown */
     uint32_t slot;                 /* in the dump's queue table */
     int pool;                      /* id of the pool whose workers started its tasks, or -1 */
     uint64_t submitted, started, finished, discarded, unmatched, long_waits;
@@ -137,7 +139,14 @@ struct m_pool {
     struct m_dist queue_wait, run;
     uint64_t *objects;             /* its work queues: several when each worker parks on its own */
     size_t nobjects;
-    const char *kind;              /* "cond" or "sem" */
+    const char *object_kind;       /* of its work queue: "cond" or "sem" */
+    const char *kind;              /* what it is: "cpython-executor", "anyio", "twisted",
+                                    * "libuv", "v8-platform", "python", "c" */
+    uint32_t max_threads;          /* the most threads it may start; 0: unknown */
+    /* Why its spans count as saturation: "queue_wait" (tasks waited a
+     * threshold or more), "fixed_size" (all busy and it never starts more
+     * threads), "largest_size" (all busy after it stopped growing). */
+    const char *saturation_basis;
     uint32_t *tids;                /* its workers, by thread table order */
     size_t nthreads;
     size_t added_by_routine;       /* workers never seen idle, joined by start routine */

@@ -28,6 +28,11 @@ bool model_is_pool_object(const struct m_process *p, uint64_t addr);
 /* queues.c: annotated task queues, matched to the pools that ran them
  * (after the pools). */
 int model_build_queues(struct m_process *p, const struct dump *d);
+
+/* pools.c, after the queues: what each pool is (its queues' word, else its
+ * threads' start routine) and which of its all-busy spans are saturation
+ * (work waited), then what its workers were busy in. */
+int model_judge_pools(struct m_process *p, const struct dump *d);
 void model_free_queues(struct m_process *p);
 
 /* diagnosis.c: one sentence per culprit, the worst first. */

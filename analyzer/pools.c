@@ -339,12 +339,36 @@ static int intersect(const struct m_span *a, size_t na, const struct m_span *b, 
     return 0;
 }
 
+/* A parked worker not started yet is no idle worker: its queue counts as
+ * busy until then, so a pool that grows later (anyio now and then starts a
+ * 41st thread) keeps the saturation it had before. *born_s: its start. */
+static int add_unborn(const struct dump *d, const struct st_object *o, struct m_span **spans, size_t *n,
+                      double *born_s)
+{
+    uint64_t born = UINT64_MAX;
+
+    for (uint32_t i = 0; i < d->nthreads; i++)
+        if (bit_set(o->member_bits, d->thread_slots[i]) && d->threads[i].created_ns < born)
+            born = d->threads[i].created_ns;
+    *born_s = born == UINT64_MAX ? 0 : (double)born / 1e9;
+    if (born == UINT64_MAX || born == 0)
+        return 0;
+    struct m_span s = {.start_s = 0, .duration_ms = (double)born / 1e6};
+    if (push_span(spans, n, &s) < 0)
+        return -1;
+    qsort(*spans, *n, sizeof(**spans), cmp_span);
+    return 0;
+}
+
 static int pool_saturation(struct m_process *p, const struct dump *d, const struct draft *dr,
                            struct m_pool *pool)
 {
     size_t i;
+    double born_s, first_born_s;
 
     if (object_spans(p, d, dr->objs[0], &pool->saturations, &pool->nsaturations) < 0)
+        return -1;
+    if (dr->nobjs > 1 && add_unborn(d, dr->objs[0], &pool->saturations, &pool->nsaturations, &first_born_s) < 0)
         return -1;
     if (dr->nobjs == 1) {
         const struct st_object *o = dr->objs[0];
@@ -360,6 +384,11 @@ static int pool_saturation(struct m_process *p, const struct dump *d, const stru
             size_t nother, nboth;
             if (object_spans(p, d, dr->objs[i], &other, &nother) < 0)
                 return -1;
+            if (add_unborn(d, dr->objs[i], &other, &nother, &born_s) < 0) {
+                free(other);
+                return -1;
+            }
+            first_born_s = born_s < first_born_s ? born_s : first_born_s;
             int rc = intersect(pool->saturations, pool->nsaturations, other, nother, &both, &nboth);
             free(other);
             free(pool->saturations);
@@ -371,6 +400,11 @@ static int pool_saturation(struct m_process *p, const struct dump *d, const stru
         size_t kept = 0;
         for (i = 0; i < pool->nsaturations; i++) {
             struct m_span *s = &pool->saturations[i];
+            double end_s = s->start_s + s->duration_ms / 1e3;
+            if (s->start_s < first_born_s) {      /* before any worker existed */
+                s->start_s = first_born_s;
+                s->duration_ms = end_s > first_born_s ? (end_s - first_born_s) * 1e3 : 0;
+            }
             if (s->duration_ms * 1e6 < (double)d->hdr.threshold_ns)
                 continue;
             s->members = (uint32_t)dr->nobjs;
@@ -603,7 +637,7 @@ int model_build_pools(struct m_process *p, const struct dump *d)
         struct m_pool *pool = &p->pools[p->npools++];
 
         pool->id = (int)i;
-        pool->kind = model_object_kind(dr->objs[0]->kind);
+        pool->object_kind = model_object_kind(dr->objs[0]->kind);
         pool->objects = calloc(dr->nobjs, sizeof(*pool->objects));
         pool->tids = calloc(dr->nthreads, sizeof(*pool->tids));
         if (!pool->objects || !pool->tids)
@@ -624,15 +658,286 @@ int model_build_pools(struct m_process *p, const struct dump *d)
         if (pool_saturation(p, d, dr, pool) < 0)
             goto fail;
     }
-    /* busy_in leaves out waits on any pool's queue: all pools first. */
-    for (i = 0; i < p->npools; i++)
-        if (pool_busy_in(p, &p->pools[i]) < 0)
-            goto fail;
     free_drafts(drafts, n);
     return 0;
 fail:
     free_drafts(drafts, n);
     return -1;
+}
+
+/* ---- What a pool is, and whether work waited for it ----------------------- */
+
+static const struct st_thread *first_worker(const struct dump *d, const struct m_pool *pool)
+{
+    for (uint32_t i = 0; i < d->nthreads; i++)
+        if (d->threads[i].tid == pool->tids[0])
+            return &d->threads[i];
+    return NULL;
+}
+
+/* Without the Python hook's word, the start routine of its threads: libuv's
+ * `worker` (threadpool.c), V8's platform workers in node, CPython's
+ * thread_run, or a C program's own. */
+static const char *kind_from_routine(struct m_process *p, const struct st_thread *t)
+{
+    const struct sym_frame *f = t && t->start_routine ? sym_lookup(p->sym, t->start_routine, true, t->created_ns)
+                                                      : NULL;
+    const char *fn = f && f->function ? f->function : "", *mod = f && f->module ? f->module : "";
+
+    if (strncmp(mod, "libuv", 5) == 0 ||
+        (strcmp(fn, "worker") == 0 && (strcmp(mod, "node") == 0 || strncmp(mod, "libnode", 7) == 0)))
+        return "libuv";
+    if (strstr(fn, "PlatformWorkerThread"))
+        return "v8-platform";
+    if (strncmp(mod, "libpython", 9) == 0 || strncmp(mod, "python", 6) == 0)
+        return "python";
+    return "c";
+}
+
+/* Started all at once and never more: the pool is at its maximum whenever
+ * every thread it has is busy. */
+static bool fixed_size(const struct dump *d, const struct m_pool *pool, uint64_t *last_born)
+{
+    uint64_t lo = UINT64_MAX, hi = 0;
+
+    for (uint32_t i = 0; i < d->nthreads; i++)
+        for (size_t j = 0; j < pool->nthreads; j++)
+            if (d->threads[i].tid == pool->tids[j]) {
+                lo = d->threads[i].created_ns < lo ? d->threads[i].created_ns : lo;
+                hi = d->threads[i].created_ns > hi ? d->threads[i].created_ns : hi;
+            }
+    *last_born = hi;
+    return lo == UINT64_MAX || hi - lo <= SAME_BATCH_NS;
+}
+
+/* Adds [s, s + ms) to the sorted, disjoint spans, merging what it meets. */
+static int add_union(struct m_span **spans, size_t *n, double s, double ms)
+{
+    double e = s + ms / 1e3;
+    size_t i = 0, j;
+
+    while (i < *n && (*spans)[i].start_s + (*spans)[i].duration_ms / 1e3 < s)
+        i++;
+    for (j = i; j < *n && (*spans)[j].start_s <= e; j++) {
+        double je = (*spans)[j].start_s + (*spans)[j].duration_ms / 1e3;
+        s = (*spans)[j].start_s < s ? (*spans)[j].start_s : s;
+        e = je > e ? je : e;
+    }
+    struct m_span x = {.start_s = s, .duration_ms = (e - s) * 1e3};
+    if (j == i) {
+        if (push_span(spans, n, &x) < 0)
+            return -1;
+        memmove(&(*spans)[i + 1], &(*spans)[i], (*n - 1 - i) * sizeof(**spans));
+    } else {
+        memmove(&(*spans)[i + 1], &(*spans)[j], (*n - j) * sizeof(**spans));
+        *n -= j - i - 1;
+    }
+    (*spans)[i] = x;
+    return 0;
+}
+
+/* Takes [s, e) out of the sorted, disjoint spans. */
+static int cut_out(struct m_span **spans, size_t *n, double s, double e)
+{
+    struct m_span *out = NULL;
+    size_t nout = 0;
+
+    for (size_t i = 0; i < *n; i++) {
+        struct m_span a = (*spans)[i], b;
+        double ae = a.start_s + a.duration_ms / 1e3;
+        if (ae <= s || a.start_s >= e) {
+            if (push_span(&out, &nout, &a) < 0)
+                goto fail;
+            continue;
+        }
+        b = a;
+        if (a.start_s < s) {
+            a.duration_ms = (s - a.start_s) * 1e3;
+            if (push_span(&out, &nout, &a) < 0)
+                goto fail;
+        }
+        if (ae > e) {
+            b.start_s = e;
+            b.duration_ms = (ae - e) * 1e3;
+            if (push_span(&out, &nout, &b) < 0)
+                goto fail;
+        }
+    }
+    free(*spans);
+    *spans = out;
+    *n = nout;
+    return 0;
+fail:
+    free(out);
+    return -1;
+}
+
+/* Saturation from the queue: the times some task waited a threshold or
+ * more for a worker (it found none idle and none was started for it).
+ * anyio hands a task to its thread from the event loop, so a wait that a
+ * stalled loop caused is the loop's, not the pool's. */
+static int spans_from_queue_waits(const struct m_process *p, const struct dump *d, struct m_pool *pool)
+{
+    struct m_span *spans = NULL;
+    size_t n = 0, i, j;
+    bool lost = false;
+
+    for (i = 0; i < pool->nqueues; i++) {
+        const struct m_queue *q = &p->queues[pool->queues[i]];
+        lost |= !q->long_complete;
+        for (j = 0; j < q->nlong; j++)
+            if (add_union(&spans, &n, q->longs[j].submit_s, q->longs[j].wait_ms) < 0)
+                goto fail;
+        lost |= !p->complete && q->waiting > 0;
+    }
+    /* Waits whose records were lost, or tasks still waiting when a killed
+     * process stopped: the recorder's all-busy spans stand in for them. */
+    for (i = 0; lost && i < pool->nsaturations; i++)
+        if (add_union(&spans, &n, pool->saturations[i].start_s, pool->saturations[i].duration_ms) < 0)
+            goto fail;
+    if (pool->kind && strcmp(pool->kind, "anyio") == 0)
+        for (i = 0; i < p->nstalls; i++)
+            if (cut_out(&spans, &n, p->stalls[i].start_s, p->stalls[i].start_s + p->stalls[i].duration_ms / 1e3) < 0)
+                goto fail;
+    size_t kept = 0;
+    for (i = 0; i < n; i++) {
+        if (spans[i].duration_ms * 1e6 < (double)d->hdr.threshold_ns)
+            continue;
+        spans[i].members = (uint32_t)pool->nthreads;
+        spans[kept++] = spans[i];
+    }
+    free(pool->saturations);
+    pool->saturations = spans;
+    pool->nsaturations = kept;
+    pool->saturated_s = 0;
+    for (i = 0; i < kept; i++)
+        pool->saturated_s += spans[i].duration_ms / 1e3;
+    return 0;
+fail:
+    free(spans);
+    return -1;
+}
+
+/* A pool that grew during the recording was starting threads for its work:
+ * only once it stopped growing can all-busy mean work waited. */
+static void keep_spans_after(const struct dump *d, struct m_pool *pool, double after_s)
+{
+    size_t kept = 0;
+
+    pool->saturated_s = 0;
+    for (size_t i = 0; i < pool->nsaturations; i++) {
+        struct m_span s = pool->saturations[i];
+        double e = s.start_s + s.duration_ms / 1e3;
+        if (s.start_s < after_s) {
+            s.start_s = after_s;
+            s.duration_ms = e > after_s ? (e - after_s) * 1e3 : 0;
+        }
+        if (s.duration_ms * 1e6 < (double)d->hdr.threshold_ns)
+            continue;
+        pool->saturations[kept++] = s;
+        pool->saturated_s += s.duration_ms / 1e3;
+    }
+    pool->nsaturations = kept;
+}
+
+/* A pool whose workers never once waited for work (ThreadPoolExecutor(4)
+ * given 10 tasks at once takes each next task straight from its queue) has
+ * no work queue object to be found by; the hook's queue still names its
+ * threads, what it is, and how long its tasks waited. */
+static int add_queue_pools(struct m_process *p, const struct dump *d)
+{
+    for (size_t i = 0; i < p->nqueues; i++) {
+        struct m_queue *q = &p->queues[i];
+        if (q->pool >= 0 || !q->pool_kind || q->nworkers == 0)
+            continue;
+        struct m_pool *more = realloc(p->pools, (p->npools + 1) * sizeof(*more));
+        if (!more)
+            return -1;
+        p->pools = more;
+        struct m_pool *pool = &p->pools[p->npools];
+        memset(pool, 0, sizeof(*pool));
+        pool->id = (int)p->npools;
+        pool->tids = calloc(q->nworkers, sizeof(*pool->tids));
+        pool->queues = calloc(1, sizeof(*pool->queues));
+        if (!pool->tids || !pool->queues) {
+            free(pool->tids);
+            free(pool->queues);
+            return -1;
+        }
+        p->npools++;
+        pool->object_kind = "none";
+        pool->queues[pool->nqueues++] = i;
+        pool->queue_wait = q->wait;
+        pool->run = q->run;
+        q->pool = pool->id;
+        for (uint32_t t = 0; t < d->nthreads; t++)
+            for (size_t w = 0; w < q->nworkers; w++)
+                if (d->threads[t].tid == q->workers[w] && !(d->threads[t].flags & ST_THREAD_LOOP) &&
+                    p->threads[t].pool < 0) {
+                    pool->tids[pool->nthreads++] = q->workers[w];
+                    p->threads[t].pool = pool->id;
+                }
+        /* Its threads never idled on a queue object: busy all their lives. */
+        struct draft dr = {.threads = calloc(pool->nthreads ? pool->nthreads : 1, sizeof(size_t))};
+        if (!dr.threads)
+            return -1;
+        for (uint32_t t = 0; t < d->nthreads; t++)
+            if (p->threads[t].pool == pool->id)
+                dr.threads[dr.nthreads++] = t;
+        pool_busy(d, &dr, pool);
+        free(dr.threads);
+    }
+    return 0;
+}
+
+int model_judge_pools(struct m_process *p, const struct dump *d)
+{
+    if (add_queue_pools(p, d) < 0)
+        return -1;
+    for (size_t i = 0; i < p->npools; i++) {
+        struct m_pool *pool = &p->pools[i];
+        const struct st_thread *first = first_worker(d, pool);
+        bool queued = false;
+        uint64_t last_born;
+
+        pool->kind = NULL;
+        for (size_t j = 0; j < pool->nqueues; j++) {
+            const struct m_queue *q = &p->queues[pool->queues[j]];
+            queued |= q->submitted > 0 && q->started > 0;
+            if (!pool->kind && q->pool_kind) {
+                pool->kind = q->pool_kind;
+                pool->max_threads = q->max_threads;
+            }
+        }
+        if (!pool->kind)
+            pool->kind = kind_from_routine(p, first);
+        bool fixed = fixed_size(d, pool, &last_born);
+        /* libuv starts UV_THREADPOOL_SIZE threads at its first use, V8 its
+         * platform workers at start-up: the threads it has are its maximum. */
+        if (!pool->max_threads && (strcmp(pool->kind, "libuv") == 0 || strcmp(pool->kind, "v8-platform") == 0))
+            pool->max_threads = (uint32_t)pool->nthreads;
+        if (queued) {
+            pool->saturation_basis = "queue_wait";
+            if (spans_from_queue_waits(p, d, pool) < 0)
+                return -1;
+        } else if (fixed || (pool->max_threads && pool->nthreads >= pool->max_threads)) {
+            pool->saturation_basis = "fixed_size";
+        } else {
+            pool->saturation_basis = "largest_size";
+            keep_spans_after(d, pool, (double)last_born / 1e9);
+        }
+        pool->spans_s = pool->longest_ms = 0;
+        for (size_t j = 0; j < pool->nsaturations; j++) {
+            pool->spans_s += pool->saturations[j].duration_ms / 1e3;
+            if (pool->saturations[j].duration_ms > pool->longest_ms)
+                pool->longest_ms = pool->saturations[j].duration_ms;
+        }
+    }
+    /* busy_in leaves out waits on any pool's queue: all pools first. */
+    for (size_t i = 0; i < p->npools; i++)
+        if (pool_busy_in(p, &p->pools[i]) < 0)
+            return -1;
+    return 0;
 }
 
 void model_free_pools(struct m_process *p)

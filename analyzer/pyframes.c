@@ -115,6 +115,10 @@ const struct sym_frame *py_namer_frame(struct py_namer *nm, const struct dump_py
         f->file = info->filename[0] ? info->filename : NULL;
         if (!f->function)
             f->note = "code object without a name";
+        /* stalltrace's own start-up hook wraps the pools' tasks: its
+         * frames are the recorder's, never the place that blocked. */
+        if (f->file && strstr(f->file, "stalltrace_hook/sitecustomize.py"))
+            f->hidden = true;
     } else {
         f->note = "code object not described in the dump (its record was overwritten)";
     }
@@ -143,7 +147,8 @@ static int place_run(struct py_namer *nm, const struct dump_stack *ds, size_t *n
         const struct sym_frame *f = py_namer_frame(nm, pf);
         if (!f)
             return -1;
-        out[(*k)++] = f;
+        if (!f->hidden)
+            out[(*k)++] = f;
         if (!whole && (pf->flags & ST_PYFRAME_ENTRY))
             break;
     }

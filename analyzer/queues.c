@@ -161,6 +161,33 @@ static void merged(const struct m_process *p, const struct dump *d, const size_t
     free(exact);
 }
 
+/* The Python hook names its queues "label#kind:max" (sitecustomize.py):
+ * what the pool is and the most threads it may start. Strips the suffix
+ * from q->name when it is one of those. */
+static void take_pool_suffix(struct m_queue *q)
+{
+    static const char *const kinds[] = {"cpython-executor", "anyio", "twisted"};
+    char *hash = strrchr(q->name, '#');
+    char *colon = hash ? strchr(hash, ':') : NULL;
+
+    if (!hash || !colon)
+        return;
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+        if ((size_t)(colon - hash - 1) != strlen(kinds[k]) || strncmp(hash + 1, kinds[k], strlen(kinds[k])) != 0)
+            continue;
+        unsigned long most = 0;
+        const char *c = colon + 1;
+        for (; *c >= '0' && *c <= '9' && most < 1000000; c++)
+            most = most * 10 + (unsigned long)(*c - '0');
+        if (*c != '\0')
+            return;
+        q->pool_kind = kinds[k];
+        q->max_threads = (uint32_t)most;
+        *hash = '\0';
+        return;
+    }
+}
+
 int model_build_queues(struct m_process *p, const struct dump *d)
 {
     p->queues = calloc(d->nqueues ? d->nqueues : 1, sizeof(*p->queues));
@@ -172,6 +199,7 @@ int model_build_queues(struct m_process *p, const struct dump *d)
 
         memcpy(q->name, raw->name, ST_QUEUE_NAME_MAX);
         q->name[ST_QUEUE_NAME_MAX] = '\0';
+        take_pool_suffix(q);
         q->slot = d->queue_slots[i];
         q->pool = -1;
         q->submitted = raw->submitted;

@@ -250,14 +250,17 @@ static json_t *pool_json(const struct m_process *p, const struct m_pool *pool)
     for (i = 0; i < pool->nthreads; i++)
         json_array_append_new(a, json_integer(pool->tids[i]));
     json_object_set_new(o, "tids", a);
-    json_object_set_new(o, "object", hex(pool->objects[0]));
+    json_object_set_new(o, "object", pool->nobjects ? hex(pool->objects[0]) : json_null());
     if (pool->nobjects > 1) {
         a = json_array();
         for (i = 0; i < pool->nobjects; i++)
             json_array_append_new(a, hex(pool->objects[i]));
         json_object_set_new(o, "objects", a);
     }
-    json_object_set_new(o, "kind", json_string(pool->kind));
+    json_object_set_new(o, "kind", str_or_null(pool->kind));
+    json_object_set_new(o, "max_threads", pool->max_threads ? json_integer(pool->max_threads) : json_null());
+    json_object_set_new(o, "object_kind", json_string(pool->object_kind));
+    json_object_set_new(o, "saturation_basis", str_or_null(pool->saturation_basis));
     json_object_set_new(o, "busy_ratio", real(pool->busy_ratio, 1e4));
     json_object_set_new(o, "saturated_s", real(pool->saturated_s, 1e6));
     json_object_set_new(o, "longest_saturation_ms", real(pool->longest_ms, 1e3));

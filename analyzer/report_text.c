@@ -197,21 +197,33 @@ static void pools_text(FILE *out, const struct m_process *p, const struct text_l
     for (i = 0; i < p->npools; i++) {
         const struct m_pool *pool = &p->pools[i];
         tid_list(tids, sizeof(tids), pool->tids, pool->nthreads);
-        snprintf(buf, sizeof(buf), "  pool %d: %zu worker%s (thread%s %s), busy %.0f%% of their time",
-                 pool->id, pool->nthreads, pool->nthreads == 1 ? "" : "s", pool->nthreads == 1 ? "" : "s",
+        char what[64];
+        if (pool->max_threads)
+            snprintf(what, sizeof(what), " (%s, up to %u threads)", pool->kind, pool->max_threads);
+        else
+            snprintf(what, sizeof(what), " (%s)", pool->kind);
+        snprintf(buf, sizeof(buf), "  pool %d%s: %zu worker%s (thread%s %s), busy %.0f%% of their time",
+                 pool->id, what, pool->nthreads, pool->nthreads == 1 ? "" : "s", pool->nthreads == 1 ? "" : "s",
                  tids, pool->busy_ratio * 100);
         line_fit(out, buf);
-        fprintf(out, "    idle workers wait on the %s 0x%llx%s\n", pool->kind,
-                (unsigned long long)pool->objects[0],
-                pool->nobjects > 1 ? " and others (each worker parks on its own)" : "");
+        if (pool->nobjects)
+            fprintf(out, "    idle workers wait on the %s 0x%llx%s\n", pool->object_kind,
+                    (unsigned long long)pool->objects[0],
+                    pool->nobjects > 1 ? " and others (each worker parks on its own)" : "");
+        else
+            fprintf(out, "    its workers never waited for work: known from its task queue\n");
         model_fmt_ms(a, sizeof(a), pool->saturated_s * 1e3);
         model_fmt_ms(b, sizeof(b), p->threshold_ms);
-        if (pool->nsaturations == 0) {
+        if (pool->nsaturations == 0 && strcmp(pool->saturation_basis, "fixed_size") != 0) {
+            fprintf(out, "    never saturated: no task waited %s or more for a worker%s\n", b,
+                    strcmp(pool->saturation_basis, "queue_wait") == 0 ? "" : " once it stopped growing");
+        } else if (pool->nsaturations == 0) {
             fprintf(out, "    never saturated for %s or more (all workers busy for %s in all, in shorter "
                          "spans)\n", b, a);
         } else {
             model_fmt_ms(c, sizeof(c), pool->longest_ms);
-            fprintf(out, "    saturated %s in all: %zu span%s of %s or more, the longest %s\n", a,
+            fprintf(out, "    saturated %s in all%s: %zu span%s of %s or more, the longest %s\n", a,
+                    strcmp(pool->saturation_basis, "queue_wait") == 0 ? " (tasks waited for a worker)" : "",
                     pool->nsaturations, pool->nsaturations == 1 ? "" : "s", b, c);
             for (j = 0; j < pool->nsaturations && j < 5; j++) {
                 const struct m_span *s = &pool->saturations[j];
@@ -228,8 +240,10 @@ static void pools_text(FILE *out, const struct m_process *p, const struct text_l
         if (pool->nbusy > 0 && pool->wrapped_share >= 0.5) {
             const struct m_busy *top = &pool->busy_in[0];
             frames_where(&top->stack, where, sizeof(where));
+            size_t busy_at_once = pool->max_threads && pool->max_threads < pool->nthreads ? pool->max_threads
+                                                                                          : pool->nthreads;
             snprintf(buf, sizeof(buf), "    %zu/%zu workers busy for %s, %.0f%% of it in %s%s%s",
-                     pool->nthreads, pool->nthreads, a, pool->top_share * 100, top->call ? top->call : "a wait",
+                     busy_at_once, pool->nthreads, a, pool->top_share * 100, top->call ? top->call : "a wait",
                      where[0] ? " called from " : "", where);
             if (!pool->shares_of_saturation)
                 snprintf(buf, sizeof(buf), "    %.0f%% of the workers' busy time (%s) was in %s%s%s",

@@ -1,4 +1,4 @@
-"""stalltrace's CPython start-up hook: times ThreadPoolExecutor queues.
+"""stalltrace's CPython start-up hook: times the queues of Python thread pools.
 
 `stalltrace run` puts this directory first on PYTHONPATH (unless given
 --no-python-hook), so CPython imports this module at start-up as
@@ -15,20 +15,35 @@
    is queued), started and finished (or discarded when it was cancelled
    before it started) through the annotation API (include/stalltrace/
    annotate.h).  loop.run_in_executor and asyncio.to_thread go through
-   submit, so they are covered.
+   submit, so they are covered.  The same is done, when the program imports
+   them, for anyio's worker threads (anyio.to_thread.run_sync, which is how
+   FastAPI and Starlette run `def` endpoints: a task is submitted when it
+   starts waiting for the CapacityLimiter) and for Twisted's thread pools
+   (ThreadPool.callInThreadWithCallback, behind deferToThread).
 
 The queue is named after the executor's thread_name_prefix (by default
-"ThreadPoolExecutor-N"; "asyncio" for an event loop's default executor); the
-task id is the id() of its work item.  Return values, exceptions and their
-tracebacks, cancellation, thread names and the order of everything are those
-of the unpatched code: the wrappers only add the marks around it.
+"ThreadPoolExecutor-N"; "asyncio" for an event loop's default executor),
+"anyio", or the Twisted pool's name, followed by "#KIND:MAX": what the pool
+is and the most threads it may start (max_workers, the limiter's
+total_tokens, the Twisted pool's max), which the report turns into
+pools[].kind and max_threads and strips from the name.  Saturation needs
+that maximum and the queue waits: these pools start threads on demand, so
+all of their threads busy is not all of them they may have.
+
+The task id is the id() of an executor's work item, a counter's value
+elsewhere.  Return values, exceptions, cancellation, thread names and the
+order of everything are those of the unpatched code: the wrappers only add
+the marks around it (an exception's traceback from an anyio or Twisted task
+has one more frame, the wrapper's).
 """
 
+import itertools
 import os
 import sys
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_TARGET = "concurrent.futures.thread"
+_NAME_MAX = 47             # bytes of a queue name the recorder keeps
+_task_ids = itertools.count(1)   # next() is atomic under the GIL
 
 
 def _marks():
@@ -50,7 +65,35 @@ def _marks():
     return fns
 
 
-def _patch(module, marks):
+def _queue_name(label, kind, max_threads):
+    """b"label#kind:max", the label cut so that the suffix always fits."""
+    suffix = "#%s:%s" % (kind, max_threads if isinstance(max_threads, int) and max_threads > 0 else "")
+    room = _NAME_MAX - len(suffix)
+    return label.encode("utf-8", "replace")[:room] + suffix.encode("ascii")
+
+
+def _same_face(new, old):
+    new.__name__, new.__qualname__, new.__doc__ = old.__name__, old.__qualname__, old.__doc__
+    new.__module__, new.__wrapped__, new._stalltrace = old.__module__, old, True
+
+
+def _marked_call(marks, queue, key, func, ran=None):
+    """func, marking the task started and finished around it (in the worker);
+    appends to `ran` when it starts."""
+    _, started, finished, _ = marks
+
+    def stalltrace_task(*args, **kwargs):
+        if ran is not None:
+            ran.append(True)
+        started(queue, key)
+        try:
+            return func(*args, **kwargs)
+        finally:
+            finished(queue, key)
+    return stalltrace_task
+
+
+def _patch_executor(module, marks):
     submitted, started, finished, discarded = marks
     executor, work_item = module.ThreadPoolExecutor, module._WorkItem
     if getattr(executor.submit, "_stalltrace", False):
@@ -62,9 +105,10 @@ def _patch(module, marks):
 
     def queue_name(ex):
         prefix = getattr(ex, "_thread_name_prefix", None) or "ThreadPoolExecutor"
-        name = names.get(prefix)
+        most = getattr(ex, "_max_workers", None)
+        name = names.get((prefix, most))
         if name is None:
-            name = names[prefix] = prefix.encode("utf-8", "replace")[:47]
+            name = names[(prefix, most)] = _queue_name(prefix, "cpython-executor", most)
         return name
 
     # *args: 3.8's submit takes (*args, **kwargs), later ones (self, fn, /, ...).
@@ -106,22 +150,84 @@ def _patch(module, marks):
                 mark(queue, key)
 
     for new, old in ((submit, orig_submit), (__init__, orig_init), (run, orig_run)):
-        new.__name__, new.__qualname__, new.__doc__ = old.__name__, old.__qualname__, old.__doc__
-        new.__module__, new.__wrapped__, new._stalltrace = old.__module__, old, True
+        _same_face(new, old)
     executor.submit, work_item.__init__, work_item.run = submit, __init__, run
 
 
-class _Finder:
-    """Patches concurrent.futures.thread right after the program imports it."""
+def _patch_anyio(module, marks):
+    """anyio's asyncio backend: a task waits first for a token of its
+    CapacityLimiter (40 by default), then for its worker thread."""
+    submitted, _, _, discarded = marks
+    backend = getattr(module, "AsyncIOBackend", None)     # anyio 4: a class
+    owner = backend if backend is not None else module
+    orig = getattr(owner, "run_sync_in_worker_thread")
+    if getattr(orig, "_stalltrace", False):
+        return
+    default_limiter = owner.current_default_thread_limiter
 
-    def __init__(self, marks):
+    async def run_sync_in_worker_thread(func, *args, **kwargs):
+        limiter = kwargs.get("limiter") or default_limiter()
+        total = getattr(limiter, "total_tokens", None)
+        queue = _queue_name("anyio", "anyio", total if isinstance(total, int) else None)
+        key = next(_task_ids)
+        ran = []
+        task = _marked_call(marks, queue, key, func, ran)
+        submitted(queue, key)
+        try:
+            return await orig(task, *args, **kwargs)
+        finally:
+            if not ran:
+                discarded(queue, key)
+
+    _same_face(run_sync_in_worker_thread, orig)
+    setattr(owner, "run_sync_in_worker_thread",
+            staticmethod(run_sync_in_worker_thread) if backend is not None else run_sync_in_worker_thread)
+
+
+def _patch_twisted(module, marks):
+    """Twisted's ThreadPool (the reactor's: deferToThread, its resolver)."""
+    submitted = marks[0]
+    pool = module.ThreadPool
+    orig = pool.callInThreadWithCallback
+    if getattr(orig, "_stalltrace", False):
+        return
+
+    def callInThreadWithCallback(self, onResult, func, *args, **kw):
+        if self.joined:
+            return orig(self, onResult, func, *args, **kw)
+        most = getattr(self, "max", None)
+        queue = _queue_name(self.name or "twisted", "twisted", most if isinstance(most, int) else None)
+        key = next(_task_ids)
+        submitted(queue, key)
+        return orig(self, onResult, _marked_call(marks, queue, key, func), *args, **kw)
+
+    _same_face(callInThreadWithCallback, orig)
+    pool.callInThreadWithCallback = callInThreadWithCallback
+
+
+_TARGETS = {
+    "concurrent.futures.thread": _patch_executor,
+    "anyio._backends._asyncio": _patch_anyio,
+    "twisted.python.threadpool": _patch_twisted,
+}
+
+
+class _Finder:
+    """Patches each module of _TARGETS right after the program imports it."""
+
+    def __init__(self, marks, pending):
         self.marks = marks
+        self.pending = pending
 
     def find_spec(self, name, path=None, target=None):
-        if name != _TARGET:
+        if name not in self.pending:
             return None
-        sys.meta_path[:] = [f for f in sys.meta_path if f is not self]
+        patch = self.pending.pop(name)
+        if not self.pending:
+            sys.meta_path[:] = [f for f in sys.meta_path if f is not self]
         for finder in sys.meta_path:
+            if finder is self:
+                continue
             find = getattr(finder, "find_spec", None)
             spec = find(name, path, target) if find else None
             if spec is not None:
@@ -137,7 +243,7 @@ class _Finder:
         def exec_and_patch(module):
             exec_module(module)
             try:
-                _patch(module, marks)
+                patch(module, marks)
             except Exception:      # an unknown layout: leave it as it is
                 pass
         loader.exec_module = exec_and_patch
@@ -151,13 +257,17 @@ def _install():
     marks = _marks()
     if marks is None:
         return
-    if _TARGET in sys.modules:
-        try:
-            _patch(sys.modules[_TARGET], marks)
-        except Exception:
-            pass
-    else:
-        sys.meta_path.insert(0, _Finder(marks))
+    pending = {}
+    for name, patch in _TARGETS.items():
+        if name in sys.modules:
+            try:
+                patch(sys.modules[name], marks)
+            except Exception:
+                pass
+        else:
+            pending[name] = patch
+    if pending:
+        sys.meta_path.insert(0, _Finder(marks, pending))
 
 
 def _chain():

@@ -538,6 +538,10 @@ def check_schema(report):
             need(pool, "threads", (int,), wp)
             need(pool, "busy_ratio", num, wp)
             need(pool, "saturated_s", num, wp)
+            kind = need(pool, "kind", nstr, wp)
+            if kind is not None and not re.match(r"^[a-z0-9-]+$", kind):
+                problems.append("%s.kind: %r" % (wp, kind))
+            need(pool, "max_threads", (int, type(None)), wp)
             for k, x in enumerate(need(pool, "saturations", (list,), wp) or []):
                 need(x, "start_s", num, "%s.saturations[%d]" % (wp, k))
                 need(x, "duration_ms", num, "%s.saturations[%d]" % (wp, k))
