@@ -17,6 +17,10 @@
 #define ST_OBJECT_CAPACITY 1024u  /* a power of two: a hash table */
 #define ST_QUEUE_CAPACITY 64u     /* a power of two: a hash table (annotate.c) */
 
+/* The dump file as created: a path reopened later must still be it. */
+static dev_t dump_dev;
+static ino_t dump_ino;
+
 static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
 
 static size_t put_str(char *dst, size_t cap, size_t n, const char *s)
@@ -70,9 +74,80 @@ static void expand_output(const char *pattern, char *out, size_t cap)
     }
 }
 
-/* After an exec that bypassed our execve wrapper (glibc's execvp calls it
- * internally), the old image's dump is at our path, empty and unfinished:
- * ours to replace. Anything else at the path is left alone. */
+/* The process as the kernel knows it, to tell our own file from that of
+ * another process with the same pid (another pid namespace, a reused pid). */
+struct owner {
+    uint64_t pidns, start_ticks;
+    uint8_t boot_id[16];
+};
+
+static ssize_t read_proc(const char *path, char *buf, size_t cap)
+{
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return -1;
+    ssize_t n = syscall(SYS_read, fd, buf, cap - 1);
+    syscall(SYS_close, fd);
+    buf[n > 0 ? n : 0] = '\0';
+    return n;
+}
+
+static uint64_t parse_digits(const char *p)
+{
+    uint64_t v = 0;
+    while (*p >= '0' && *p <= '9')
+        v = v * 10 + (uint64_t)(*p++ - '0');
+    return v;
+}
+
+static void read_owner(struct owner *o)
+{
+    memset(o, 0, sizeof *o);
+    char buf[1024];
+    ssize_t k = readlink("/proc/self/ns/pid", buf, sizeof buf - 1);   /* "pid:[4026531836]" */
+    if (k > 6) {
+        buf[k] = '\0';
+        o->pidns = parse_digits(buf + 5);
+    }
+    /* Field 22 of /proc/self/stat, counted after the ')' that ends the name. */
+    if (read_proc("/proc/self/stat", buf, sizeof buf) > 0) {
+        char *p = strrchr(buf, ')');
+        for (int field = 2; p != NULL && field < 22; field++)
+            p = strchr(p + 1, ' ');
+        o->start_ticks = p ? parse_digits(p + 1) : 0;
+    }
+    if (read_proc("/proc/sys/kernel/random/boot_id", buf, sizeof buf) >= 32) {
+        unsigned n = 0;
+        for (const char *p = buf; *p && n < 32; p++) {
+            int d = *p >= '0' && *p <= '9' ? *p - '0' : *p >= 'a' && *p <= 'f' ? *p - 'a' + 10 : -1;
+            if (d >= 0)
+                o->boot_id[n / 2] = (uint8_t)(o->boot_id[n / 2] << 4 | d), n++;
+        }
+    }
+}
+
+static struct owner self_owner;
+
+/* Opened without blocking (a FIFO), without following a link, and only if
+ * it is a regular file of our own user: another user's file is never read. */
+int st_open_own_regular(const char *path, int flags)
+{
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, path, flags | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
+        syscall(SYS_close, fd);
+        errno = EPERM;
+        return -1;
+    }
+    return fd;
+}
+
+/* After an exec that bypassed our execve wrapper, the old image's dump is at
+ * our path, empty and unfinished: ours to replace, when its owner is
+ * provably this very process (same pid namespace, start time and boot).
+ * Anything else at the path is left alone. */
 static int has_loop_thread(const struct st_file_header *h, uint64_t size)
 {
     if (h->thread_size != sizeof(struct st_thread) || h->thread_count > h->thread_capacity ||
@@ -86,15 +161,21 @@ static int has_loop_thread(const struct st_file_header *h, uint64_t size)
     return 0;
 }
 
+static int owned_by_self(const struct st_file_header *h)
+{
+    return self_owner.pidns != 0 && self_owner.start_ticks != 0 &&
+           h->owner_pidns == self_owner.pidns && h->owner_start_ticks == self_owner.start_ticks &&
+           memcmp(h->owner_boot_id, self_owner.boot_id, sizeof self_owner.boot_id) == 0;
+}
+
 static int is_own_empty_dump(const char *path)
 {
-    int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = st_open_own_regular(path, O_RDONLY);
     if (fd < 0)
         return 0;
     struct stat st;
     int own = 0;
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
-        (uint64_t)st.st_size >= sizeof(struct st_file_header)) {
+    if (fstat(fd, &st) == 0 && (uint64_t)st.st_size >= sizeof(struct st_file_header)) {
         void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
         if (map != MAP_FAILED) {
             const struct st_file_header *h = map;
@@ -104,7 +185,7 @@ static int is_own_empty_dump(const char *path)
                   h->ring_records == 0 && h->process_offset + sizeof(struct st_process) <= size &&
                   ((const struct st_process *)((const char *)map + h->process_offset))->pid ==
                       getpid() &&
-                  !has_loop_thread(h, size);
+                  owned_by_self(h) && !has_loop_thread(h, size);
             munmap(map, (size_t)st.st_size);
         }
     }
@@ -112,8 +193,65 @@ static int is_own_empty_dump(const char *path)
     return own;
 }
 
+/* The directory part of path ("." for none) into dir. */
+static void dir_of(const char *path, char *dir, size_t cap)
+{
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL) {
+        put_str(dir, cap, 0, ".");
+    } else {
+        size_t n = (size_t)(slash - path) + 1 < cap ? (size_t)(slash - path) + 1 : cap - 1;
+        memcpy(dir, path, n);
+        dir[n] = '\0';
+    }
+}
+
+/* A new file in path's directory that has no name yet (O_TMPFILE), or, where
+ * the file system has no such thing, a hidden temporary name (*tmp). */
+static int create_unnamed(const char *path, char *tmp, size_t cap)
+{
+    char dir[4096 + 32];
+    dir_of(path, dir, sizeof dir);
+    tmp[0] = '\0';
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        return fd;
+    for (unsigned attempt = 0; attempt < 100; attempt++) {
+        size_t n = put_str(tmp, cap, 0, dir);
+        if (strcmp(dir, ".") == 0)
+            n = put_str(tmp, cap, 0, "");
+        n = put_str(tmp, cap, n, ".stalltrace-");
+        n = put_uint(tmp, cap, n, (uint64_t)getpid());
+        n = put_str(tmp, cap, n, "-");
+        n = put_uint(tmp, cap, n, (st_clock_read_ns(CLOCK_MONOTONIC) ^ attempt) % 1000000u);
+        put_str(tmp, cap, n, ".tmp");
+        fd = (int)syscall(SYS_openat, AT_FDCWD, tmp,
+                          O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd >= 0 || errno != EEXIST)
+            break;
+    }
+    if (fd < 0)
+        tmp[0] = '\0';
+    return fd;
+}
+
+/* Give the file (fd, made by create_unnamed) the name `name`; fails with
+ * EEXIST if the name is taken. */
+static int link_as(int fd, const char *tmp, const char *name)
+{
+    if (tmp[0])
+        return (int)syscall(SYS_linkat, AT_FDCWD, tmp, AT_FDCWD, name, 0);
+    char self[40];
+    size_t n = put_str(self, sizeof self, 0, "/proc/self/fd/");
+    put_uint(self, sizeof self, n, (uint64_t)fd);
+    int r = (int)syscall(SYS_linkat, AT_FDCWD, self, AT_FDCWD, name, AT_SYMLINK_FOLLOW);
+    if (r < 0 && errno == ENOENT)     /* no /proc: needs CAP_DAC_READ_SEARCH */
+        r = (int)syscall(SYS_linkat, fd, "", AT_FDCWD, name, AT_EMPTY_PATH);
+    return r;
+}
+
 /* Never write through an existing file or a symlink: pick "NAME.1.dump", ... */
-static int create_exclusive(const char *path, char *chosen, size_t cap)
+static int publish(int fd, const char *tmp, const char *path, char *chosen, size_t cap)
 {
     size_t len = strlen(path);
     size_t stem = len >= 5 && strcmp(path + len - 5, ".dump") == 0 ? len - 5 : len;
@@ -125,17 +263,15 @@ static int create_exclusive(const char *path, char *chosen, size_t cap)
             n = put_uint(chosen, cap, n, attempt);
             put_str(chosen, cap, n, path + stem);
         }
-        int fd = (int)syscall(SYS_openat, AT_FDCWD, chosen,
-                              O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (fd < 0 && errno == EEXIST) {
+        int r = link_as(fd, tmp, chosen);
+        if (r < 0 && errno == EEXIST) {
             if (is_own_empty_dump(chosen) && syscall(SYS_unlink, chosen) == 0)
-                fd = (int)syscall(SYS_openat, AT_FDCWD, chosen,
-                                  O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+                r = link_as(fd, tmp, chosen);
             else
                 errno = EEXIST;    /* taken: try the next name */
         }
-        if (fd >= 0 || errno != EEXIST)
-            return fd;
+        if (r == 0 || errno != EEXIST)
+            return r;
     }
     return -1;
 }
@@ -189,9 +325,12 @@ int st_dump_create(const struct st_config *cfg, int forked_from)
         return -1;
     }
 
-    char path[4096 + 32], chosen[4096 + 32];
+    /* The file gets its name only once its header is written: a process
+     * killed while starting leaves nothing a reader would reject. */
+    char path[4096 + 32], chosen[4096 + 32], tmp[4096 + 64];
     expand_output(cfg->output, path, sizeof path);
-    int fd = create_exclusive(path, chosen, sizeof chosen);
+    read_owner(&self_owner);
+    int fd = create_unnamed(path, tmp, sizeof tmp);
     if (fd < 0) {
         st_warn("cannot create the dump file, not recording: ", path);
         return -1;
@@ -199,17 +338,19 @@ int st_dump_create(const struct st_config *cfg, int forked_from)
     int err = posix_fallocate(fd, 0, (off_t)file_size);
     if (err == EOPNOTSUPP || err == ENOSYS)
         err = ftruncate(fd, (off_t)file_size) == 0 ? 0 : errno;
-    void *map = err ? MAP_FAILED
+    struct stat st;
+    void *map = err || fstat(fd, &st) != 0
+                    ? MAP_FAILED
                     : mmap(NULL, file_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (map == MAP_FAILED) {
-        st_warn("cannot allocate or map the dump file (disk full?), not recording: ", chosen);
-        unlink(chosen);
+        st_warn("cannot allocate or map the dump file (disk full?), not recording: ", path);
+        if (tmp[0])
+            syscall(SYS_unlink, tmp);
         syscall(SYS_close, fd);
         return -1;
     }
-
-    syscall(SYS_close, fd);      /* the mapping keeps the file; no fd lingers in the target */
-    put_str(st_rec.dump_path, sizeof st_rec.dump_path, 0, chosen);
+    dump_dev = st.st_dev;
+    dump_ino = st.st_ino;
     st_rec.dump_fd = -1;
     st_rec.map = map;
     st_rec.map_size = file_size;
@@ -260,7 +401,23 @@ int st_dump_create(const struct st_config *cfg, int forked_from)
     st_rec.objects.count = &h->object_count;
     st_rec.objects.untracked = &h->objects_untracked;
     st_rec.ring.records = &h->ring_records;
+    h->owner_pidns = self_owner.pidns;
+    h->owner_start_ticks = self_owner.start_ticks;
+    memcpy(h->owner_boot_id, self_owner.boot_id, sizeof h->owner_boot_id);
     fill_process(st_rec.proc, forked_from);
+
+    int named = publish(fd, tmp, path, chosen, sizeof chosen);
+    if (tmp[0])
+        syscall(SYS_unlink, tmp);
+    syscall(SYS_close, fd);      /* the mapping keeps the file; no fd lingers in the target */
+    if (named != 0) {
+        st_warn("cannot create the dump file, not recording: ", path);
+        st_dump_abandon();
+        st_queues.table = NULL;
+        st_queues.capacity = 0;
+        return -1;
+    }
+    put_str(st_rec.dump_path, sizeof st_rec.dump_path, 0, chosen);
     return 0;
 }
 

@@ -347,6 +347,10 @@ ST_HIDDEN void st_dump_finish(uint32_t end_reason, int end_signal);
 ST_HIDDEN void st_dump_abandon(void);
 ST_HIDDEN void st_recorder_child_start(void);
 ST_HIDDEN void st_jitmap_copy(void);
+/* An untrusted path, opened only if a regular file of ours, never blocking. */
+ST_HIDDEN int st_open_own_regular(const char *path, int flags);
+/* Before the process gives up privileges: keep a descriptor of the dump. */
+ST_HIDDEN void st_dump_hold(void);
 
 /* Resolved real functions (real.c). */
 ST_HIDDEN void *st_real(void **cache, const char *name);

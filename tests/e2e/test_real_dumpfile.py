@@ -43,11 +43,12 @@ def t_killed_during_startup(cfg, tmpdir):
     python, _ = python_for_minor(11)
     env = preload_env(cfg, os.path.join(tmpdir, "k.%p.dump"))
     # Kill moments spread over the recorder's start-up (creating, allocating
-    # and filling the file takes a few ms), on a small C program and CPython.
+    # and filling the file takes a few ms), on a small C program and CPython:
+    # the early ones find an all-zero or half-written file if it has its name.
     for i in range(40):
         argv = ["sleep", "5"] if i % 2 == 0 else [python, "-c", "import time; time.sleep(5)"]
         p = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.0005 + (i % 8) * 0.0005)
+        time.sleep((0.5, 1, 2, 3, 5, 8, 12, 20)[i % 8] / 1000.0)
         p.kill()
         p.wait()
     files = sorted(os.listdir(tmpdir))
@@ -60,7 +61,7 @@ def t_killed_during_startup(cfg, tmpdir):
     expect(not rejected, "%d of %d files left by killed processes are rejected: %s"
            % (len(rejected), len(files), rejected[:4]))
     expect(files, "no killed process left a dump: the kills all came too early to test anything")
-    return "40 kills 0.5-4 ms after start: %d dumps left, all readable" % len(files)
+    return "40 kills 0.5-20 ms after start: %d dumps left, all readable" % len(files)
 
 
 @test("dump_fifo_planted")
