@@ -276,25 +276,49 @@ static int publish(int fd, const char *tmp, const char *path, char *chosen, size
     return -1;
 }
 
+/* /proc/self/cmdline: NUL-terminated strings, cut to fit; returns its length. */
+static uint32_t read_cmdline(char *buf, size_t cap, uint32_t *argc)
+{
+    *argc = 0;
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = syscall(SYS_read, fd, buf, cap - 1);
+    syscall(SYS_close, fd);
+    if (n <= 0)
+        return 0;
+    if (buf[n - 1] != '\0')
+        buf[n++] = '\0';      /* cut mid-string: terminate what we kept */
+    for (ssize_t i = 0; i < n; i++)
+        *argc += buf[i] == '\0';
+    return (uint32_t)n;
+}
+
 static void fill_process(struct st_process *proc, int forked_from)
 {
     proc->pid = getpid();
     proc->parent_pid = forked_from ? forked_from : getppid();
     ssize_t k = readlink("/proc/self/exe", proc->exe, sizeof proc->exe - 1);
     proc->exe[k > 0 ? k : 0] = '\0';
+    proc->argv_len = read_cmdline(proc->argv, sizeof proc->argv, &proc->argc);
+}
 
-    int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+/* A forked child that renamed itself (setproctitle: "nginx: worker
+ * process") is titled as it ended, not with its parent's argv. A process
+ * that exec'd keeps the argv it was run with, which names its frames
+ * (redis-server retitles itself "redis-server HOST:PORT"). */
+static void refresh_title(struct st_process *proc)
+{
+    char now[ST_ARGV_MAX];
+    uint32_t argc, len = read_cmdline(now, sizeof now, &argc);
+    while (len >= 2 && now[len - 1] == '\0' && now[len - 2] == '\0')
+        len--, argc--;            /* the zeroed rest of an overwritten argv area */
+    if (len == 0 || (len == proc->argv_len && memcmp(now, proc->argv, len) == 0))
         return;
-    ssize_t n = syscall(SYS_read, fd, proc->argv, sizeof proc->argv - 1);
-    syscall(SYS_close, fd);
-    if (n <= 0)
-        return;
-    if (proc->argv[n - 1] != '\0')
-        proc->argv[n++] = '\0';      /* cut mid-string: terminate what we kept */
-    proc->argv_len = (uint32_t)n;
-    for (ssize_t i = 0; i < n; i++)
-        proc->argc += proc->argv[i] == '\0';
+    __atomic_store_n(&proc->argv_len, 0, __ATOMIC_RELEASE);   /* a reader sees none, not a mix */
+    memcpy(proc->argv, now, len);
+    proc->argc = argc;
+    __atomic_store_n(&proc->argv_len, len, __ATOMIC_RELEASE);
 }
 
 int st_dump_create(const struct st_config *cfg, int forked_from)
@@ -435,6 +459,203 @@ static int dump_is_empty(void)
     return 1;
 }
 
+/* A descriptor that is still our dump: the program may have closed ours and
+ * reused its number. */
+static int is_dump_fd(int fd)
+{
+    struct stat st;
+    return fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == dump_dev && st.st_ino == dump_ino;
+}
+
+static int reopen_dump(void)
+{
+    int fd = st_open_own_regular(st_rec.dump_path, O_RDWR);
+    if (fd >= 0 && !is_dump_fd(fd)) {
+        syscall(SYS_close, fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+void st_dump_hold(void)
+{
+    if (st_rec.hdr != NULL && !is_dump_fd(st_rec.dump_fd))
+        st_rec.dump_fd = reopen_dump();
+}
+
+static int put_at(int fd, const void *src, uint64_t n, uint64_t off)
+{
+    const char *p = src;
+    while (n > 0) {
+        ssize_t k = syscall(SYS_pwrite64, fd, p, n, off);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return -1;
+        p += k, n -= (uint64_t)k, off += (uint64_t)k;
+    }
+    return 0;
+}
+
+/* The ring's bytes worth keeping: all of it once it wrapped, else the
+ * smallest power of two that holds what was written. */
+static uint64_t ring_kept(uint64_t head, uint64_t size)
+{
+    if (head > size)
+        return size;
+    uint64_t ring = 4096;
+    while (ring < head)
+        ring *= 2;
+    return ring < size ? ring : size;
+}
+
+/* The table slots in use, packed: objects are found by scanning, so order
+ * does not matter; queue slots are named by index in records, kept as is. */
+static int put_objects(int fd, uint64_t off, uint32_t *count)
+{
+    struct st_object batch[16];
+    uint32_t n = 0, total = 0;
+    for (uint32_t i = 0; i < st_rec.objects.capacity; i++) {
+        if (__atomic_load_n(&st_rec.objects.table[i].addr, __ATOMIC_ACQUIRE) == 0)
+            continue;
+        batch[n++] = st_rec.objects.table[i];
+        if (n == 16 || i + 1 == st_rec.objects.capacity) {
+            if (put_at(fd, batch, n * sizeof batch[0], off + (uint64_t)total * sizeof batch[0]))
+                return -1;
+            total += n, n = 0;
+        }
+    }
+    if (n && put_at(fd, batch, n * sizeof batch[0], off + (uint64_t)total * sizeof batch[0]))
+        return -1;
+    *count = total + n;
+    return 0;
+}
+
+static uint32_t objects_used(void)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < st_rec.objects.capacity; i++)
+        n += __atomic_load_n(&st_rec.objects.table[i].addr, __ATOMIC_ACQUIRE) != 0;
+    return n;
+}
+
+static uint32_t queues_used(void)
+{
+    uint32_t last = 0;
+    for (uint32_t i = 0; i < st_queues.capacity; i++)
+        if (st_queues.table[i].name_hash != 0)
+            last = i + 1;
+    return last;
+}
+
+/* Write what the live dump holds, compactly, into a new file (unnamed until
+ * complete) and rename it over the dump. The live file keeps its whole ring
+ * until then, so a crash at any point leaves one readable dump; threads
+ * still running write on into the old, unlinked file. */
+static int compact_copy(void)
+{
+    const struct st_file_header *live = st_rec.hdr;
+    struct st_file_header h;
+    memcpy(&h, live, sizeof h);
+    h.ring_head = __atomic_load_n(&live->ring_head, __ATOMIC_ACQUIRE);
+    h.ring_records = __atomic_load_n(&live->ring_records, __ATOMIC_ACQUIRE);
+    h.module_count = h.module_count < h.module_capacity ? h.module_count : h.module_capacity;
+    h.thread_count = h.thread_count < h.thread_capacity ? h.thread_count : h.thread_capacity;
+    h.module_capacity = h.module_count;
+    h.thread_capacity = h.thread_count;
+    h.object_capacity = h.object_count = objects_used();
+    h.queue_capacity = queues_used();
+    h.ring_size = ring_kept(h.ring_head, live->ring_size);
+
+    uint64_t off = align_up(sizeof h, ST_SECTION_ALIGN);
+    h.process_offset = off;
+    off = align_up(off + h.process_size, ST_SECTION_ALIGN);
+    h.modules_offset = off;
+    off = align_up(off + (uint64_t)h.module_capacity * h.module_size, ST_SECTION_ALIGN);
+    h.threads_offset = off;
+    off = align_up(off + (uint64_t)h.thread_capacity * h.thread_size, ST_SECTION_ALIGN);
+    h.objects_offset = off;
+    off = align_up(off + (uint64_t)h.object_capacity * h.object_size, ST_SECTION_ALIGN);
+    h.queues_offset = h.queue_capacity ? off : 0;
+    off = align_up(off + (uint64_t)h.queue_capacity * h.queue_size, ST_SECTION_ALIGN);
+    h.ring_offset = off;
+    h.file_size = off + h.ring_size;
+    if (h.file_size >= live->file_size)
+        return 0;
+
+    char tmp[4096 + 64];
+    int fd = create_unnamed(st_rec.dump_path, tmp, sizeof tmp);
+    if (fd < 0)
+        return -1;
+    uint32_t objects = 0;
+    const char *base = (const char *)live;
+    /* Allocated first: on a full disk this fails here, not halfway. */
+    int ok = posix_fallocate(fd, 0, (off_t)h.file_size) == 0 &&
+             put_at(fd, st_rec.proc, h.process_size, h.process_offset) == 0 &&
+             put_at(fd, st_rec.modules, (uint64_t)h.module_capacity * h.module_size,
+                    h.modules_offset) == 0 &&
+             put_at(fd, st_rec.threads, (uint64_t)h.thread_capacity * h.thread_size,
+                    h.threads_offset) == 0 &&
+             put_objects(fd, h.objects_offset, &objects) == 0 && objects <= h.object_capacity &&
+             put_at(fd, st_queues.table, (uint64_t)h.queue_capacity * h.queue_size,
+                    h.queues_offset) == 0 &&
+             put_at(fd, base + live->ring_offset,
+                    h.ring_head < h.ring_size ? h.ring_head : h.ring_size, h.ring_offset) == 0;
+    h.object_count = objects;
+    ok = ok && put_at(fd, &h, sizeof h, 0) == 0;
+
+    /* Named under a temporary name, then renamed over the dump if the dump
+     * is still the file we made. */
+    char dir[4096 + 32], name[4096 + 64];
+    dir_of(st_rec.dump_path, dir, sizeof dir);
+    if (ok && !tmp[0]) {
+        ok = 0;
+        for (unsigned attempt = 0; attempt < 100 && !ok; attempt++) {
+            size_t n = put_str(name, sizeof name, 0, st_rec.dump_path);
+            n = put_str(name, sizeof name, n, ".compact");
+            put_uint(name, sizeof name, n, attempt);
+            ok = link_as(fd, "", name) == 0;
+            if (!ok && errno != EEXIST)
+                break;
+        }
+        if (ok)
+            put_str(tmp, sizeof tmp, 0, name);
+    }
+    struct stat st;
+    ok = ok && fstatat(AT_FDCWD, st_rec.dump_path, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+         st.st_dev == dump_dev && st.st_ino == dump_ino &&
+         syscall(SYS_renameat, AT_FDCWD, tmp, AT_FDCWD, st_rec.dump_path) == 0;
+    if (!ok && tmp[0])
+        syscall(SYS_unlink, tmp);
+    syscall(SYS_close, fd);
+    return ok ? 0 : -1;
+}
+
+/* Where no new file can be made (the process gave up the rights to the dump
+ * directory), shrink the ring in place through the descriptor kept. Late
+ * writers past the new end land in anonymous memory, never in a page the
+ * file no longer has (SIGBUS); their records count as dropped. */
+static void compact_in_place(void)
+{
+    struct st_file_header *h = st_rec.hdr;
+    uint64_t ring = ring_kept(__atomic_load_n(&h->ring_head, __ATOMIC_ACQUIRE), h->ring_size);
+    if (ring >= h->ring_size)
+        return;
+    int fd = is_dump_fd(st_rec.dump_fd) ? st_rec.dump_fd : reopen_dump();
+    if (fd < 0)
+        return;
+    uint64_t size = h->ring_offset + ring, old = h->file_size;
+    if (mmap((char *)st_rec.map + size, st_rec.map_size - size, PROT_READ | PROT_WRITE,
+             MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) != MAP_FAILED) {
+        __atomic_store_n(&h->ring_size, ring, __ATOMIC_RELEASE);
+        __atomic_store_n(&h->file_size, size, __ATOMIC_RELEASE);
+        if (syscall(SYS_ftruncate, fd, size) != 0)
+            __atomic_store_n(&h->file_size, old, __ATOMIC_RELEASE);
+    }
+    if (fd != st_rec.dump_fd)
+        syscall(SYS_close, fd);
+}
+
 void st_dump_finish(uint32_t end_reason, int end_signal)
 {
     struct st_file_header *h = st_rec.hdr;
@@ -444,15 +665,26 @@ void st_dump_finish(uint32_t end_reason, int end_signal)
         syscall(SYS_unlink, st_rec.dump_path);
         return;
     }
+    /* Not a vforked child running on our memory: only the process itself
+     * retitles or rewrites its dump. */
+    int self = getpid() == st_rec.proc_pid;
     if (end_reason == ST_END_EXIT) {
         st_tls.busy++;
         st_jitmap_copy();
         st_tls.busy--;
     }
+    if (self && (h->flags & ST_FLAG_FORKED_CHILD))
+        refresh_title(st_rec.proc);
     h->last_update_ns = st_now_ns();
     h->end_reason = end_reason;
     h->end_signal = end_signal;
     __atomic_fetch_or(&h->flags, ST_FLAG_COMPLETE, __ATOMIC_RELEASE);
+    if (self && end_reason == ST_END_EXIT) {
+        int saved_errno = errno;
+        if (compact_copy() != 0)
+            compact_in_place();
+        errno = saved_errno;
+    }
 }
 
 /* Drop the mapping without touching the file: a forked child must not write
@@ -461,7 +693,7 @@ void st_dump_abandon(void)
 {
     if (st_rec.map != NULL)
         munmap(st_rec.map, st_rec.map_size);
-    if (st_rec.dump_fd > 0)
+    if (is_dump_fd(st_rec.dump_fd))
         syscall(SYS_close, st_rec.dump_fd);
     st_rec.map = NULL;
     st_rec.hdr = NULL;
