@@ -1,6 +1,8 @@
-/* dumpfile.c - create, lay out and close the dump file (see format.h).
- * The file is created 0600 with O_EXCL|O_NOFOLLOW, fully allocated before it
- * is mapped (a sparse mapping would SIGBUS the target on a full disk).
+/* dumpfile.c - create, lay out, name, close and compact the dump file (see format.h).
+ * The file is made 0600 and unnamed, fully allocated before it is mapped (a
+ * sparse mapping would SIGBUS the target on a full disk), and linked to a
+ * free name only once its header is written; on a clean exit it is
+ * replaced by a compact copy of what it holds.
  */
 #include <fcntl.h>
 #include <string.h>
@@ -321,6 +323,27 @@ static void refresh_title(struct st_process *proc)
     __atomic_store_n(&proc->argv_len, len, __ATOMIC_RELEASE);
 }
 
+/* A descriptor that is still our dump: the program may have closed ours and
+ * reused its number. */
+static int is_dump_fd(int fd)
+{
+    struct stat st;
+    return fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == dump_dev && st.st_ino == dump_ino;
+}
+
+/* Mapped again through its name, the same pages, so that /proc/PID/maps
+ * shows where the dump is (`stalltrace top PID`), not "/dir/#ino (deleted)". */
+static void map_by_name(void *map, uint64_t size)
+{
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, st_rec.dump_path,
+                          O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    if (is_dump_fd(fd))
+        mmap(map, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+    syscall(SYS_close, fd);
+}
+
 int st_dump_create(const struct st_config *cfg, int forked_from)
 {
     uint64_t ring_size = 1u << 20;
@@ -442,6 +465,7 @@ int st_dump_create(const struct st_config *cfg, int forked_from)
         return -1;
     }
     put_str(st_rec.dump_path, sizeof st_rec.dump_path, 0, chosen);
+    map_by_name(map, file_size);
     return 0;
 }
 
@@ -457,14 +481,6 @@ static int dump_is_empty(void)
         if (st_rec.threads[i].tid != 0 && (st_rec.threads[i].flags & ST_THREAD_LOOP))
             return 0;
     return 1;
-}
-
-/* A descriptor that is still our dump: the program may have closed ours and
- * reused its number. */
-static int is_dump_fd(int fd)
-{
-    struct stat st;
-    return fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == dump_dev && st.st_ino == dump_ino;
 }
 
 static int reopen_dump(void)
