@@ -789,6 +789,16 @@ struct dump *dump_open_path(const char *path, char **err)
         goto out;
     }
 
+    /* A recorder that shrank its dump in place says so in file_size before
+     * it truncates the file: the bytes past it, if it died in between, are
+     * what it gave back. */
+    if ((size_t)got >= sizeof(h) && memcmp(buf, ST_MAGIC, 8) == 0) {
+        uint64_t said;
+        memcpy(&said, buf + offsetof(struct st_file_header, file_size), sizeof(said));
+        if (said >= sizeof(h) && said < (uint64_t)got)
+            got = (ssize_t)said;
+    }
+
     /* A dump still being written: copy the ring a second time and read the
      * head after that, so the walk can tell which records stayed intact. */
     if (check_header(buf, (size_t)got, path, &h, NULL) == 0 && !(h.flags & ST_FLAG_COMPLETE)) {

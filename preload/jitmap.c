@@ -168,7 +168,7 @@ void st_jitmap_copy(void)
     char path[64];
     perf_map_path(path);
 
-    int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = st_open_own_regular(path, O_RDONLY);    /* never a FIFO planted by another user */
     if (fd < 0)
         return;
     struct addresses a = {malloc(MAX_ADDRESSES * sizeof(uint64_t)), 0};

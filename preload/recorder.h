@@ -370,6 +370,10 @@ ST_HIDDEN void st_jitmap_mark(struct st_captured *c);
 ST_HIDDEN void st_code_copies_note(int now);
 /* Is addr in such a copy, as noted so far? Async-signal-safe. */
 ST_HIDDEN int st_code_copies_cover(uintptr_t addr);
+/* An untrusted path, opened only if a regular file of ours, never blocking. */
+ST_HIDDEN int st_open_own_regular(const char *path, int flags);
+/* Before the process gives up privileges: keep a descriptor of the dump. */
+ST_HIDDEN void st_dump_hold(void);
 
 /* Resolved real functions (real.c). */
 ST_HIDDEN void *st_real(void **cache, const char *name);

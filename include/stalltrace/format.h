@@ -194,7 +194,13 @@ struct st_file_header {
     uint32_t reserved2;
     uint64_t queues_untracked;     /* marks for a queue that found the table full */
     uint64_t tasks_untracked;      /* submissions that found the in-flight table full */
-    uint8_t reserved[184];
+
+    /* The writer, as the kernel knows it (0: unknown): its pid namespace
+     * (inode of /proc/self/ns/pid), its start time (clock ticks since boot)
+     * and the boot id. A process replaces only a file with these of its own. */
+    uint64_t owner_pidns, owner_start_ticks;
+    uint8_t owner_boot_id[16];
+    uint8_t reserved[152];
 };
 
 /* ---- Process facts --------------------------------------------------------- */

@@ -1,6 +1,7 @@
 /* test_dump_reader.c - the dump reader on synthetic dumps: records found,
  * wrap-around, torn records, overwritten windows, and every error message. */
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -268,17 +269,24 @@ Test(dump_reader, every_truncation_is_an_error)
     db_free(b);
 }
 
+/* A small dump with one stall, written to a new file at path. */
+static void write_one_stall(struct dump_builder *b, char *path, uint32_t flags)
+{
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    db_stall(b, 1, ST_CALL_READ, 1, 0, 1, frames3, 3);
+    db_header(b)->flags |= flags;
+    cr_assert_eq(db_write(b, path), 0);
+}
+
 Test(dump_reader, opens_files_and_reports_missing_ones)
 {
     struct dump_builder *b = db_new(2, 2, 1024);
     char path[] = "/tmp/st_reader_XXXXXX";
-    int fd = mkstemp(path);
     char *err = NULL;
 
-    cr_assert_geq(fd, 0);
-    close(fd);
-    db_stall(b, 1, ST_CALL_READ, 1, 0, 1, frames3, 3);
-    cr_assert_eq(db_write(b, path), 0);
+    write_one_stall(b, path, 0);
     /* Not marked complete: read the way a live dump is read. */
     struct dump *d = dump_open_path(path, &err);
     cr_assert_not_null(d, "%s", err);
@@ -300,6 +308,27 @@ Test(dump_reader, opens_files_and_reports_missing_ones)
     cr_assert_null(d);
     cr_assert(strstr(err, "not a regular file"), "%s", err);
     free(err);
+    db_free(b);
+}
+
+/* A recorder killed between shrinking its dump's file_size and truncating
+ * the file leaves bytes past file_size: they are ignored, not an error. */
+Test(dump_reader, bytes_past_file_size_are_what_a_compaction_gave_back)
+{
+    struct dump_builder *b = db_new(2, 2, 1024);
+    char path[] = "/tmp/st_reader_XXXXXX";
+    char *err = NULL;
+
+    write_one_stall(b, path, ST_FLAG_COMPLETE);
+    int fd = open(path, O_WRONLY | O_APPEND);
+    static const char tail[8192] = {1};
+    cr_assert_eq(write(fd, tail, sizeof tail), (ssize_t)sizeof tail);
+    close(fd);
+    struct dump *d = dump_open_path(path, &err);
+    cr_assert_not_null(d, "%s", err);
+    cr_assert_eq(d->nevents, 1);
+    dump_free(d);
+    unlink(path);
     db_free(b);
 }
 
