@@ -135,16 +135,16 @@ def main(argv):
             print("skip %-*s %s" % (width, name, e), flush=True)
         except Fail as e:
             failed += 1
-            keep_dir = bool(os.listdir(tmpdir))
+            keep_dir = os.path.isdir(tmpdir) and bool(os.listdir(tmpdir))
             print("FAIL %-*s %s%s" % (width, name, e, "\n    (files kept in %s)" % tmpdir if keep_dir else ""),
                   flush=True)
         except Exception as e:  # a bug in the harness or an unexpected report shape
             failed += 1
-            keep_dir = bool(os.listdir(tmpdir))
+            keep_dir = os.path.isdir(tmpdir) and bool(os.listdir(tmpdir))
             print("FAIL %-*s %s: %s%s" % (width, name, type(e).__name__, e,
                                           "\n    (files kept in %s)" % tmpdir if keep_dir else ""), flush=True)
         finally:
-            if keep_dir and not os.listdir(tmpdir):
+            if keep_dir and not (os.path.isdir(tmpdir) and os.listdir(tmpdir)):
                 keep_dir = False
             if not keep_dir:
                 shutil.rmtree(tmpdir, ignore_errors=True)

@@ -35,8 +35,19 @@ def announce(sock):
 
 
 def slow_backend(delay_s):
-    """A peer in a thread of its own that answers every line after delay_s:
-    the remote service a handler calls. Returns its port."""
+    """A peer in a process of its own (the remote service a handler calls)
+    that answers every request after delay_s. Returns its port."""
+    import subprocess
+    code = ("import sys; sys.path.insert(0, %r); import _truth; _truth.serve_slowly(%r)"
+            % (__import__("os").path.dirname(__import__("os").path.abspath(__file__)), delay_s))
+    env = dict(__import__("os").environ)
+    env.pop("LD_PRELOAD", None)  # not the program under test
+    peer = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, env=env)
+    return int(peer.stdout.readline().split()[1])
+
+
+def serve_slowly(delay_s):
     srv = listening_socket()
 
     def serve(conn):
@@ -52,8 +63,13 @@ def slow_backend(delay_s):
             conn, _ = srv.accept()
             threading.Thread(target=serve, args=(conn,), daemon=True).start()
 
-    threading.Thread(target=accept, daemon=True).start()
-    return srv.getsockname()[1]
+    announce(srv)
+    import os
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)   # the test reads the program's output to its end
+    # It ends with the program it serves (the test stops the whole group).
+    threading.Thread(target=lambda: (time.sleep(120), os._exit(0)), daemon=True).start()
+    accept()
 
 
 def exit_after(seconds):
