@@ -98,6 +98,13 @@ def reentering_interpreter(stack, outer_index):
     return any(str(f.get("function") or "").startswith(REENTRY) for f in (stack or [])[:outer_index])
 
 
+# A sample that names only the culprit's callers, rightly: the culprit's
+# frame was lost in unwinding (V8's frameless builtins, its GC write barrier
+# allocating), not misnamed. Rare ones are tolerated; a wrong name never is.
+LOST = "culprit frame lost: "
+LOST_SHARE = 0.02
+
+
 def judge_stack(stack, script, culprit_idle, cold_may_hide=False):
     """None when every JS frame of the stack is named as what ran, else why
     not. culprit_idle: taken when no culprit ran (before or after it in the
@@ -124,7 +131,7 @@ def judge_stack(stack, script, culprit_idle, cold_may_hide=False):
     elif chain is None or names != chain[chain.index(names[0]):]:
         return "the app's frames %s are not a run of one call chain of %s" % (names, chains)
     elif not culprit_idle and not set(names) & sc["culprits"] and not reentering_interpreter(stack, app[0][0]):
-        return "the app's frames %s hold none of %s" % (names, sorted(sc["culprits"]))
+        return LOST + "the app's frames %s hold none of %s" % (names, sorted(sc["culprits"]))
     first_app = app[0][0] if app else len(stack)
     last_app = app[-1][0] if app else -1
     for i, f in frames:
@@ -161,6 +168,7 @@ def samples_judged(proc, script, runs, cold_may_hide=False):
     origin = start_mono_ns(proc["_dump"])
     inside, outside = [0, 0], [0, 0]
     wrong = None
+    lost = 0
     margin = 1000000               # the two clocks' readings, 1 ms apart at most
     for s in proc.get("stalls") or []:
         if s.get("tid") != proc["pid"]:
@@ -175,11 +183,13 @@ def samples_judged(proc, script, runs, cold_may_hide=False):
             why = judge_stack(x.get("stack"), script, not during, cold_may_hide)
             if why is None:
                 count[1] += 1
+            elif why.startswith(LOST):
+                lost += 1
             elif wrong is None:
                 wrong = "stall at %.3f s, sample at %.1f ms (%s the app's function ran): %s: %s" % (
                     s.get("start_s") or 0, x.get("at_ms") or 0, "while" if during else "not while",
                     why, fmt_stack(x.get("stack"), 40))
-    return inside, outside, wrong
+    return inside, outside, wrong, lost
 
 
 def record(cfg, tmpdir, node, script, args=()):
@@ -248,14 +258,15 @@ def check_stalls(proc, script, runs):
 def repeated(cfg, tmpdir, script, args, truth_words):
     node = node_or_skip()
     totals = [0, 0, 0, 0]
-    stall_named = stall_runs = 0
+    stall_named = stall_runs = lost_all = 0
     for run in range(RUNS):
         run_dir = os.path.join(tmpdir, "run%d" % run)
         os.makedirs(run_dir)
         proc = record(cfg, run_dir, node, script, args)
         runs = own_runs(proc, truth_words)
         expect(runs, "run %d: the program printed no timing%s" % (run, "\n".join(proc["_stdout"][-5:])))
-        inside, outside, wrong = samples_judged(proc, script, [r[1:] for r in runs])
+        inside, outside, wrong, lost = samples_judged(proc, script, [r[1:] for r in runs])
+        lost_all += lost
         for k, v in enumerate(inside + outside):
             totals[k] += v
         expect(inside[0] > 0, "run %d: no in-stall sample was taken while the app's function ran" % run, proc)
@@ -268,9 +279,12 @@ def repeated(cfg, tmpdir, script, args, truth_words):
         if not cfg.keep:
             for dump in dumps_in(run_dir):
                 os.unlink(dump)
-    note = ("%d runs: %d/%d samples with a JS frame named right while the app's function ran "
-            "(%d/%d the others); app function in %d stalls for %d runs of it" % (
-                RUNS, totals[1], totals[0], totals[3], totals[2], stall_named, stall_runs))
+    expect(lost_all <= max(1, LOST_SHARE * totals[0]), "%d of %d samples lost the culprit's frame"
+           % (lost_all, totals[0]))
+    note = ("%d runs: %d/%d samples with a JS frame named right while the app's function ran, "
+            "%d with the culprit's frame lost and none misnamed (%d/%d the others); app function in "
+            "%d stalls for %d runs of it" % (RUNS, totals[1], totals[0], lost_all, totals[3], totals[2],
+                                             stall_named, stall_runs))
     if os.environ.get("E2E_NODE_SUMMARY"):
         print("    " + note)
     return note
