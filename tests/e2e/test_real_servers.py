@@ -201,16 +201,18 @@ def t_nginx_healthy(cfg, tmpdir):
 
 @test("real_nginx_busy_machine")
 def t_nginx_busy(cfg, tmpdir):
-    procs, load = nginx_under_wrk(cfg, tmpdir, threshold=10, hogs=4)
+    # The default threshold: at 10 ms an iteration serving a burst of wrk's
+    # requests on a cold cache can take that long on the CPU by itself.
+    procs, load = nginx_under_wrk(cfg, tmpdir, threshold=20, hogs=4)
     stalls = [s for x in procs for s in x["stalls"]]
     culprits = [n for x in procs for n in diagnosis_names(x)]
     for x in procs:
         for d in x["diagnosis"]:
             expect(d["culprit"] != "event_loop_blocking",
                    "nginx held up by CPU hogs was diagnosed as blocked: %s" % d["summary"], x)
-    starved = [s for s in stalls if s["duration_ms"] - (s.get("runq_ms") or 0) < 10]
+    starved = [s for s in stalls if s["duration_ms"] - (s.get("runq_ms") or 0) < 20]
     if stalls:
         expect("cpu_starvation" in culprits, "%d stalls (%d starved) but no cpu_starvation: %s"
                % (len(stalls), len(starved), culprits))
-    return "wrk %s with 4 hogs: %d stalls of 10 ms or more, %d mostly waiting for a CPU; culprits %s" % (
+    return "wrk %s with 4 hogs: %d stalls of 20 ms or more, %d mostly waiting for a CPU; culprits %s" % (
         load, len(stalls), len(starved), sorted(set(culprits)))
