@@ -124,8 +124,11 @@ static int after_indirect_call(uintptr_t r)
  * frame the rbp chain starts at, which skips that caller. A slot is taken
  * only when it returns from a direct call (e8 rel32) to code at most 64 KiB
  * before the address it returns from (the interrupted PC, then each caller
- * so found) or into V8's copy of its builtins (a builtin that tail-called
- * another); the top slot also after an indirect call (JS calls JS so).
+ * so found) or, from a builtin, into V8's copy of its builtins (a builtin
+ * that tail-called another); the top slot also after an indirect call (JS
+ * calls JS so). A JS function that called a builtin has a frame of its own,
+ * so past a return into one only a call of that very function is taken:
+ * further calls of builtins are stale slots of its earlier calls.
  * Returns how many were put in ret. */
 static unsigned frameless_callers(const ucontext_t *uc, uintptr_t *ret, unsigned max)
 {
@@ -152,7 +155,8 @@ static unsigned frameless_callers(const ucontext_t *uc, uintptr_t *ret, unsigned
             continue;
         memcpy(&rel, call + 1, sizeof rel);
         uintptr_t target = r + (uintptr_t)(intptr_t)rel;
-        if ((target > inner || inner - target >= (64u << 10)) && !st_code_copies_cover(target))
+        int called_inner = target <= inner && inner - target < (64u << 10);
+        if (!called_inner && !(st_code_copies_cover(target) && st_code_copies_cover(inner)))
             continue;
         ret[n++] = inner = r;
     }
