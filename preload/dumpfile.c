@@ -677,17 +677,21 @@ void st_dump_finish(uint32_t end_reason, int end_signal)
     struct st_file_header *h = st_rec.hdr;
     if (h == NULL)
         return;
-    if (dump_is_empty()) {
-        syscall(SYS_unlink, st_rec.dump_path);
-        return;
-    }
     /* Not a vforked child running on our memory: only the process itself
      * retitles or rewrites its dump. */
     int self = getpid() == st_rec.proc_pid;
+    if (dump_is_empty()) {
+        syscall(SYS_unlink, st_rec.dump_path);
+        if (self && end_reason == ST_END_EXIT)
+            st_jitmap_remove_requested();
+        return;
+    }
     if (end_reason == ST_END_EXIT) {
         st_tls.busy++;
         st_jitmap_copy();
         st_code_copies_note(1);
+        if (self)
+            st_jitmap_remove_requested();    /* the dump holds what it needs of them */
         st_tls.busy--;
     }
     if (self && (h->flags & ST_FLAG_FORKED_CHILD))
