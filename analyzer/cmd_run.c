@@ -171,7 +171,7 @@ static int enable_jit_maps(void)
     static const char *const flags[] = {"--perf-basic-prof", "--interpreted-frames-native-stack"};
     const char *old = getenv("NODE_OPTIONS");
     char *val = strdup(old ? old : "");
-    int rc;
+    int rc, added = 0;
 
     for (size_t i = 0; val && i < sizeof flags / sizeof flags[0]; i++) {
         char *more;
@@ -181,11 +181,18 @@ static int enable_jit_maps(void)
             more = NULL;
         free(val);
         val = more;
+        added |= i == 0;
     }
     if (!val)
         return -1;
     rc = setenv("NODE_OPTIONS", val, 1);
     free(val);
+    /* What we asked for is ours to remove: node's recorder deletes the perf
+     * map (and V8's isolate log) at exit, once the dump holds its copy. */
+    if (rc == 0 && added)
+        rc = setenv("STALLTRACE_RUN_JIT_MAPS", "1", 1);
+    else if (rc == 0)
+        unsetenv("STALLTRACE_RUN_JIT_MAPS");
     return rc;
 }
 

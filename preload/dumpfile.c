@@ -344,6 +344,33 @@ static void map_by_name(void *map, uint64_t size)
     syscall(SYS_close, fd);
 }
 
+/* What the recorder may map beside its dump: the watchdog's stack, the
+ * buffers it allocates at exit. */
+#define ST_AS_ALLOWANCE ((uint64_t)512 << 10)
+#define ST_AS_MIN_RING ((uint64_t)256 << 10)
+#define ST_AS_SHARE 16    /* the recorder takes at most 1/16 of what is left */
+
+/* Bytes of address space the recorder may take: UINT64_MAX without a
+ * limit, 0 when the process is already at it or its size is unknown. */
+static uint64_t address_space_share(void)
+{
+    struct rlimit as;
+    if (getrlimit(RLIMIT_AS, &as) != 0 || as.rlim_cur == RLIM_INFINITY)
+        return UINT64_MAX;
+    char buf[128];
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? syscall(SYS_read, fd, buf, sizeof buf - 1) : -1;
+    if (fd >= 0)
+        syscall(SYS_close, fd);
+    if (n <= 0 || buf[0] < '0' || buf[0] > '9')
+        return 0;
+    uint64_t pages = 0;
+    for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; i++)
+        pages = pages * 10 + (uint64_t)(buf[i] - '0');
+    uint64_t used = pages * (uint64_t)sysconf(_SC_PAGESIZE);
+    return used < as.rlim_cur ? (as.rlim_cur - used) / ST_AS_SHARE : 0;
+}
+
 int st_dump_create(const struct st_config *cfg, int forked_from)
 {
     uint64_t ring_size = 1u << 20;
@@ -363,6 +390,17 @@ int st_dump_create(const struct st_config *cfg, int forked_from)
     off = align_up(off + (uint64_t)ST_QUEUE_CAPACITY * sizeof(struct st_queue), 4096);
     uint64_t ring_off = off;
     uint64_t file_size = ring_off + ring_size;
+
+    /* Under an address-space limit (ulimit -v) the recorder takes a small
+     * share of what is left, its ring shrunk to fit, or nothing at all. */
+    uint64_t as_share = address_space_share();
+    while (ring_off + ring_size + ST_AS_ALLOWANCE > as_share && ring_size > ST_AS_MIN_RING)
+        ring_size /= 2;
+    if (ring_off + ring_size + ST_AS_ALLOWANCE > as_share) {
+        st_warn("the address-space limit (ulimit -v) leaves no room for the recorder, not recording", "");
+        return -1;
+    }
+    file_size = ring_off + ring_size;
 
     /* Growing a file past RLIMIT_FSIZE raises SIGXFSZ, which kills. */
     struct rlimit fsize;
@@ -677,17 +715,21 @@ void st_dump_finish(uint32_t end_reason, int end_signal)
     struct st_file_header *h = st_rec.hdr;
     if (h == NULL)
         return;
-    if (dump_is_empty()) {
-        syscall(SYS_unlink, st_rec.dump_path);
-        return;
-    }
     /* Not a vforked child running on our memory: only the process itself
      * retitles or rewrites its dump. */
     int self = getpid() == st_rec.proc_pid;
+    if (dump_is_empty()) {
+        syscall(SYS_unlink, st_rec.dump_path);
+        if (self && end_reason == ST_END_EXIT)
+            st_jitmap_remove_requested();
+        return;
+    }
     if (end_reason == ST_END_EXIT) {
         st_tls.busy++;
         st_jitmap_copy();
         st_code_copies_note(1);
+        if (self)
+            st_jitmap_remove_requested();    /* the dump holds what it needs of them */
         st_tls.busy--;
     }
     if (self && (h->flags & ST_FLAG_FORKED_CHILD))

@@ -1,6 +1,8 @@
 /* jitmap.c - the perf map (/tmp/perf-PID.map): its length noted with each
- * stack through JIT code, and at exit the entries those stacks point into.
+ * stack through JIT code, at exit the entries those stacks point into, and
+ * the files node wrote only because `stalltrace run` asked it to.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
@@ -198,4 +200,90 @@ void st_jitmap_copy(void)
     free(a.v);
     free(buf);
     syscall(SYS_close, fd);
+}
+
+/* Set by `stalltrace run` when it put --perf-basic-prof in NODE_OPTIONS. */
+#define RUN_ASKED_ENV "STALLTRACE_RUN_JIT_MAPS"
+
+/* Node, told by NODE_OPTIONS (not by its own command line) to write perf
+ * files: the process's executable is node's and no argument asks for them. */
+static int node_asked_by_run(void)
+{
+    const char *asked = getenv(RUN_ASKED_ENV);
+    const struct st_process *p = st_rec.proc;
+    if (asked == NULL || strcmp(asked, "1") != 0 || p == NULL)
+        return 0;
+    const char *base = strrchr(p->exe, '/');
+    base = base ? base + 1 : p->exe;
+    if (strncmp(base, "node", 4) != 0)
+        return 0;
+    static const char *const own_flags[] = {"--perf", "--prof", "--log", "--interpreted-frames"};
+    const char *arg = p->argv, *end = p->argv + (p->argv_len < sizeof p->argv ? p->argv_len : sizeof p->argv);
+    for (; arg < end && *arg; arg += strlen(arg) + 1)
+        for (size_t i = 0; i < sizeof own_flags / sizeof own_flags[0]; i++)
+            if (strncmp(arg, own_flags[i], strlen(own_flags[i])) == 0)
+                return 0;
+    return 1;
+}
+
+/* V8's log of the same flag, in the cwd: isolate-0xADDR-PID-v8.log. */
+static int is_isolate_log(const char *path)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    if (strncmp(base, "isolate-0x", 10) != 0)
+        return 0;
+    const char *p = base + 10;
+    while ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))
+        p++;
+    char tail[32];
+    int n = 0;
+    tail[n++] = '-';
+    char digits[16];
+    int k = 0;
+    for (unsigned pid = (unsigned)st_rec.proc_pid; pid || !k; pid /= 10)
+        digits[k++] = (char)('0' + pid % 10);
+    while (k > 0)
+        tail[n++] = digits[--k];
+    memcpy(tail + n, "-v8.log", 8);
+    return p > base + 10 && strcmp(p, tail) == 0;
+}
+
+/* V8 creates its log in the working directory it starts in, before any
+ * JavaScript could change it. */
+static char start_cwd[4096];
+
+void st_jitmap_note_start(void)
+{
+    const char *asked = getenv(RUN_ASKED_ENV);
+    if (asked != NULL && strcmp(asked, "1") == 0 && getcwd(start_cwd, sizeof start_cwd) == NULL)
+        start_cwd[0] = '\0';
+}
+
+/* Removed only while the name is a regular file of our own user, not a link. */
+static void remove_own_file(int dirfd, const char *name)
+{
+    struct stat st;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+        st.st_uid == geteuid())
+        unlinkat(dirfd, name, 0);
+}
+
+/* V8 has closed both files by the time the process exits. */
+void st_jitmap_remove_requested(void)
+{
+    if (!node_asked_by_run())
+        return;
+    int saved_errno = errno;
+    char map[64];
+    perf_map_path(map);
+    remove_own_file(AT_FDCWD, map);
+    DIR *dir = start_cwd[0] ? opendir(start_cwd) : NULL;
+    struct dirent *e;
+    while (dir != NULL && (e = readdir(dir)) != NULL)
+        if (is_isolate_log(e->d_name))
+            remove_own_file(dirfd(dir), e->d_name);
+    if (dir != NULL)
+        closedir(dir);
+    errno = saved_errno;
 }

@@ -80,8 +80,10 @@ __attribute__((constructor)) static void st_init(void)
     }
     st_tls.busy++;
     int ok = start_recording(0) == 0;
-    if (ok)
+    if (ok) {
         pthread_atfork(NULL, NULL, on_fork_child);
+        st_jitmap_note_start();
+    }
     st_tls.busy--;
     st_rec.state = ok ? ST_ACTIVE : ST_OFF;
     errno = saved_errno;

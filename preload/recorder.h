@@ -362,6 +362,9 @@ ST_HIDDEN void st_recorder_child_start(void);
  * finished as it stands and the recorder makes no system call from now on. */
 ST_HIDDEN void st_step_aside(void);
 ST_HIDDEN void st_jitmap_copy(void);
+/* At exit: node's perf map and V8 log, when only `stalltrace run` asked for them. */
+ST_HIDDEN void st_jitmap_remove_requested(void);
+ST_HIDDEN void st_jitmap_note_start(void);
 /* After a capture: if a frame lies outside every module (JIT code), note
  * the perf map's length then. Async-signal-safe. */
 ST_HIDDEN void st_jitmap_mark(struct st_captured *c);

@@ -10,11 +10,13 @@
 2. When the recorder is loaded (its stalltrace_mark_* symbols are in the
    process) and the interpreter is CPython 3.8-3.13, it waits for
    concurrent.futures.thread to be imported by the program (nothing is
-   imported early) and then wraps ThreadPoolExecutor.submit and
-   _WorkItem.__init__/run so that each task is marked submitted (before it
+   imported early) and then wraps _WorkItem.__init__ and
+   Future.set_running_or_notify_cancel, and adds a first done-callback to
+   each executor future, so that each task is marked submitted (before it
    is queued), started and finished (or discarded when it was cancelled
    before it started) through the annotation API (include/stalltrace/
-   annotate.h).  loop.run_in_executor and asyncio.to_thread go through
+   annotate.h), with no frame of ours on a task's stack or in a traceback
+   submit() raises.  loop.run_in_executor and asyncio.to_thread go through
    submit, so they are covered.  The same is done, when the program imports
    them, for anyio's worker threads (anyio.to_thread.run_sync, which is how
    FastAPI and Starlette run `def` endpoints: a task is submitted when it
@@ -30,7 +32,7 @@ pools[].kind and max_threads and strips from the name.  Saturation needs
 that maximum and the queue waits: these pools start threads on demand, so
 all of their threads busy is not all of them they may have.
 
-The task id is the id() of an executor's work item, a counter's value
+The task id is the id() of an executor's future, a counter's value
 elsewhere.  Return values, exceptions, cancellation, thread names and the
 order of everything are those of the unpatched code: the wrappers only add
 the marks around it (an exception's traceback from an anyio or Twisted task
@@ -94,13 +96,19 @@ def _marked_call(marks, queue, key, func, ran=None):
 
 
 def _patch_executor(module, marks):
+    """No frame of ours on a task's stack or in what submit() raises: the
+    executor is read from submit's frame when it makes the work item, the
+    start from the future's state change, the end from the future's first
+    done-callback (which a cancel also runs)."""
     submitted, started, finished, discarded = marks
-    executor, work_item = module.ThreadPoolExecutor, module._WorkItem
-    if getattr(executor.submit, "_stalltrace", False):
+    executor, work_item, future_class = module.ThreadPoolExecutor, module._WorkItem, module._base.Future
+    if getattr(work_item.__init__, "_stalltrace", False):
         return
-    orig_submit, orig_init, orig_run = executor.submit, work_item.__init__, work_item.run
-    local = module.threading.local()
+    orig_init, orig_set_running = work_item.__init__, future_class.set_running_or_notify_cancel
+    submit_code = executor.submit.__code__
+    getframe = sys._getframe
     cancelled_states = (module._base.CANCELLED, module._base.CANCELLED_AND_NOTIFIED)
+    in_flight = {}           # id(future) -> (queue, task id), submitted and not done
     names = {}
 
     def queue_name(ex):
@@ -111,47 +119,39 @@ def _patch_executor(module, marks):
             name = names[(prefix, most)] = _queue_name(prefix, "cpython-executor", most)
         return name
 
-    # *args: 3.8's submit takes (*args, **kwargs), later ones (self, fn, /, ...).
-    def submit(*args, **kwargs):
-        outer = getattr(local, "queue", None)
-        local.queue = queue_name(args[0]) if args else None
-        try:
-            return orig_submit(*args, **kwargs)
-        finally:
-            local.queue = outer
+    def done(future):
+        entry = in_flight.pop(id(future), None)
+        if entry is not None:
+            # Read without the future's lock: it is final by now.
+            (discarded if future._state in cancelled_states else finished)(*entry)
 
     def __init__(self, *args, **kwargs):
         orig_init(self, *args, **kwargs)
-        queue = getattr(local, "queue", None)
-        if queue is not None:
-            local.queue = None     # the one work item of this submit
-            self._stalltrace_queue = queue
-            submitted(queue, id(self))
+        caller = getframe(1)
+        if caller.f_code is not submit_code:
+            return
+        # submit(self, fn, /, ...); 3.8's is submit(*args, **kwargs).
+        frame_locals = caller.f_locals
+        ex = frame_locals["self"] if "self" in frame_locals else frame_locals["args"][0]
+        future = self.future
+        entry = in_flight[id(future)] = (queue_name(ex), id(future))
+        # The future is new and not yet shared: no lock needed to add the
+        # first callback, which then runs before any of the program's.
+        future._done_callbacks.append(done)
+        submitted(*entry)      # before submit queues the work item
 
-    def run(self, *args, **kwargs):
-        queue, key = self.__dict__.get("_stalltrace_queue"), id(self)
-        mark = None
-        if queue is not None:
-            # Read without the future's lock: no lock the worker would not
-            # have taken (cancelled() takes it); run() re-checks under it.
-            if getattr(self.future, "_state", None) in cancelled_states:
-                discarded(queue, key)
-            else:
-                started(queue, key)
-                mark = finished
-        try:
-            return orig_run(self, *args, **kwargs)
-        finally:
-            # The failed task's traceback keeps this frame (f_back of run's):
-            # drop the work item as run() itself does, or the cycle through
-            # its future keeps the worker thread alive until a gc pass.
-            self = None
-            if mark is not None:
-                mark(queue, key)
+    def set_running_or_notify_cancel(self):
+        running = orig_set_running(self)
+        if running:
+            entry = in_flight.get(id(self))
+            if entry is not None:
+                started(*entry)
+        return running
 
-    for new, old in ((submit, orig_submit), (__init__, orig_init), (run, orig_run)):
-        _same_face(new, old)
-    executor.submit, work_item.__init__, work_item.run = submit, __init__, run
+    _same_face(__init__, orig_init)
+    _same_face(set_running_or_notify_cancel, orig_set_running)
+    work_item.__init__ = __init__
+    future_class.set_running_or_notify_cancel = set_running_or_notify_cancel
 
 
 def _patch_anyio(module, marks):
