@@ -275,8 +275,49 @@ static const struct dump_stack *most_common_stack(const struct dump_event **samp
     return &samples[best]->stack;
 }
 
-/* Fill a stall's samples; when it has no call, its stack is the sampled
- * stack seen most often (the first on a tie). */
+static bool same_place(const struct m_stack *a, const struct m_stack *b)
+{
+    if (a->n != b->n)
+        return false;
+    for (size_t i = 0; i < a->n; i++)
+        if (!same_frame(a->frames[i], b->frames[i]))
+            return false;
+    return true;
+}
+
+/* The sample whose place (frames_place_key) most of the stall's samples
+ * share, the first on a tie: raw stacks of CPU-bound work all differ, and
+ * the earliest of them may be one whose unwinding lost the culprit. Looks
+ * at the first samples only, as a hostile dump can hold many; SIZE_MAX
+ * when out of memory or no sample names a place. */
+#define PLACE_SAMPLES_MAX 128
+static size_t most_common_place(const struct m_stall *st)
+{
+    size_t n = st->nsamples < PLACE_SAMPLES_MAX ? st->nsamples : PLACE_SAMPLES_MAX;
+    struct m_stack keys[PLACE_SAMPLES_MAX];
+    size_t made = 0, best = SIZE_MAX, best_count = 0;
+
+    for (; made < n; made++)
+        if (frames_place_key(&st->samples[made].stack, &keys[made]) < 0)
+            break;
+    for (size_t a = 0; made == n && a < n; a++) {
+        size_t count = 0;
+        if (keys[a].n == 0)
+            continue;
+        for (size_t b = 0; b < n; b++)
+            count += same_place(&keys[a], &keys[b]);
+        if (count > best_count) {
+            best_count = count;
+            best = a;
+        }
+    }
+    for (size_t a = 0; a < made; a++)
+        free(keys[a].frames);
+    return best;
+}
+
+/* Fill a stall's samples; when it has no call, its stack is a sample of the
+ * place seen most often, else the raw stack seen most often. */
 static int join_samples(struct m_process *p, struct m_stall *st, const struct dump_stack *own,
                         uint64_t start_ns, const struct dump_event **idx, size_t nidx)
 {
@@ -296,8 +337,11 @@ static int join_samples(struct m_process *p, struct m_stall *st, const struct du
         if (model_make_stack(p, &e->stack, e->at_ns, &s->stack) < 0)
             return -1;
     }
-    if (!st->call && n)
-        return model_make_stack(p, most_common_stack(idx + i, n), idx[i]->at_ns, &st->stack);
+    if (!st->call && n) {
+        size_t k = most_common_place(st);
+        const struct dump_stack *chosen = k == SIZE_MAX ? most_common_stack(idx + i, n) : &idx[i + k]->stack;
+        return model_make_stack(p, chosen, idx[i]->at_ns, &st->stack);
+    }
     return model_make_stack(p, own, start_ns, &st->stack);
 }
 

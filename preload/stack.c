@@ -124,11 +124,12 @@ static int after_indirect_call(uintptr_t r)
  * frame the rbp chain starts at, which skips that caller. A slot is taken
  * only when it returns from a direct call (e8 rel32) to code at most 64 KiB
  * before the address it returns from (the interrupted PC, then each caller
- * so found) or, from a builtin, into V8's copy of its builtins (a builtin
- * that tail-called another); the top slot also after an indirect call (JS
- * calls JS so). A JS function that called a builtin has a frame of its own,
- * so past a return into one only a call of that very function is taken:
- * further calls of builtins are stale slots of its earlier calls.
+ * so found) or into V8's copy of its builtins (a builtin that tail-called
+ * the interrupted code or the builtin found before); the top slot (the one
+ * above a just-pushed rbp) also after an indirect call (JS calls JS so). A
+ * JS function that called a builtin has a frame of its own, so past a
+ * return into one only a call of that very function is taken: further
+ * calls of builtins are stale slots of its earlier calls.
  * Returns how many were put in ret. */
 static unsigned frameless_callers(const ucontext_t *uc, uintptr_t *ret, unsigned max)
 {
@@ -147,7 +148,9 @@ static unsigned frameless_callers(const ucontext_t *uc, uintptr_t *ret, unsigned
         int32_t rel;
         if (r < 4096 || in_module(r) || !st_safe_read(call, r - 5, sizeof call))
             continue;
-        if (i == 0 && call[0] != 0xe8 && after_indirect_call(r)) {
+        /* At a function's second instruction its caller's rbp was just pushed. */
+        int top = i == 0 || (i == 1 && slots[0] == bp);
+        if (top && call[0] != 0xe8 && after_indirect_call(r)) {
             ret[n++] = inner = r;
             continue;
         }
@@ -156,7 +159,7 @@ static unsigned frameless_callers(const ucontext_t *uc, uintptr_t *ret, unsigned
         memcpy(&rel, call + 1, sizeof rel);
         uintptr_t target = r + (uintptr_t)(intptr_t)rel;
         int called_inner = target <= inner && inner - target < (64u << 10);
-        if (!called_inner && !(st_code_copies_cover(target) && st_code_copies_cover(inner)))
+        if (!called_inner && !(st_code_copies_cover(target) && (n == 0 || st_code_copies_cover(inner))))
             continue;
         ret[n++] = inner = r;
     }
