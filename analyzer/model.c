@@ -134,17 +134,20 @@ static bool same_frame(const struct sym_frame *a, const struct sym_frame *b)
            a->line == b->line && cmp_str(a->module, b->module) == 0;
 }
 
+static bool same_place(const struct m_stack *a, const struct m_stack *b)
+{
+    if (a->n != b->n)
+        return false;
+    for (size_t i = 0; i < a->n; i++)
+        if (!same_frame(a->frames[i], b->frames[i]))
+            return false;
+    return true;
+}
+
 static bool same_site(const char *call, bool starved, const struct m_stack *key,
                       const struct m_site *site)
 {
-    size_t i;
-
-    if (cmp_str(call, site->call) != 0 || starved != site->starved || key->n != site->key.n)
-        return false;
-    for (i = 0; i < key->n; i++)
-        if (!same_frame(key->frames[i], site->key.frames[i]))
-            return false;
-    return true;
+    return cmp_str(call, site->call) == 0 && starved == site->starved && same_place(key, &site->key);
 }
 
 /* A total order on (call, named stack) that agrees with same_site: equal
@@ -273,16 +276,6 @@ static const struct dump_stack *most_common_stack(const struct dump_event **samp
     }
     free(order);
     return &samples[best]->stack;
-}
-
-static bool same_place(const struct m_stack *a, const struct m_stack *b)
-{
-    if (a->n != b->n)
-        return false;
-    for (size_t i = 0; i < a->n; i++)
-        if (!same_frame(a->frames[i], b->frames[i]))
-            return false;
-    return true;
 }
 
 /* The sample whose place (frames_place_key) most of the stall's samples

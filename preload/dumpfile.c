@@ -358,15 +358,9 @@ static uint64_t address_space_share(void)
     if (getrlimit(RLIMIT_AS, &as) != 0 || as.rlim_cur == RLIM_INFINITY)
         return UINT64_MAX;
     char buf[128];
-    int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/statm", O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? syscall(SYS_read, fd, buf, sizeof buf - 1) : -1;
-    if (fd >= 0)
-        syscall(SYS_close, fd);
-    if (n <= 0 || buf[0] < '0' || buf[0] > '9')
+    if (read_proc("/proc/self/statm", buf, sizeof buf) <= 0 || buf[0] < '0' || buf[0] > '9')
         return 0;
-    uint64_t pages = 0;
-    for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; i++)
-        pages = pages * 10 + (uint64_t)(buf[i] - '0');
+    uint64_t pages = parse_digits(buf);
     uint64_t used = pages * (uint64_t)sysconf(_SC_PAGESIZE);
     return used < as.rlim_cur ? (as.rlim_cur - used) / ST_AS_SHARE : 0;
 }
@@ -389,7 +383,6 @@ int st_dump_create(const struct st_config *cfg, int forked_from)
     uint64_t queues_off = off;
     off = align_up(off + (uint64_t)ST_QUEUE_CAPACITY * sizeof(struct st_queue), 4096);
     uint64_t ring_off = off;
-    uint64_t file_size = ring_off + ring_size;
 
     /* Under an address-space limit (ulimit -v) the recorder takes a small
      * share of what is left, its ring shrunk to fit, or nothing at all. */
@@ -400,7 +393,7 @@ int st_dump_create(const struct st_config *cfg, int forked_from)
         st_warn("the address-space limit (ulimit -v) leaves no room for the recorder, not recording", "");
         return -1;
     }
-    file_size = ring_off + ring_size;
+    uint64_t file_size = ring_off + ring_size;
 
     /* Growing a file past RLIMIT_FSIZE raises SIGXFSZ, which kills. */
     struct rlimit fsize;

@@ -16,18 +16,24 @@
 
 #define MAX_ADDRESSES 65536u
 
-static void perf_map_path(char path[64])
+/* The pid in decimal at dst, NUL-terminated; returns the end. */
+static char *put_pid(char *dst)
 {
-    static const char prefix[] = "/tmp/perf-";
-    size_t n = sizeof prefix - 1;
     char digits[16];
     int k = 0;
-    memcpy(path, prefix, n);
     for (unsigned pid = (unsigned)st_rec.proc_pid; pid || !k; pid /= 10)
         digits[k++] = (char)('0' + pid % 10);
     while (k > 0)
-        path[n++] = digits[--k];
-    memcpy(path + n, ".map", 5);
+        *dst++ = digits[--k];
+    *dst = '\0';
+    return dst;
+}
+
+static void perf_map_path(char path[64])
+{
+    static const char prefix[] = "/tmp/perf-";
+    memcpy(path, prefix, sizeof prefix - 1);
+    memcpy(put_pid(path + sizeof prefix - 1), ".map", 5);
 }
 
 /* The runtimes write the map a line at a time (V8 line-buffers it, CPython
@@ -207,11 +213,12 @@ void st_jitmap_copy(void)
 
 /* Node, told by NODE_OPTIONS (not by its own command line) to write perf
  * files: the process's executable is node's and no argument asks for them. */
+static int run_asked;
+
 static int node_asked_by_run(void)
 {
-    const char *asked = getenv(RUN_ASKED_ENV);
     const struct st_process *p = st_rec.proc;
-    if (asked == NULL || strcmp(asked, "1") != 0 || p == NULL)
+    if (!run_asked || p == NULL)
         return 0;
     const char *base = strrchr(p->exe, '/');
     base = base ? base + 1 : p->exe;
@@ -236,27 +243,20 @@ static int is_isolate_log(const char *path)
     const char *p = base + 10;
     while ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))
         p++;
-    char tail[32];
-    int n = 0;
-    tail[n++] = '-';
-    char digits[16];
-    int k = 0;
-    for (unsigned pid = (unsigned)st_rec.proc_pid; pid || !k; pid /= 10)
-        digits[k++] = (char)('0' + pid % 10);
-    while (k > 0)
-        tail[n++] = digits[--k];
-    memcpy(tail + n, "-v8.log", 8);
+    char tail[32] = "-";
+    memcpy(put_pid(tail + 1), "-v8.log", 8);
     return p > base + 10 && strcmp(p, tail) == 0;
 }
 
 /* V8 creates its log in the working directory it starts in, before any
- * JavaScript could change it. */
+ * JavaScript could change it; the program may change its environment too. */
 static char start_cwd[4096];
 
 void st_jitmap_note_start(void)
 {
     const char *asked = getenv(RUN_ASKED_ENV);
-    if (asked != NULL && strcmp(asked, "1") == 0 && getcwd(start_cwd, sizeof start_cwd) == NULL)
+    run_asked = asked != NULL && strcmp(asked, "1") == 0;
+    if (run_asked && getcwd(start_cwd, sizeof start_cwd) == NULL)
         start_cwd[0] = '\0';
 }
 
