@@ -13,10 +13,33 @@
 
 #define ST_EXPORT __attribute__((visibility("default")))
 
-struct st_start {
+/* A thread's start routine and argument, handed from pthread_create to the
+ * new thread in a static slot rather than on the heap: a free() in a thread
+ * that never used malloc has glibc reserve it an arena (64 MiB of address
+ * space), which a program under ulimit -v then misses for its own threads.
+ * When every slot is in flight the thread starts untracked. */
+#define START_SLOTS 256
+static struct st_start {
     void *(*fn)(void *);
     void *arg;
-};
+    int used;
+} start_slots[START_SLOTS];
+
+static struct st_start *claim_start_slot(void)
+{
+    for (unsigned i = 0; i < START_SLOTS; i++) {
+        int expected = 0;
+        if (__atomic_compare_exchange_n(&start_slots[i].used, &expected, 1, 0, __ATOMIC_ACQUIRE,
+                                        __ATOMIC_RELAXED))
+            return &start_slots[i];
+    }
+    return NULL;
+}
+
+static void release_start_slot(struct st_start *slot)
+{
+    __atomic_store_n(&slot->used, 0, __ATOMIC_RELEASE);
+}
 
 static void thread_cleanup(void *arg)
 {
@@ -27,7 +50,7 @@ static void thread_cleanup(void *arg)
 static void *thread_trampoline(void *p)
 {
     struct st_start start = *(struct st_start *)p;
-    free(p);
+    release_start_slot(p);
     st_tls.start_routine = (uint64_t)(uintptr_t)start.fn;
     void *ret;
     pthread_cleanup_push(thread_cleanup, NULL);
@@ -44,14 +67,14 @@ ST_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
         return EAGAIN;
     struct st_start *start = NULL;
     if (st_rec.state == ST_ACTIVE && !st_tls.busy)
-        start = malloc(sizeof *start);
+        start = claim_start_slot();
     if (start == NULL)
         return real(thread, attr, fn, arg);
     start->fn = fn;
     start->arg = arg;
     int r = real(thread, attr, thread_trampoline, start);
     if (r != 0)
-        free(start);
+        release_start_slot(start);
     return r;
 }
 

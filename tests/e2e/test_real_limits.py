@@ -19,6 +19,10 @@ def run_limited(cfg, tmpdir, python, limit, preload):
     def limit_as():
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     env = clean_env()
+    # glibc keeps a thread's 64 MiB arena only when its mapping happens to
+    # land aligned: a coin toss, plain and preloaded alike, that at the
+    # larger margins decides whether the next thread fits. One arena.
+    env["MALLOC_ARENA_MAX"] = "1"
     if preload:
         env.update(LD_PRELOAD=cfg.preload, STALLTRACE_OUTPUT=os.path.join(tmpdir, "as.%p.dump"),
                    STALLTRACE_THRESHOLD_MS="20")
