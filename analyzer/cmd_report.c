@@ -46,7 +46,8 @@ static void report_usage(FILE *out)
                  "                         DUMP...\n", names);
     for (const struct report_format *f = report_formats; f->name; f++)
         fprintf(out, "  %-12s %s\n", f->name, f->summary);
-    fprintf(out, "  --all-frames   text: every frame, runtime machinery included\n");
+    fprintf(out, "  --all-frames   text, folded: every frame, runtime machinery included (folded and the\n"
+                 "                 HTML flame graph otherwise start at the program's own frames)\n");
 }
 
 int cmd_report(int argc, char **argv)
@@ -117,7 +118,7 @@ int cmd_report(int argc, char **argv)
         }
     }
     static const struct text_limits everything = {(size_t)-1, (size_t)-1, true};
-    struct report_options ropt = {.limits = all_frames ? &everything : NULL};
+    struct report_options ropt = {.limits = all_frames ? &everything : NULL, .all_frames = all_frames};
     rc = report_dumps(out, argv + optind, argc - optind, format, &mopt, &ropt);
     if (out != stdout && fclose(out) != 0 && rc == 0) {
         fprintf(stderr, "stalltrace: %s: %s\n", output, strerror(errno));

@@ -72,6 +72,9 @@ enum frame_role frames_role(const struct sym_frame *f)
     }
     if (has_prefix_in(f->function, plumbing_functions))
         return FRAME_PLUMBING;
+    /* The loader's entry is linked into the executable, but not written by its author. */
+    if (f->function && strcmp(f->function, "_start") == 0)
+        return FRAME_PLUMBING;
     if (strcmp(f->kind, "jit") == 0)
         return contains_any(f->function, library_paths) ? FRAME_LIBRARY : FRAME_USER;
     if (has_prefix_in(f->module, plumbing_modules))
@@ -186,4 +189,47 @@ int frames_place_key(const struct m_stack *s, struct m_stack *key)
     }
     key->n = n;
     return 0;
+}
+
+bool frames_folded(const struct m_stack *s, size_t i)
+{
+    const struct sym_frame *f = s->frames[i];
+
+    if (i > 0 && frames_is_plumbing(f))
+        return true;
+    if (f->function)
+        return false;
+    for (size_t j = 0; j < s->n; j++)
+        if (s->frames[j]->function)
+            return true;
+    return false;
+}
+
+size_t frames_flame_view(const struct m_stack *s, bool all, const struct sym_frame **out)
+{
+    size_t c = frames_culprit(s), top = s->n, n = 0;
+
+    if (all) {
+        for (size_t i = 0; i < s->n; i++)
+            out[n++] = s->frames[i];
+        return n;
+    }
+    /* Outward of the culprit, frames of its own role belong to the same
+     * code; the first of another role (the web framework that called the
+     * handler, the runner that called main) is where the plumbing starts. */
+    if (c != SIZE_MAX) {
+        enum frame_role role = frames_role(s->frames[c]);
+        top = c + 1;
+        for (size_t i = c + 1; i < s->n; i++) {
+            if (frames_folded(s, i) || s->frames[i]->inlined)
+                continue;
+            if (frames_role(s->frames[i]) != role)
+                break;
+            top = i + 1;
+        }
+    }
+    for (size_t i = 0; i < top; i++)
+        if (!frames_folded(s, i))
+            out[n++] = s->frames[i];
+    return n;
 }

@@ -43,6 +43,18 @@ void frames_where(const struct m_stack *s, char *buf, size_t len);
  * one sample of the same work to the next). A view into s; free its frames. */
 int frames_place_key(const struct m_stack *s, struct m_stack *key);
 
+/* Whether frame i of s is folded away in a short view of the stack: runtime
+ * plumbing past the innermost frame, and unnamed frames when some are named
+ * (the text report's site stacks and the flame view fold the same ones). */
+bool frames_folded(const struct m_stack *s, size_t i);
+
+/* The frames a flame graph shows of s, innermost first, into out (room for
+ * s->n): the folded ones left out, and the root side cut where the run of
+ * code the culprit belongs to is entered, so the program's (or, without one,
+ * the library's) outermost frame there is the first row, not _start,
+ * Py_RunMain, the interpreter or a framework's runner. all: every frame. */
+size_t frames_flame_view(const struct m_stack *s, bool all, const struct sym_frame **out);
+
 /* The base name of a path (the part after the last '/'). */
 const char *frames_basename(const char *path);
 

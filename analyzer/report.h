@@ -18,6 +18,7 @@ struct text_limits {
 /* What a format may be told; NULL means the defaults. */
 struct report_options {
     const struct text_limits *limits;  /* text: NULL, everything */
+    bool all_frames;               /* flame graphs: every frame, not the flame view (--all-frames) */
 };
 
 /* A format writes the models of one or more processes; 0, or -1 when the
@@ -37,6 +38,12 @@ extern const struct report_format report_formats[];
 const struct report_format *report_format_find(const char *name);
 /* "text|json|html|..." (sep between names) into buf. */
 void report_format_names(char *buf, size_t len, const char *sep);
+
+/* Folded stacks ("root;outer;...;inner MS" lines) of the stalls of procs
+ * into a malloc'ed string (*len its length), in the flame view of
+ * frames_flame_view unless all; NULL when out of memory. The folded format
+ * and the HTML report's flame graph both draw from it. */
+char *report_folded_text(struct m_process **procs, size_t n, bool all, size_t *len);
 
 report_write_fn report_json, report_text, report_folded, report_chrome, report_openmetrics,
     report_html;

@@ -17,28 +17,36 @@ struct folded {
     size_t n, cap;
 };
 
-/* "root;outermost;...;innermost" from a stack stored innermost first. */
-static char *fold_stack(const char *root, const struct m_stack *s, const char *empty)
+/* "root;outermost;...;innermost" from a stack stored innermost first, in
+ * the flame view unless all. */
+static char *fold_stack(const char *root, const struct m_stack *s, const char *empty, bool all)
 {
     char label[512];
-    size_t len = strlen(root) + 1, used, i;
+    size_t len = strlen(root) + 1, used, i, n;
+    const struct sym_frame **view = malloc((s->n ? s->n : 1) * sizeof(*view));
     char *out;
 
-    for (i = 0; i < s->n; i++) {
-        frame_label(s->frames[i], label, sizeof(label));
+    if (!view)
+        return NULL;
+    n = frames_flame_view(s, all, view);
+    for (i = 0; i < n; i++) {
+        frame_label(view[i], label, sizeof(label));
         len += strlen(label) + 1;
     }
     len += strlen(empty) + 1;
     out = malloc(len);
-    if (!out)
+    if (!out) {
+        free(view);
         return NULL;
+    }
     used = (size_t)snprintf(out, len, "%s", root);
-    for (i = s->n; i-- > 0;) {
-        frame_label(s->frames[i], label, sizeof(label));
+    for (i = n; i-- > 0;) {
+        frame_label(view[i], label, sizeof(label));
         used += (size_t)snprintf(out + used, len - used, ";%s", label);
     }
-    if (s->n == 0)
+    if (n == 0)
         snprintf(out + used, len - used, ";%s", empty);
+    free(view);
     return out;
 }
 
@@ -69,7 +77,7 @@ static int cmp_line(const void *a, const void *b)
 
 /* Every stall's time goes to the stack it blocked in; a CPU-bound stall's
  * time is split evenly over the stacks sampled while it ran. */
-static int fold_process(struct folded *f, const struct m_process *p)
+static int fold_process(struct folded *f, const struct m_process *p, bool all)
 {
     char root[128];
     size_t i, j, nsamples;
@@ -85,27 +93,28 @@ static int fold_process(struct folded *f, const struct m_process *p)
         const char *empty = st->call ? st->call : "[CPU-bound, no stack sampled]";
 
         if (s) {
-            if (add_line(f, fold_stack(root, s, empty), st->duration_ms) < 0)
+            if (add_line(f, fold_stack(root, s, empty, all), st->duration_ms) < 0)
                 return -1;
             continue;
         }
         for (j = 0; j < nsamples; j++)
-            if (add_line(f, fold_stack(root, &st->samples[j].stack, empty),
+            if (add_line(f, fold_stack(root, &st->samples[j].stack, empty, all),
                          st->duration_ms / (double)nsamples) < 0)
                 return -1;
     }
     return 0;
 }
 
-int report_folded(FILE *out, struct m_process **procs, size_t n, const struct report_options *opt)
+char *report_folded_text(struct m_process **procs, size_t n, bool all, size_t *len)
 {
-    (void)opt;
     struct folded f = {0};
     size_t i, j;
-    int rc = 0;
+    char *text = NULL;
+    FILE *out = open_memstream(&text, len);
+    int rc = out ? 0 : -1;
 
     for (i = 0; i < n && rc == 0; i++)
-        rc = fold_process(&f, procs[i]);
+        rc = fold_process(&f, procs[i], all);
     if (rc == 0 && f.n > 1)
         qsort(f.lines, f.n, sizeof(*f.lines), cmp_line);
     /* One line per distinct stack; weights are rounded once, after summing,
@@ -120,7 +129,21 @@ int report_folded(FILE *out, struct m_process **procs, size_t n, const struct re
     for (i = 0; i < f.n; i++)
         free(f.lines[i].stack);
     free(f.lines);
-    if (rc != 0)
-        return rc;
+    if (out && (fclose(out) != 0 || rc != 0)) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+int report_folded(FILE *out, struct m_process **procs, size_t n, const struct report_options *opt)
+{
+    size_t len = 0;
+    char *text = report_folded_text(procs, n, opt && opt->all_frames, &len);
+
+    if (!text)
+        return -1;
+    fwrite(text, 1, len, out);
+    free(text);
     return ferror(out) ? -1 : 0;
 }

@@ -91,16 +91,12 @@ static void site_stack(FILE *out, const struct m_stack *s, size_t limit, bool al
 {
     size_t i, shown = 0, left;
 
-    bool any_named = false;
-    for (i = 0; i < s->n; i++)
-        any_named |= s->frames[i]->function != NULL;
     /* Unnamed frames (a stripped interpreter's, a library's without symbols)
      * are folded so the named ones stay in view. */
     for (i = 0; i < s->n && shown < limit; i++) {
-        const struct sym_frame *f = s->frames[i];
-        if (!all_frames && ((i > 0 && frames_is_plumbing(f)) || (any_named && !f->function)))
+        if (!all_frames && frames_folded(s, i))
             continue;
-        frame_line(out, f);
+        frame_line(out, s->frames[i]);
         shown++;
     }
     left = s->n - shown;
