@@ -275,6 +275,32 @@ static void judge_lock(struct m_lock *l, const struct m_lock_wait **w, size_t n,
                  (one_long || l->wait_share >= LOCK_MIN_WAIT_SHARE);
 }
 
+/* Whether the one thread that waited on l waited on nothing else: then its
+ * timed-out waits are its own sleep between rounds of work. */
+static bool only_object_of_its_waiter(const struct m_process *p, const struct m_lock *l)
+{
+    uint32_t tid = 0;
+
+    for (size_t i = 0; i < p->nlock_waits; i++) {
+        const struct m_lock_wait *w = &p->lock_waits[i];
+        if (w->object == l->object)
+            tid = w->tid;
+    }
+    if (tid == 0)
+        return true;               /* no long wait: only the table's counts */
+    for (size_t i = 0; i < p->nlock_waits; i++)
+        if (p->lock_waits[i].tid == tid && p->lock_waits[i].object != l->object)
+            return false;
+    return true;
+}
+
+static bool idle_wait(const struct m_process *p, const struct m_lock *l)
+{
+    if (l->culprit || competes(l) || l->waiters > 1 || l->timeouts == 0)
+        return false;
+    return only_object_of_its_waiter(p, l);
+}
+
 int model_build_locks(struct m_process *p, const struct dump *d)
 {
     const struct m_lock_wait **waits = calloc(p->nlock_waits + 1, sizeof(*waits));
@@ -324,6 +350,7 @@ int model_build_locks(struct m_process *p, const struct dump *d)
         if (name_lock(p, l) < 0)
             goto fail;
         judge_lock(l, waits + run, i - run, thread_s, keep_ms);
+        l->idle = idle_wait(p, l);
         p->nlocks++;
     }
     if (p->nlocks > 1)

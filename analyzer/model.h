@@ -185,6 +185,10 @@ struct m_lock {
     double contended_ms, wait_share;
     char *internal;                /* "libuv", "pool 0's queue": whose own object it is, or NULL */
     bool culprit;
+    /* A thread idling on its own object with timeouts (jemalloc's
+     * background thread, a timer thread): a sleep, not a lock anyone
+     * competed for; reports leave it out. */
+    bool idle;
 };
 
 /* Stalls grouped by where they blocked: call + named stack. */

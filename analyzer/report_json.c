@@ -326,6 +326,7 @@ static json_t *lock_json(const struct m_lock *l)
     json_object_set_new(o, "wait_share", real(l->wait_share, 1e4));
     json_object_set_new(o, "internal", str_or_null(l->internal));
     json_object_set_new(o, "culprit", json_boolean(l->culprit));
+    json_object_set_new(o, "idle", json_boolean(l->idle));
     return o;
 }
 

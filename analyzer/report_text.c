@@ -182,6 +182,14 @@ static void queues_text(FILE *out, const struct m_process *p)
         fputc('\n', out);
 }
 
+/* A pool whose workers were busy less than a threshold in all, and never
+ * saturated, did nothing worth a sentence about where its time went: an
+ * idle pool's few microseconds between waits are not "CPU". */
+static bool pool_busy_matters(const struct m_process *p, const struct m_pool *pool)
+{
+    return pool->busy_s > 0 && (pool->nsaturations > 0 || pool->busy_s * 1e3 >= p->threshold_ms);
+}
+
 static void pools_text(FILE *out, const struct m_process *p, const struct text_limits *lim)
 {
     char a[32], b[32], c[32], tids[96], buf[1024], where[600];
@@ -246,7 +254,7 @@ static void pools_text(FILE *out, const struct m_process *p, const struct text_l
                          pool->top_share * 100, a, top->call ? top->call : "a wait",
                          where[0] ? " called from " : "", where);
             line_fit(out, buf);
-        } else if (pool->busy_s > 0) {
+        } else if (pool_busy_matters(p, pool)) {
             fprintf(out, "    %s, %.0f%% of the time was in wrapped calls: busy outside any wrapped call "
                          "(CPU)\n", of, pool->wrapped_share * 100);
         }
@@ -266,13 +274,19 @@ static void pools_text(FILE *out, const struct m_process *p, const struct text_l
 static void locks_text(FILE *out, const struct m_process *p, const struct text_limits *lim)
 {
     char a[32], b[32], name[400], buf[1024], by[48];
-    size_t i, n = p->nlocks < lim->sites ? p->nlocks : lim->sites;
+    size_t i, shown = 0, waited = 0;
 
-    if (p->nlocks == 0)
+    for (i = 0; i < p->nlocks; i++)
+        waited += !p->locks[i].idle;
+    if (waited == 0)
         return;
-    fprintf(out, "%sLocks waited for, longest total wait first (%zu of %zu)%s\n", bold, n, p->nlocks, plain);
-    for (i = 0; i < n; i++) {
+    fprintf(out, "%sLocks waited for, longest total wait first (%zu of %zu)%s\n", bold,
+            waited < lim->sites ? waited : lim->sites, waited, plain);
+    for (i = 0; i < p->nlocks && shown < lim->sites; i++) {
         const struct m_lock *l = &p->locks[i];
+        if (l->idle)
+            continue;
+        shown++;
         if (l->label)
             snprintf(name, sizeof(name), "the %s (%s %s)", l->label, l->kind, l->symbol ? l->symbol : "");
         else if (l->symbol)
@@ -284,7 +298,7 @@ static void locks_text(FILE *out, const struct m_process *p, const struct text_l
             snprintf(by, sizeof(by), " by %zu threads", l->waiters);
         model_fmt_ms(a, sizeof(a), l->wait_total_ms);
         model_fmt_ms(b, sizeof(b), l->wait_max_ms);
-        snprintf(buf, sizeof(buf), "  %zu. %s: %llu wait%s%s, total %s, max %s", i + 1, name,
+        snprintf(buf, sizeof(buf), "  %zu. %s: %llu wait%s%s, total %s, max %s", shown, name,
                  (unsigned long long)l->contentions, l->contentions == 1 ? "" : "s", by, a, b);
         line_fit(out, buf);
         if (l->internal)
@@ -315,6 +329,63 @@ static void site_calls_text(FILE *out, const struct m_process *p, const struct m
     const char *note = stall_stack_note(p, s->call, &s->stack);
     if (note && !s->starved)
         fprintf(out, "       (no stack: %s)\n", note);
+}
+
+/* Nothing past the threshold anywhere: no diagnosis, no stall, no pool
+ * saturation, no lock that matters. */
+static bool healthy(const struct m_process *p)
+{
+    if (p->ndiagnosis || p->nsites)
+        return false;
+    for (size_t i = 0; i < p->npools; i++)
+        if (p->pools[i].nsaturations)
+            return false;
+    for (size_t i = 0; i < p->nlocks; i++)
+        if (p->locks[i].culprit)
+            return false;
+    return true;
+}
+
+/* A healthy recording says so and gives the figures that show it, a line
+ * each: nothing a person must read through to learn there is nothing. */
+static void healthy_text(FILE *out, const struct m_process *p)
+{
+    char a[32], b[32], c[32], buf[1024];
+    size_t i, loops = 0;
+
+    model_fmt_ms(a, sizeof(a), p->threshold_ms);
+    fprintf(out, "%sNothing to fix%s: no event-loop stall of %s or more, no pool saturated, no lock "
+                 "contended.\n", bold, plain, a);
+    for (i = 0; i < p->nthreads; i++) {
+        const struct m_thread *t = &p->threads[i];
+        if (!t->is_loop)
+            continue;
+        loops++;
+        model_fmt_ms(a, sizeof(a), t->loop.p50_ms);
+        model_fmt_ms(b, sizeof(b), t->loop.p99_ms);
+        model_fmt_ms(c, sizeof(c), t->loop.max_ms);
+        snprintf(buf, sizeof(buf), "  loop thread %u (%s): %llu iterations, busy %.1f%%, p50 %s, p99 %s, max %s",
+                 t->tid, t->name, (unsigned long long)t->loop.iterations, t->loop.utilization * 100, a, b, c);
+        line_fit(out, buf);
+    }
+    if (loops == 0)
+        fprintf(out, "  no loop thread was seen (no thread kept returning to the same event wait)\n");
+    for (i = 0; i < p->npools; i++) {
+        const struct m_pool *pool = &p->pools[i];
+        char what[64], wait[64] = "";
+        if (pool->max_threads)
+            snprintf(what, sizeof(what), "%s, up to %u threads", pool->kind, pool->max_threads);
+        else
+            snprintf(what, sizeof(what), "%s", pool->kind);
+        if (pool->queue_wait.known) {
+            model_fmt_ms(a, sizeof(a), pool->queue_wait.p99_ms);
+            snprintf(wait, sizeof(wait), ", queue wait p99 %s", a);
+        }
+        snprintf(buf, sizeof(buf), "  pool %d (%s): %zu worker%s, busy %.0f%%, never saturated%s",
+                 pool->id, what, pool->nthreads, pool->nthreads == 1 ? "" : "s", pool->busy_ratio * 100, wait);
+        line_fit(out, buf);
+    }
+    fputc('\n', out);
 }
 
 static void process_text(FILE *out, const struct m_process *p, const struct text_limits *lim)
@@ -354,6 +425,10 @@ static void process_text(FILE *out, const struct m_process *p, const struct text
         fprintf(out, "   %s\n", p->python_note);
     fputc('\n', out);
 
+    if (healthy(p)) {
+        healthy_text(out, p);
+        return;
+    }
     if (p->ndiagnosis == 0) {
         fprintf(out, "No event-loop stall of %s or more was recorded; no pool was exhausted and no "
                      "lock contended.\n\n", b);

@@ -48,15 +48,65 @@ static struct dump_builder *service(void)
     return b;
 }
 
+/* A healthy Python service: its loop mostly idle, two pool workers idle on
+ * their work queue, and jemalloc's background thread sleeping on its own
+ * condition in timed waits (2.8 s of them, nothing anyone competed for). */
+static struct dump_builder *healthy_service(void)
+{
+    const uint64_t s = 1000000000ull;
+    struct dump_builder *b = db_new_objects(2, 4, 4, 16384);
+    const char *argv[] = {"python3", "app.py"};
+    db_set_process(b, 4343, "/usr/bin/python3.11", 2, argv);
+    struct st_thread *t = db_add_thread(b, 4343, "python3", ST_THREAD_LOOP | ST_THREAD_MAIN);
+    t->iterations = 4000;
+    t->busy_ns = 200000000ull;
+    t->idle_ns = 2800000000ull;
+    t->max_busy_ns = 4000000;
+    t->busy_hist[st_hist_bucket(50000)] = 3990;
+    t->busy_hist[st_hist_bucket(3000000)] = 10;
+    for (uint32_t tid = 4344; tid <= 4345; tid++) {
+        struct st_thread *w = db_add_thread(b, tid, "python3", 0);
+        w->start_routine = 0x4000;
+        w->created_ns = 0;
+        w->pool_idle_ns = 2 * s + s / 2;
+    }
+    struct st_thread *bg = db_add_thread(b, 4346, "jemalloc_bg_thd", 0);
+    bg->created_ns = 0;
+    struct st_object *q = db_add_object(b, 0xa000, ST_OBJ_COND);
+    q->members = 2;
+    q->handoffs = 40;
+    db_set_bit(q->member_bits, 1);
+    db_set_bit(q->member_bits, 2);
+    db_set_bit(q->waker_bits, 0);
+    struct st_object *je = db_add_object(b, 0xe000, ST_OBJ_COND);
+    je->members = 1;
+    je->waits = 28;
+    je->wait_ns = 2800000000ull;
+    je->max_wait_ns = 100000000ull;
+    je->timeouts = 28;
+    db_set_bit(je->member_bits, 3);
+    db_set_bit(je->waker_bits, 3);
+    db_complete(b, 3 * s);
+    return b;
+}
+
+static struct m_process *model_of(struct dump_builder *b, struct dump **d)
+{
+    char *err = NULL;
+    *d = dump_open_mem(b->buf, b->len, "service.dump", &err);
+    cr_assert_not_null(*d, "%s", err);
+    struct model_options opt = {.threshold_ms = -1, .perf_map_dir = "/nonexistent"};
+    struct m_process *p = model_build(*d, &opt);
+    cr_assert_not_null(p);
+    return p;
+}
+
 static char *render_text(struct dump_builder *b)
 {
-    char *err = NULL, *text = NULL;
+    char *text = NULL;
     size_t len = 0;
-    struct dump *d = dump_open_mem(b->buf, b->len, "service.dump", &err);
-    cr_assert_not_null(d, "%s", err);
-    struct model_options opt = {.threshold_ms = -1, .perf_map_dir = "/nonexistent"};
-    struct m_process *p = model_build(d, &opt);
-    cr_assert_not_null(p);
+    struct dump *d;
+    struct m_process *p = model_of(b, &d);
     FILE *f = open_memstream(&text, &len);
     setenv("NO_COLOR", "1", 1);
     cr_assert_eq(report_text(f, &p, 1, NULL), 0);
@@ -136,5 +186,30 @@ Test(golden, text_report_of_a_service)
     char *text = render_text(b);
     compare("text_report", text);
     free(text);
+    db_free(b);
+}
+
+Test(golden, text_report_of_a_healthy_service)
+{
+    struct dump_builder *b = healthy_service();
+    char *text = render_text(b);
+    compare("text_report_healthy", text);
+    cr_assert(strstr(text, "Nothing to fix") && !strstr(text, "Locks waited for") && !strstr(text, "(CPU)"),
+              "%s", text);
+    free(text);
+    db_free(b);
+}
+
+/* jemalloc's sleeping thread is idle, not a lock: reports leave it out. */
+Test(golden, a_runtime_thread_sleeping_on_its_own_condition_is_idle)
+{
+    struct dump_builder *b = healthy_service();
+    struct dump *d;
+    struct m_process *p = model_of(b, &d);
+    cr_assert_eq(p->npools, 1);
+    cr_assert_eq(p->nlocks, 1, "jemalloc's condition is a lock entry (JSON keeps it)");
+    cr_assert(p->locks[0].idle && !p->locks[0].culprit);
+    model_free(p);
+    dump_free(d);
     db_free(b);
 }
