@@ -45,6 +45,11 @@ void report_format_names(char *buf, size_t len, const char *sep);
  * and the HTML report's flame graph both draw from it. */
 char *report_folded_text(struct m_process **procs, size_t n, bool all, size_t *len);
 
+/* The HTML page's extra data, a JSON object by pid: "flame" {"view", "all"}
+ * (folded text) and "pools" {id: {"spans": [[tid, start_ms, ms]...],
+ * "partial"}}; malloc'ed, NULL when out of memory. */
+char *report_html_views(struct m_process **procs, size_t n);
+
 report_write_fn report_json, report_text, report_folded, report_chrome, report_openmetrics,
     report_html;
 

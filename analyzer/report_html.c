@@ -68,7 +68,13 @@ int report_html(FILE *out, struct m_process **procs, size_t n, const struct repo
           "</noscript>\n<main id=\"app\"></main>\n", out);
     fputs("<script type=\"application/json\" id=\"stalltrace-data\">\n", out);
     script_json(out, json, len);
-    fprintf(out, "</script>\n<script>\n%s</script>\n</body>\n</html>\n", html_report_js);
     free(json);
+    char *views = report_html_views(procs, n);
+    if (!views)
+        return -1;
+    fputs("</script>\n<script type=\"application/json\" id=\"stalltrace-views\">\n", out);
+    script_json(out, views, strlen(views));
+    free(views);
+    fprintf(out, "</script>\n<script>\n%s</script>\n</body>\n</html>\n", html_report_js);
     return ferror(out) ? -1 : 0;
 }
