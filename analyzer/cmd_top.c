@@ -339,9 +339,25 @@ static const struct m_stack *stall_where(const struct m_stall *st)
     return s;
 }
 
+/* Where a stall is, said by the user's frame (and its caller) when there
+ * is one, else the innermost frame worth naming. */
+static void stall_place(const struct m_stall *st, char *buf, size_t len)
+{
+    const struct m_stack *s = stall_where(st);
+
+    buf[0] = '\0';
+    if (s && s->n)
+        frames_where(s, buf, len);
+    if (!buf[0] && s && s->n)
+        stack_top_describe(s, buf, len);
+    if (!buf[0])
+        /* A stall still running has its stack recorded when it ends. */
+        snprintf(buf, len, "%s", st->in_progress ? "-" : "(no stack)");
+}
+
 static void stalls_section(FILE *out, const struct m_process *p)
 {
-    char label[40], took[24], where[256];
+    char label[40], took[24], where[600];
     size_t first = p->nstalls > RECENT_STALLS ? p->nstalls - RECENT_STALLS : 0;
 
     fprintf(out, "\nRECENT STALLS  (newest first; %zu in the dump)\n", p->nstalls);
@@ -349,22 +365,23 @@ static void stalls_section(FILE *out, const struct m_process *p)
         fprintf(out, "  (none)\n");
         return;
     }
+    /* The one line to read first: the newest stall and the user's frame in it. */
+    const struct m_stall *last = &p->stalls[p->nstalls - 1];
+    model_fmt_ms(took, sizeof(took), last->duration_ms);
+    stall_place(last, where, sizeof(where));
+    fprintf(out, "  newest: %s in %s at %.1f s, at %s\n", took, last->call ? last->call : "CPU-bound code",
+            last->start_s, where);
     fprintf(out, "  %9s  %-22s %9s  %-20s %s\n", "at", "thread", "took", "call", "where");
     for (size_t i = p->nstalls; i-- > first;) {
         const struct m_stall *st = &p->stalls[i];
         const struct m_thread *t = thread_by_tid(p, st->tid);
-        const struct m_stack *s = stall_where(st);
 
         if (t)
             thread_label(label, sizeof(label), t);
         else
             snprintf(label, sizeof(label), "%u", st->tid);
         model_fmt_ms(took, sizeof(took), st->duration_ms);
-        if (s && s->n)
-            stack_top_describe(s, where, sizeof(where));
-        else
-            /* A stall still running has its stack recorded when it ends. */
-            snprintf(where, sizeof(where), "%s", st->in_progress ? "-" : "(no stack)");
+        stall_place(st, where, sizeof(where));
         fprintf(out, "  %8.1fs  %-22.22s %9s  %-20s %s%s\n", st->start_s, label, took,
                 st->call ? st->call : "(cpu)", where, st->in_progress ? "  (still running)" : "");
     }
@@ -395,14 +412,15 @@ static void queue_wait_text(char *buf, size_t len, const struct m_dist *w)
              (unsigned long long)w->count);
 }
 
+/* One line a pool: what it is, busy/total threads now and whether it is
+ * saturated now, then its figures since the start. */
 static void pools_section(FILE *out, const struct m_process *p)
 {
-    char sat[40], busy[48];
+    char what[64], busy[48], sat[40], ratio[16], wait[128];
 
     if (!p->npools)
         return;
     fprintf(out, "\nPOOLS\n");
-    fprintf(out, "  %-6s %7s %9s %16s %10s  %s\n", "pool", "threads", "busy now", "saturated", "busy", "queue wait");
     for (size_t i = 0; i < p->npools; i++) {
         const struct m_pool *pool = &p->pools[i];
         uint64_t live = 0, idle = 0;
@@ -419,15 +437,18 @@ static void pools_section(FILE *out, const struct m_process *p)
             saturated_now |= o->live_saturated_since_ns != 0 && o->live_members > 0;
         }
         saturated_now &= !p->complete;
+        uint64_t total = pool->max_threads > live ? pool->max_threads : live;
+        snprintf(what, sizeof(what), "%s pool %d", pool->kind, pool->id);
         if (p->complete)
-            snprintf(busy, sizeof(busy), "-");  /* its workers are gone */
+            snprintf(busy, sizeof(busy), "ended, %zu threads", pool->nthreads);  /* its workers are gone */
         else
-            snprintf(busy, sizeof(busy), "%llu/%llu", (unsigned long long)(live - idle), (unsigned long long)live);
-        snprintf(sat, sizeof(sat), "%.1f s%s", pool->saturated_s, saturated_now ? " (now)" : "");
-        char ratio[16], wait[128];
+            snprintf(busy, sizeof(busy), "%llu/%llu busy", (unsigned long long)(live - idle),
+                     (unsigned long long)total);
+        snprintf(sat, sizeof(sat), "%s", saturated_now ? "SATURATED NOW" : "");
         fmt_pct(ratio, sizeof(ratio), pool->busy_ratio);
         queue_wait_text(wait, sizeof(wait), &pool->queue_wait);
-        fprintf(out, "  #%-5d %7zu %9s %16s %10s  %s\n", pool->id, pool->nthreads, busy, sat, ratio, wait);
+        fprintf(out, "  %-18.18s %-17s %-13s saturated %.1f s in all, busy %s, queue wait %s\n", what, busy, sat,
+                pool->saturated_s, ratio, wait);
     }
 }
 
@@ -439,8 +460,11 @@ static void locks_section(FILE *out, const struct m_process *p)
         return;
     fprintf(out, "\nLOCKS  (most wait first)\n");
     fprintf(out, "  %-24s %-6s %8s %9s %9s  %s\n", "lock", "kind", "waits", "total", "max", "where");
-    for (size_t i = 0; i < p->nlocks && i < TOP_LOCKS; i++) {
+    for (size_t i = 0, shown = 0; i < p->nlocks && shown < TOP_LOCKS; i++) {
         const struct m_lock *l = &p->locks[i];
+        if (l->idle)
+            continue;          /* a runtime thread's own sleep */
+        shown++;
 
         if (l->label)
             snprintf(name, sizeof(name), "%s", l->label);
