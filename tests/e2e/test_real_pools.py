@@ -127,12 +127,20 @@ def quantile(sorted_values, q):
     return sorted_values[max(0, math.ceil(len(sorted_values) * q) - 1)] if sorted_values else None
 
 
-def serve_and_load(cfg, tmpdir, script, clients, requests_each):
+def serve_and_load(cfg, tmpdir, script, clients, requests_each, beside=None):
+    """Record `script` under the clients of drive() (and beside(port), run
+    in a thread of its own meanwhile); the process entry has the target's
+    stdout lines under "_stdout"."""
     python = python_with("fastapi", "uvicorn", "anyio") if "fastapi" in script else python_with("twisted")
     p = start_target(cfg, tmpdir, [python, target(script)])
     try:
         port = int(re.search(r"port=(\d+)", p.wait_for_line(r"READY port=\d+", 60)).group(1))
+        other = threading.Thread(target=beside, args=(port,), daemon=True) if beside else None
+        if other:
+            other.start()
         latencies, wall = drive(port, clients, requests_each)
+        if other:
+            other.join(120)
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         conn.request("GET", "/quit")
         conn.getresponse().read()
@@ -141,6 +149,7 @@ def serve_and_load(cfg, tmpdir, script, clients, requests_each):
         p.close()
     expect(rc == 0, "stalltrace run exited %d%s" % (rc, p.tail()))
     proc, _ = load_process(cfg, tmpdir, script, p)
+    proc["_stdout"] = list(p.out)
     expect(len(latencies) == clients * requests_each, "%d answers of %d" % (len(latencies), clients * requests_each))
     return proc, latencies, wall
 

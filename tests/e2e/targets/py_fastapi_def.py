@@ -3,8 +3,9 @@
 GET /work sleeps SERVICE_S in time.sleep: Starlette runs a `def` endpoint
 in anyio's worker threads, at most 40 at once (anyio's default
 CapacityLimiter). With fewer than 40 clients at a time nothing ever waits
-for a thread; with more, requests queue behind the limiter. GET /quit
-stops the server. Prints "READY port=N" once it listens on 127.0.0.1.
+for a thread; with more, requests queue behind the limiter. GET /block is
+an `async def` endpoint whose render_invoice calls time.sleep(0.2) on the
+event loop (a "TRUTH block_ms=X" line each). GET /quit stops the server. Prints "READY port=N" once it listens on 127.0.0.1.
 """
 
 import socket
@@ -24,6 +25,18 @@ server = None
 def work():
     time.sleep(SERVICE_S)
     return {"slept_s": SERVICE_S}
+
+
+def render_invoice():
+    t0 = time.monotonic()
+    time.sleep(0.2)  # the culprit: the loop serves nobody meanwhile
+    print("TRUTH block_ms=%.1f" % ((time.monotonic() - t0) * 1e3), flush=True)
+    return {"invoice": "ready"}
+
+
+@app.get("/block")
+async def block():
+    return render_invoice()
 
 
 @app.get("/quit")
