@@ -380,6 +380,8 @@ static void healthy_text(FILE *out, const struct m_process *p)
         if (pool->queue_wait.known) {
             model_fmt_ms(a, sizeof(a), pool->queue_wait.p99_ms);
             snprintf(wait, sizeof(wait), ", queue wait p99 %s", a);
+        } else {
+            snprintf(wait, sizeof(wait), ", queue wait: unknown");  /* no submissions visible */
         }
         snprintf(buf, sizeof(buf), "  pool %d (%s): %zu worker%s, busy %.0f%%, never saturated%s",
                  pool->id, what, pool->nthreads, pool->nthreads == 1 ? "" : "s", pool->busy_ratio * 100, wait);

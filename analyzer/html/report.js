@@ -123,7 +123,8 @@
           + ", max " + fmtMs(t.loop.max_ms));
     for (const p of proc.pools || [])
       lines.push(poolTitle(p) + ": " + p.threads + " workers, busy " + (100 * (p.busy_ratio || 0)).toFixed(0)
-        + "%, never saturated" + (p.queue_wait_ms ? ", queue wait p99 " + fmtMs(p.queue_wait_ms.p99 || 0) : ""));
+        + "%, never saturated" + (p.queue_wait_ms ? ", queue wait p99 " + fmtMs(p.queue_wait_ms.p99 || 0)
+        : ", queue wait: unknown"));
     return lines;
   }
 
