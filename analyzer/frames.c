@@ -228,8 +228,10 @@ size_t frames_flame_view(const struct m_stack *s, bool all, const struct sym_fra
             top = i + 1;
         }
     }
+    /* Only machinery (a libuv mutex under node's loop): folding it would
+     * leave the innermost frame alone, so the named frames stay. */
     for (size_t i = 0; i < top; i++)
-        if (!frames_folded(s, i))
+        if (c == SIZE_MAX ? s->frames[i]->function != NULL || !frames_folded(s, i) : !frames_folded(s, i))
             out[n++] = s->frames[i];
     return n;
 }

@@ -52,7 +52,8 @@ bool frames_folded(const struct m_stack *s, size_t i);
  * s->n): the folded ones left out, and the root side cut where the run of
  * code the culprit belongs to is entered, so the program's (or, without one,
  * the library's) outermost frame there is the first row, not _start,
- * Py_RunMain, the interpreter or a framework's runner. all: every frame. */
+ * Py_RunMain, the interpreter or a framework's runner; a stack of nothing
+ * but machinery keeps its named frames. all: every frame. */
 size_t frames_flame_view(const struct m_stack *s, bool all, const struct sym_frame **out);
 
 /* The base name of a path (the part after the last '/'). */

@@ -65,3 +65,13 @@ Test(frames, only_library_code_keeps_the_library_run)
     char buf[256];
     cr_assert_str_eq(view_names(lib, 4, false, buf, sizeof(buf)), "Session.get;HTTPResponse.read;recv");
 }
+
+Test(frames, a_stack_of_machinery_keeps_its_named_frames)
+{
+    static const struct sym_frame node[] = {
+        NATIVE("__pthread_mutex_lock", "libc.so.6"), NATIVE("uv_mutex_lock", "libuv.so.1"),
+        NATIVE(NULL, "node"), NATIVE("uv_run", "libuv.so.1"), NATIVE("_start", "node"),
+    };
+    char buf[256];
+    cr_assert_str_eq(view_names(node, 5, false, buf, sizeof(buf)), "_start;uv_run;uv_mutex_lock;__pthread_mutex_lock");
+}
