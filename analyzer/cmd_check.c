@@ -334,7 +334,7 @@ int cmd_check(int argc, char **argv)
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c >= 0 && c < B_COUNT) {
-            if (!parse_nonneg(optarg, &r.bound[c]) || (c == B_UTIL && r.bound[c] > 1)) {
+            if (!parse_number(optarg, 1e15, &r.bound[c]) || (c == B_UTIL && r.bound[c] > 1)) {
                 fprintf(stderr, "stalltrace: check: --%s wants %s, not '%s'\n", bound_info[c].flag,
                         c == B_UTIL ? "a ratio from 0 to 1" : "a non-negative number", optarg);
                 return 2;

@@ -374,7 +374,7 @@ int cmd_diff(int argc, char **argv)
         } else if (c == 'f') {
             format = optarg;
         } else if (c == 'F') {
-            if (!parse_nonneg(optarg, &fail_over)) {
+            if (!parse_number(optarg, 1e15, &fail_over)) {
                 fprintf(stderr, "stalltrace: diff: --fail-over wants a percentage, not '%s'\n", optarg);
                 return 2;
             }
