@@ -707,12 +707,12 @@ void st_dump_finish(uint32_t end_reason, int end_signal)
         return;
     }
     if (end_reason == ST_END_EXIT) {
-        st_tls.busy++;
+        int saved_errno = st_recorder_enter(&st_tls);
         st_jitmap_copy();
         st_code_copies_note(1);
         if (self)
             st_jitmap_remove_requested();    /* the dump holds what it needs of them */
-        st_tls.busy--;
+        st_recorder_leave(&st_tls, saved_errno);
     }
     if (self && (h->flags & ST_FLAG_FORKED_CHILD))
         refresh_title(st_rec.proc);

@@ -16,8 +16,6 @@
 #include "nonblock.h"
 #include "recorder.h"
 
-#define ST_EXPORT __attribute__((visibility("default")))
-
 ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen);
 ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags);
 ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
