@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grow.h"
 #include "cmd.h"
 #include "report_util.h"
 
@@ -38,15 +39,9 @@ static void add_line(struct outcome *o, const char *fmt, ...)
     va_end(ap);
     if (!s)
         return;
-    if (o->n == o->cap) {
-        size_t nc = o->cap ? o->cap * 2 : 8;
-        char **l = realloc(o->lines, nc * sizeof(*l));
-        if (!l) {
-            free(s);
-            return;
-        }
-        o->lines = l;
-        o->cap = nc;
+    if (GROW(o->lines, o->cap, o->n + 1, 8) < 0) {
+        free(s);
+        return;
     }
     o->lines[o->n++] = s;
 }

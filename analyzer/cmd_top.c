@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "grow.h"
 #include "cmd.h"
 #include "report_util.h"
 #include "stalltrace/dumpname.h"
@@ -111,13 +112,8 @@ static char *output_from_environ(int32_t pid, bool *disabled)
     if (!f)
         return NULL;
     for (;;) {
-        if (len == cap) {
-            char *grown = cap < (1u << 20) ? realloc(buf, cap ? cap * 2 : 4096) : NULL;
-            if (!grown)
-                break;
-            buf = grown;
-            cap = cap ? cap * 2 : 4096;
-        }
+        if (len == cap && (cap >= (1u << 20) || GROW(buf, cap, len + 1, 4096) < 0))
+            break;
         size_t r = fread(buf + len, 1, cap - len, f);
         if (r == 0)
             break;

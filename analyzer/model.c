@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grow.h"
 #include "model.h"
 #include "model_build.h"
 #include "pyframes.h"
@@ -93,13 +94,8 @@ int model_make_stack(struct m_process *p, const struct dump_stack *ds, uint64_t 
         for (; f; f = f->caller) {
             if (f->hidden)
                 continue;
-            if (n == cap) {
-                const struct sym_frame **more = realloc(out->frames, cap * 2 * sizeof(*more));
-                if (!more)
-                    return -1;
-                out->frames = more;
-                cap *= 2;
-            }
+            if (GROW(out->frames, cap, n + 1, cap) < 0)
+                return -1;
             out->frames[n++] = f;
             out->n = n;
         }
@@ -388,14 +384,8 @@ static int build_threads(struct m_process *p, const struct dump *d)
 
 static struct m_stall *new_stall(struct m_process *p, size_t *cap)
 {
-    if (p->nstalls == *cap) {
-        size_t nc = *cap ? *cap * 2 : 64;
-        struct m_stall *s = realloc(p->stalls, nc * sizeof(*s));
-        if (!s)
-            return NULL;
-        p->stalls = s;
-        *cap = nc;
-    }
+    if (GROW(p->stalls, *cap, p->nstalls + 1, 64) < 0)
+        return NULL;
     struct m_stall *st = &p->stalls[p->nstalls++];
     memset(st, 0, sizeof(*st));
     return st;
