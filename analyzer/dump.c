@@ -385,8 +385,6 @@ static bool decode_stack(const uint8_t *rec, size_t size, size_t at, struct dump
     return true;
 }
 
-/* Decode one committed record. 1: an event to keep, 0: an unknown type
- * (skipped but seen), -1: malformed. */
 /* 1: kept, 0: malformed, -1: out of memory. */
 static int jitsym_add(struct dump *d, const uint8_t *rec, size_t size)
 {
@@ -427,6 +425,8 @@ static int code_copy_add(struct dump *d, const uint8_t *rec, size_t size)
     return 1;
 }
 
+/* Decode one committed record. 1: an event to keep, 0: an unknown type
+ * (skipped but seen), -1: malformed. */
 static int decode_record(const uint8_t *rec, size_t size, uint16_t type,
                          struct dump_event *ev, const uint64_t **frames)
 {
