@@ -32,12 +32,15 @@ struct report_format {
 };
 
 /* Every format `report --format` knows, NULL-terminated (report_formats.c):
- * a new format is a file of its own and a row there. */
+ * a new format is a file of its own and a row there (and its file in
+ * analyzer/meson.build). */
 extern const struct report_format report_formats[];
 const struct report_format *report_format_find(const char *name);
 /* "text|json|html|..." (sep between names) into buf. */
 void report_format_names(char *buf, size_t len, const char *sep);
 
+/* The formats other code calls by name (run's summary, html's embedded
+ * document, metrics, the tests); the table declares every format itself. */
 report_write_fn report_json, report_text, report_folded, report_chrome, report_openmetrics,
     report_html;
 
