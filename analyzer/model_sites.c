@@ -12,7 +12,8 @@
 static bool same_site(const char *call, bool starved, const struct m_stack *key,
                       const struct m_site *site)
 {
-    return model_cmp_str(call, site->call) == 0 && starved == site->starved && model_same_place(key, &site->key);
+    return model_cmp_str(call, site->call) == 0 && starved == site->starved &&
+           model_same_place(key, &site->key);
 }
 
 static int cmp_site_index(const void *a, const void *b, void *arg)

@@ -1,6 +1,5 @@
-/* model_stalls.c - the stalls step of model_build(): each stall record (and
- * an iteration a killed process left open) joined with its samples, call
- * kinds and CPU figures, in time order. */
+/* model_stalls.c - the stalls step of model_build(): each stall record, or an
+ * iteration a killed process left open, with its samples, calls and CPU. */
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
