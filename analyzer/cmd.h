@@ -1,5 +1,6 @@
 /* cmd.h - the subcommands of the stalltrace command, one file each; every
- * one returns the process exit status (0 ok, 2 bad usage or bad input). */
+ * one returns the process exit status (0 ok, 2 bad usage or bad input; 1
+ * for check and diff: a bound broken; run: the command's own status). */
 #ifndef STALLTRACE_CMD_H
 #define STALLTRACE_CMD_H
 

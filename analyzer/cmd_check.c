@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grow.h"
 #include "cmd.h"
 #include "report_util.h"
 
@@ -38,15 +39,9 @@ static void add_line(struct outcome *o, const char *fmt, ...)
     va_end(ap);
     if (!s)
         return;
-    if (o->n == o->cap) {
-        size_t nc = o->cap ? o->cap * 2 : 8;
-        char **l = realloc(o->lines, nc * sizeof(*l));
-        if (!l) {
-            free(s);
-            return;
-        }
-        o->lines = l;
-        o->cap = nc;
+    if (GROW(o->lines, o->cap, o->n + 1, 8) < 0) {
+        free(s);
+        return;
     }
     o->lines[o->n++] = s;
 }
@@ -334,7 +329,7 @@ int cmd_check(int argc, char **argv)
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c >= 0 && c < B_COUNT) {
-            if (!parse_nonneg(optarg, &r.bound[c]) || (c == B_UTIL && r.bound[c] > 1)) {
+            if (!parse_number(optarg, 1e15, &r.bound[c]) || (c == B_UTIL && r.bound[c] > 1)) {
                 fprintf(stderr, "stalltrace: check: --%s wants %s, not '%s'\n", bound_info[c].flag,
                         c == B_UTIL ? "a ratio from 0 to 1" : "a non-negative number", optarg);
                 return 2;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grow.h"
 #include "cmd.h"
 #include "report_util.h"
 
@@ -49,14 +50,8 @@ static struct entity *entity_add(struct entities *s, char *key, char *label)
 {
     if (!key || !label)
         goto fail;
-    if (s->n == s->cap) {
-        size_t nc = s->cap ? s->cap * 2 : 16;
-        struct entity *e = realloc(s->e, nc * sizeof(*e));
-        if (!e)
-            goto fail;
-        s->e = e;
-        s->cap = nc;
-    }
+    if (GROW(s->e, s->cap, s->n + 1, 16) < 0)
+        goto fail;
     memset(&s->e[s->n], 0, sizeof(s->e[0]));
     s->e[s->n].key = key;
     s->e[s->n].label = label;
@@ -215,14 +210,8 @@ static int collect_locks(const struct m_process *p, struct entities *out)
 static int add_row(struct table *t, const char *scope, const char *key, const char *label,
                    const char *figure, double base, double new_, double floor)
 {
-    if (t->n == t->cap) {
-        size_t nc = t->cap ? t->cap * 2 : 32;
-        struct row *r = realloc(t->rows, nc * sizeof(*r));
-        if (!r)
-            return -1;
-        t->rows = r;
-        t->cap = nc;
-    }
+    if (GROW(t->rows, t->cap, t->n + 1, 32) < 0)
+        return -1;
     struct row *r = &t->rows[t->n];
     snprintf(r->scope, sizeof(r->scope), "%s", scope);
     r->key = strdup(key);
@@ -374,7 +363,7 @@ int cmd_diff(int argc, char **argv)
         } else if (c == 'f') {
             format = optarg;
         } else if (c == 'F') {
-            if (!parse_nonneg(optarg, &fail_over)) {
+            if (!parse_number(optarg, 1e15, &fail_over)) {
                 fprintf(stderr, "stalltrace: diff: --fail-over wants a percentage, not '%s'\n", optarg);
                 return 2;
             }

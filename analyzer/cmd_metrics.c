@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "grow.h"
 #include "cmd.h"
 #include "http.h"
 #include "report_util.h"
@@ -90,10 +91,9 @@ static struct source *source_for(struct server *srv, const char *path)
     for (i = 0; i < srv->nsources; i++)
         if (strcmp(srv->sources[i].path, path) == 0)
             return &srv->sources[i];
-    grown = realloc(srv->sources, (srv->nsources + 1) * sizeof(*grown));
-    if (!grown)
+    if (GROW_ONE(srv->sources, srv->nsources) < 0)
         return NULL;
-    srv->sources = grown;
+    grown = srv->sources;
     memset(&grown[srv->nsources], 0, sizeof(*grown));
     grown[srv->nsources].path = strdup(path);
     if (!grown[srv->nsources].path)
@@ -157,14 +157,8 @@ static void add_path(char ***paths, size_t *n, size_t *cap, const char *path)
     for (size_t i = 0; i < *n; i++)
         if (strcmp((*paths)[i], path) == 0)
             return;
-    if (*n == *cap) {
-        size_t ncap = *cap ? *cap * 2 : 16;
-        char **grown = realloc(*paths, ncap * sizeof(*grown));
-        if (!grown)
-            return;
-        *paths = grown;
-        *cap = ncap;
-    }
+    if (GROW(*paths, *cap, *n + 1, 16) < 0)
+        return;
     (*paths)[*n] = strdup(path);
     if ((*paths)[*n])
         (*n)++;

@@ -8,19 +8,6 @@
 #include "cmd.h"
 #include "report_util.h"
 
-/* Parse a non-negative number of milliseconds; -1 if malformed. */
-static double parse_ms(const char *s)
-{
-    char *end;
-    double v;
-
-    errno = 0;
-    v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= 0) || v > 1e12)
-        return -1;
-    return v;
-}
-
 int report_dumps(FILE *out, char **paths, int n, const struct report_format *format,
                  const struct model_options *mopt, const struct report_options *ropt)
 {
@@ -75,8 +62,7 @@ int cmd_report(int argc, char **argv)
             format_name = optarg;
             break;
         case 't':
-            mopt.threshold_ms = parse_ms(optarg);
-            if (mopt.threshold_ms < 0) {
+            if (!parse_number(optarg, 1e12, &mopt.threshold_ms)) {
                 fprintf(stderr, "stalltrace: report: --threshold wants milliseconds, not '%s'\n", optarg);
                 return 2;
             }

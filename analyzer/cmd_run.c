@@ -14,8 +14,8 @@
 #include <unistd.h>
 
 #include "cmd.h"
-
-#define DEFAULT_OUTPUT "stalltrace.%p.dump"
+#include "report_util.h"
+#include "stalltrace/dumpname.h"
 
 static volatile pid_t child_pid;
 
@@ -196,30 +196,15 @@ static int enable_jit_maps(void)
     return rc;
 }
 
-/* The output pattern as a glob: %p %e %t become '*', glob characters in
- * the rest are escaped. */
+/* The output template as a glob (dumpname.h): %p %e %t match anything. */
 static char *pattern_glob(const char *pat)
 {
-    size_t len = strlen(pat);
-    char *g = malloc(len * 2 + 1), *o = g;
-    const char *p;
+    static const struct st_dumpname_values any = {"*", "*", "*"};
+    size_t cap = strlen(pat) * 2 + 1;
+    char *g = malloc(cap);
 
-    if (!g)
-        return NULL;
-    for (p = pat; *p; p++) {
-        if (p[0] == '%' && (p[1] == 'p' || p[1] == 'e' || p[1] == 't')) {
-            *o++ = '*';
-            p++;
-        } else if (p[0] == '%' && p[1] == '%') {
-            *o++ = '%';
-            p++;
-        } else {
-            if (strchr("*?[]\\", *p))
-                *o++ = '\\';
-            *o++ = *p;
-        }
-    }
-    *o = '\0';
+    if (g)
+        st_dumpname_expand(pat, &any, 1, g, cap);
     return g;
 }
 
@@ -227,30 +212,17 @@ static char *pattern_glob(const char *pat)
  * the glob of those names. */
 static char *taken_name_glob(const char *g)
 {
-    size_t len = strlen(g);
-    char *t = malloc(len + 16);
+    size_t cap = strlen(g) + 16;
+    char *t = malloc(cap);
 
-    if (!t)
-        return NULL;
-    if (len >= 5 && strcmp(g + len - 5, ".dump") == 0)
-        snprintf(t, len + 16, "%.*s.[0-9]*.dump", (int)(len - 5), g);
-    else
-        snprintf(t, len + 16, "%s.[0-9]*", g);
+    if (t)
+        st_dumpname_taken_glob(g, t, cap);
     return t;
 }
 
 static int cmp_path(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static int parse_number(const char *s, double max, double *v)
-{
-    char *end;
-
-    errno = 0;
-    *v = strtod(s, &end);
-    return !errno && end != s && !*end && *v >= 0 && *v <= max ? 0 : -1;
 }
 
 static void run_usage(FILE *out)
@@ -287,14 +259,14 @@ int cmd_run(int argc, char **argv)
             output = optarg;
             break;
         case 't':
-            if (parse_number(optarg, 1e9, &v) < 0) {
+            if (!parse_number(optarg, 1e9, &v)) {
                 fprintf(stderr, "stalltrace: run: --threshold wants milliseconds, not '%s'\n", optarg);
                 return 2;
             }
             threshold = optarg;
             break;
         case 'b':
-            if (parse_number(optarg, 1 << 20, &v) < 0 || v < 1 || v != (double)(long)v) {
+            if (!parse_number(optarg, 1 << 20, &v) || v < 1 || v != (double)(long)v) {
                 fprintf(stderr, "stalltrace: run: --buffer-mb wants a whole number of MiB, not '%s'\n",
                         optarg);
                 return 2;
@@ -331,7 +303,7 @@ int cmd_run(int argc, char **argv)
     if (!output)
         output = getenv("STALLTRACE_OUTPUT");
     if (!output || !*output)
-        output = DEFAULT_OUTPUT;
+        output = ST_DUMPNAME_DEFAULT;
     if (set_preload(lib) < 0 || setenv("STALLTRACE_OUTPUT", output, 1) < 0 ||
         (threshold && setenv("STALLTRACE_THRESHOLD_MS", threshold, 1) < 0) ||
         (buffer && setenv("STALLTRACE_BUFFER_MB", buffer, 1) < 0) ||

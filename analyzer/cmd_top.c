@@ -13,8 +13,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "grow.h"
 #include "cmd.h"
 #include "report_util.h"
+#include "stalltrace/dumpname.h"
 
 #define RECENT_STALLS 6
 #define TOP_LOCKS 4
@@ -110,13 +112,8 @@ static char *output_from_environ(int32_t pid, bool *disabled)
     if (!f)
         return NULL;
     for (;;) {
-        if (len == cap) {
-            char *grown = cap < (1u << 20) ? realloc(buf, cap ? cap * 2 : 4096) : NULL;
-            if (!grown)
-                break;
-            buf = grown;
-            cap = cap ? cap * 2 : 4096;
-        }
+        if (len == cap && (cap >= (1u << 20) || GROW(buf, cap, len + 1, 4096) < 0))
+            break;
         size_t r = fread(buf + len, 1, cap - len, f);
         if (r == 0)
             break;
@@ -136,11 +133,12 @@ static char *output_from_environ(int32_t pid, bool *disabled)
     return out;
 }
 
-/* The recorder's output template as a glob: %p the pid, %e the executable's
- * name, %t any time; relative to the process's working directory. */
+/* The recorder's output template as a glob (dumpname.h): %p the pid, %e
+ * the executable's name, %t any time; relative to the process's working
+ * directory. */
 static void template_glob(int32_t pid, const char *tmpl, char *out, size_t cap)
 {
-    char exe[4096] = "*", link[64];
+    char exe[4096] = "*", link[64], pidstr[16];
     size_t n = 0;
     ssize_t k;
 
@@ -154,22 +152,9 @@ static void template_glob(int32_t pid, const char *tmpl, char *out, size_t cap)
     }
     if (tmpl[0] != '/')
         n = (size_t)snprintf(out, cap, "/proc/%d/cwd/", (int)pid);
-    for (const char *p = tmpl; *p && n + 24 < cap; p++) {
-        if (p[0] == '%' && p[1] == 'p')
-            n += (size_t)snprintf(out + n, cap - n, "%d", (int)pid), p++;
-        else if (p[0] == '%' && p[1] == 'e')
-            n += (size_t)snprintf(out + n, cap - n, "%.*s", (int)(cap - n - 24), exe), p++;
-        else if (p[0] == '%' && p[1] == 't')
-            out[n++] = '*', p++;
-        else if (p[0] == '%' && p[1] == '%')
-            out[n++] = '%', p++;
-        else {
-            if (strchr("*?[\\", *p))
-                out[n++] = '\\';   /* literal in the template, literal in the glob */
-            out[n++] = *p;
-        }
-    }
-    out[n] = '\0';
+    snprintf(pidstr, sizeof(pidstr), "%d", (int)pid);
+    const struct st_dumpname_values v = {pidstr, exe, "*"};
+    st_dumpname_expand(tmpl, &v, 1, out + n, cap - n);
 }
 
 /* Glob for PATTERN and for the "NAME.N.dump" the recorder falls back to when
@@ -177,14 +162,10 @@ static void template_glob(int32_t pid, const char *tmpl, char *out, size_t cap)
 static char *dump_from_template(int32_t pid, const char *pattern)
 {
     char alt[4200], *best = NULL;
-    const char *pats[2] = {pattern, NULL};
+    const char *pats[2] = {pattern, alt};
     uint64_t best_start = 0;
-    size_t len = strlen(pattern);
 
-    if (len > 5 && strcmp(pattern + len - 5, ".dump") == 0 && len + 8 < sizeof(alt)) {
-        snprintf(alt, sizeof(alt), "%.*s.*.dump", (int)(len - 5), pattern);
-        pats[1] = alt;
-    }
+    st_dumpname_taken_glob(pattern, alt, sizeof(alt));
     for (int i = 0; i < 2 && pats[i]; i++) {
         glob_t g;
         uint64_t start;
@@ -215,7 +196,7 @@ static char *find_dump(int32_t pid)
     if ((path = dump_from_maps(pid)))
         return path;
     tmpl = output_from_environ(pid, &disabled);
-    template_glob(pid, tmpl ? tmpl : "stalltrace.%p.dump", pattern, sizeof(pattern));
+    template_glob(pid, tmpl ? tmpl : ST_DUMPNAME_DEFAULT, pattern, sizeof(pattern));
     free(tmpl);
     if ((path = dump_from_template(pid, pattern)))
         return path;
@@ -624,7 +605,7 @@ int cmd_top(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "i:1h", opts, NULL)) != -1) {
         switch (c) {
         case 'i':
-            if (!parse_nonneg(optarg, &interval) || interval < MIN_INTERVAL_S || interval > 3600) {
+            if (!parse_number(optarg, 1e15, &interval) || interval < MIN_INTERVAL_S || interval > 3600) {
                 fprintf(stderr, "stalltrace: top: --interval wants seconds (%g to 3600), not '%s'\n",
                         MIN_INTERVAL_S, optarg);
                 return 2;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grow.h"
 #include "model_build.h"
 
 /* A pool saturated this long, or this share of the recording, is exhausted. */
@@ -16,13 +17,11 @@ static int add(struct m_process *p, const char *culprit, double weight_ms, const
 
 static int add(struct m_process *p, const char *culprit, double weight_ms, const char *fmt, ...)
 {
-    struct m_diagnosis *more = realloc(p->diagnosis, (p->ndiagnosis + 1) * sizeof(*more));
     va_list ap;
     int rc;
 
-    if (!more)
+    if (GROW_ONE(p->diagnosis, p->ndiagnosis) < 0)
         return -1;
-    p->diagnosis = more;
     struct m_diagnosis *dg = &p->diagnosis[p->ndiagnosis];
     dg->culprit = culprit;
     dg->weight_ms = weight_ms;

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "grow.h"
 #include "dump.h"
 
 /* Big enough for every known record with full native and Python stacks,
@@ -259,7 +260,7 @@ static int load_threads(struct dump *d, const uint8_t *buf)
 static int load_objects(struct dump *d, const uint8_t *buf)
 {
     uint32_t i, n = d->hdr.object_capacity;
-    uint32_t cap = d->hdr.object_count < n ? d->hdr.object_count : n;
+    size_t cap = d->hdr.object_count < n ? d->hdr.object_count : n;
     struct st_object o;
 
     /* object_count is a hint for the allocation; the slots are the truth. */
@@ -270,14 +271,8 @@ static int load_objects(struct dump *d, const uint8_t *buf)
         memcpy(&o, buf + d->hdr.objects_offset + (uint64_t)i * d->hdr.object_size, sizeof(o));
         if (o.addr == 0)
             continue;
-        if (d->nobjects == cap) {
-            uint32_t more = cap ? cap * 2 : 16;
-            struct st_object *grown = realloc(d->objects, (size_t)more * sizeof(*grown));
-            if (!grown)
-                return -1;
-            d->objects = grown;
-            cap = more;
-        }
+        if (GROW(d->objects, cap, (size_t)d->nobjects + 1, 16) < 0)
+            return -1;
         d->objects[d->nobjects++] = o;
     }
     return 0;
@@ -318,7 +313,7 @@ static void ring_copy(const uint8_t *ring, uint64_t ring_size, uint64_t pos, voi
 struct walk {
     struct dump_event *events;
     size_t *frame_at;              /* arena index of each event's frames */
-    size_t nevents, cap;
+    size_t nevents, cap, frame_at_cap, py_at_cap;
     uint64_t *arena;
     size_t narena, arena_cap;
     size_t *py_at;                 /* pyarena index of each event's Python frames */
@@ -331,16 +326,8 @@ static int walk_push_python(struct walk *w, const struct dump_event *ev, const u
 {
     uint16_t i;
 
-    if (w->npy + ev->stack.npython > w->py_cap) {
-        size_t cap = w->py_cap ? w->py_cap * 2 : 1024;
-        while (cap < w->npy + ev->stack.npython)
-            cap *= 2;
-        struct dump_pyframe *a = realloc(w->pyarena, cap * sizeof(*a));
-        if (!a)
-            return -1;
-        w->pyarena = a;
-        w->py_cap = cap;
-    }
+    if (GROW(w->pyarena, w->py_cap, w->npy + ev->stack.npython, 1024) < 0)
+        return -1;
     for (i = 0; i < ev->stack.npython; i++) {
         struct st_pyframe f;
         memcpy(&f, raw + (size_t)i * sizeof(f), sizeof(f));
@@ -353,32 +340,13 @@ static int walk_push_python(struct walk *w, const struct dump_event *ev, const u
 
 static int walk_push(struct walk *w, const struct dump_event *ev, const uint64_t *frames)
 {
-    if (w->nevents == w->cap) {
-        size_t cap = w->cap ? w->cap * 2 : 256;
-        struct dump_event *e = realloc(w->events, cap * sizeof(*e));
-        if (!e)
-            return -1;
-        w->events = e;
-        size_t *f = realloc(w->frame_at, cap * sizeof(*f));
-        if (!f)
-            return -1;
-        w->frame_at = f;
-        size_t *py = realloc(w->py_at, cap * sizeof(*py));
-        if (!py)
-            return -1;
-        w->py_at = py;
-        w->cap = cap;
-    }
-    if (w->narena + ev->stack.nframes > w->arena_cap) {
-        size_t cap = w->arena_cap ? w->arena_cap * 2 : 4096;
-        while (cap < w->narena + ev->stack.nframes)
-            cap *= 2;
-        uint64_t *a = realloc(w->arena, cap * sizeof(*a));
-        if (!a)
-            return -1;
-        w->arena = a;
-        w->arena_cap = cap;
-    }
+    /* Three arrays indexed alike: each keeps its own room, all the same. */
+    if (GROW(w->events, w->cap, w->nevents + 1, 256) < 0 ||
+        GROW(w->frame_at, w->frame_at_cap, w->nevents + 1, 256) < 0 ||
+        GROW(w->py_at, w->py_at_cap, w->nevents + 1, 256) < 0)
+        return -1;
+    if (GROW(w->arena, w->arena_cap, w->narena + ev->stack.nframes, 4096) < 0)
+        return -1;
     if (ev->stack.nframes)
         memcpy(w->arena + w->narena, frames, ev->stack.nframes * sizeof(uint64_t));
     if (walk_push_python(w, ev, frames ? (const uint8_t *)(frames + ev->stack.nframes) : NULL) < 0)
@@ -417,8 +385,6 @@ static bool decode_stack(const uint8_t *rec, size_t size, size_t at, struct dump
     return true;
 }
 
-/* Decode one committed record. 1: an event to keep, 0: an unknown type
- * (skipped but seen), -1: malformed. */
 /* 1: kept, 0: malformed, -1: out of memory. */
 static int jitsym_add(struct dump *d, const uint8_t *rec, size_t size)
 {
@@ -435,13 +401,8 @@ static int jitsym_add(struct dump *d, const uint8_t *rec, size_t size)
             return 0;
         memcpy(&map_end, rec + at, sizeof(map_end));
     }
-    if ((d->njitsyms & (d->njitsyms - 1)) == 0) {   /* grow at powers of two */
-        size_t cap = d->njitsyms ? d->njitsyms * 2 : 16;
-        struct dump_jitsym *v = realloc(d->jitsyms, cap * sizeof(*v));
-        if (!v)
-            return -1;
-        d->jitsyms = v;
-    }
+    if (GROW(d->jitsyms, d->jitsyms_cap, d->njitsyms + 1, 16) < 0)
+        return -1;
     char *name = strndup((const char *)rec + sizeof(r), r.name_len);
     if (!name)
         return -1;
@@ -458,17 +419,14 @@ static int code_copy_add(struct dump *d, const uint8_t *rec, size_t size)
     memcpy(&r, rec, sizeof(r));
     if (r.size == 0 || r.start + r.size < r.start || r.copy_of + r.size < r.copy_of)
         return 0;
-    if ((d->ncode_copies & (d->ncode_copies - 1)) == 0) {   /* grow at powers of two */
-        size_t cap = d->ncode_copies ? d->ncode_copies * 2 : 4;
-        struct dump_code_copy *v = realloc(d->code_copies, cap * sizeof(*v));
-        if (!v)
-            return -1;
-        d->code_copies = v;
-    }
+    if (GROW(d->code_copies, d->code_copies_cap, d->ncode_copies + 1, 4) < 0)
+        return -1;
     d->code_copies[d->ncode_copies++] = (struct dump_code_copy){r.start, r.size, r.copy_of};
     return 1;
 }
 
+/* Decode one committed record. 1: an event to keep, 0: an unknown type
+ * (skipped but seen), -1: malformed. */
 static int decode_record(const uint8_t *rec, size_t size, uint16_t type,
                          struct dump_event *ev, const uint64_t **frames)
 {

@@ -109,9 +109,9 @@ struct dump {
     struct dump_pyframe *pyarena;  /* Python frames of all events */
     struct py_codes pycodes;       /* the code objects ST_REC_PYCODE describes */
     struct dump_jitsym *jitsyms;   /* JIT symbols copied from the perf map at exit */
-    size_t njitsyms;
+    size_t njitsyms, jitsyms_cap;
     struct dump_code_copy *code_copies;
-    size_t ncode_copies;
+    size_t ncode_copies, code_copies_cap;
 };
 
 /* Open and validate PATH. On failure returns NULL and sets *err to one line

@@ -1,20 +1,24 @@
-/* model_build.h - the steps of model_build() kept in files of their own
- * (pools.c, locks.c, diagnosis.c) and the helpers of model.c they share. */
+/* model_build.h - the steps model_build() runs, in its order, each in a
+ * file of its own; the helpers they share are below them (model_helpers.h). */
 #ifndef STALLTRACE_MODEL_BUILD_H
 #define STALLTRACE_MODEL_BUILD_H
 
 #include "model.h"
+#include "model_helpers.h"
 
-/* model.c */
-int model_make_stack(struct m_process *p, const struct dump_stack *ds, uint64_t at_ns,
-                     struct m_stack *out);
-const char *model_call_name(unsigned call);
-const char *model_thread_name(const struct m_process *p, uint32_t tid);
-int model_cmp_place(const char *call_a, const struct m_stack *a, const char *call_b,
-                    const struct m_stack *b);
-/* "sym+0xoff" into buf when addr lies in a data symbol; *py_runtime tells
- * whether that symbol is CPython's _PyRuntime. */
-bool model_data_symbol(struct m_process *p, uint64_t addr, char *buf, size_t len, bool *py_runtime);
+/* model_threads.c: a model thread per slot, with its loop figures. */
+int model_build_threads(struct m_process *p, const struct dump *d);
+
+/* model_stalls.c: the stalls (threshold_ms < 0: all), joined with their
+ * samples and details, in time order. */
+int model_build_stalls(struct m_process *p, const struct dump *d, double threshold_ms);
+
+/* model_slow_calls.c: slow calls outside loop iterations. */
+int model_build_slow_calls(struct m_process *p, const struct dump *d);
+
+/* model_sites.c: the stalls grouped by call and place, worst first (after
+ * the stalls). */
+int model_build_sites(struct m_process *p);
 
 /* locks.c: the lock-wait records, then the locks (after the pools, whose
  * work queues are idleness rather than contention). */
@@ -39,6 +43,9 @@ void model_free_queues(struct m_process *p);
 int model_build_diagnosis(struct m_process *p);
 
 /* Free what the files above built. */
+void model_free_stalls(struct m_process *p);
+void model_free_slow_calls(struct m_process *p);
+void model_free_sites(struct m_process *p);
 void model_free_pools(struct m_process *p);
 void model_free_locks(struct m_process *p);
 

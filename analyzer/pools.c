@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grow.h"
 #include "model_build.h"
 
 /* A worker that never had to wait for work never idles on its queue, so
@@ -62,11 +63,8 @@ static int cmp_draft(const void *a, const void *b)
 
 static int add_thread(struct draft *dr, size_t idx)
 {
-    size_t *more = realloc(dr->threads, (dr->nthreads + 1) * sizeof(*more));
-
-    if (!more)
+    if (GROW_ONE(dr->threads, dr->nthreads) < 0)
         return -1;
-    dr->threads = more;
     dr->threads[dr->nthreads++] = idx;
     return 0;
 }
@@ -179,13 +177,8 @@ static int merge_parked(const struct dump *d, struct draft *drafts, size_t *n)
                 j++;
                 continue;
             }
-            const struct st_object **objs = realloc(a->objs, (a->nobjs + 1) * sizeof(*objs));
-            if (!objs || add_thread(a, b->threads[0]) < 0) {
-                if (objs)
-                    a->objs = objs;
+            if (GROW_ONE(a->objs, a->nobjs) < 0 || add_thread(a, b->threads[0]) < 0)
                 return -1;
-            }
-            a->objs = objs;
             a->objs[a->nobjs++] = b->objs[0];
             free(b->objs);
             free(b->threads);
@@ -255,11 +248,8 @@ static int cmp_span(const void *a, const void *b)
 
 static int push_span(struct m_span **spans, size_t *n, const struct m_span *s)
 {
-    struct m_span *more = realloc(*spans, (*n + 1) * sizeof(*more));
-
-    if (!more)
+    if (GROW_ONE(*spans, *n) < 0)
         return -1;
-    *spans = more;
     (*spans)[(*n)++] = *s;
     return 0;
 }
@@ -850,10 +840,8 @@ static int add_queue_pools(struct m_process *p, const struct dump *d)
         struct m_queue *q = &p->queues[i];
         if (q->pool >= 0 || !q->pool_kind || q->nworkers == 0)
             continue;
-        struct m_pool *more = realloc(p->pools, (p->npools + 1) * sizeof(*more));
-        if (!more)
+        if (GROW_ONE(p->pools, p->npools) < 0)
             return -1;
-        p->pools = more;
         struct m_pool *pool = &p->pools[p->npools];
         memset(pool, 0, sizeof(*pool));
         pool->id = (int)p->npools;

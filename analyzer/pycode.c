@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grow.h"
 #include "stalltrace/format.h"
 #include "pycode.h"
 
@@ -28,14 +29,8 @@ int py_codes_add(struct py_codes *t, uint64_t pos, const uint8_t *rec, size_t si
     size_t names = (size_t)r.qualname_len + r.filename_len;
     if (r.code == 0 || names + r.linetable_len > size - sizeof(r))
         return 0;
-    if (t->n == t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 64;
-        struct py_code *v = realloc(t->v, cap * sizeof(*v));
-        if (!v)
-            return -1;
-        t->v = v;
-        t->cap = cap;
-    }
+    if (GROW(t->v, t->cap, t->n + 1, 64) < 0)
+        return -1;
     const uint8_t *data = rec + sizeof(r);
     c.pos = pos;
     c.code = r.code;

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grow.h"
 #include "model_build.h"
 
 static uint64_t hist_total(const uint64_t *hist)
@@ -85,13 +86,8 @@ static int queue_long_waits(struct m_process *p, const struct dump *d, struct m_
         const struct dump_event *ev = &d->events[i];
         if (ev->type != ST_REC_TASK_WAIT || ev->queue != q->slot)
             continue;
-        if (q->nlong == cap) {
-            cap = cap ? cap * 2 : 16;
-            struct m_task_wait *grown = realloc(q->longs, cap * sizeof(*grown));
-            if (!grown)
-                return -1;
-            q->longs = grown;
-        }
+        if (GROW(q->longs, cap, q->nlong + 1, 16) < 0)
+            return -1;
         struct m_task_wait *w = &q->longs[q->nlong++];
         memset(w, 0, sizeof(*w));
         w->task_id = ev->task_id;

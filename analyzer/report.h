@@ -33,7 +33,8 @@ struct report_format {
 };
 
 /* Every format `report --format` knows, NULL-terminated (report_formats.c):
- * a new format is a file of its own and a row there. */
+ * a new format is a file of its own and a row there (and its file in
+ * analyzer/meson.build). */
 extern const struct report_format report_formats[];
 const struct report_format *report_format_find(const char *name);
 /* "text|json|html|..." (sep between names) into buf. */
@@ -50,6 +51,8 @@ char *report_folded_text(struct m_process **procs, size_t n, bool all, size_t *l
  * "partial"}}; malloc'ed, NULL when out of memory. */
 char *report_html_views(struct m_process **procs, size_t n);
 
+/* The formats other code calls by name (run's summary, html's embedded
+ * document, metrics, the tests); the table declares every format itself. */
 report_write_fn report_json, report_text, report_folded, report_chrome, report_openmetrics,
     report_html;
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grow.h"
 #include "report.h"
 #include "report_util.h"
 
@@ -54,15 +55,9 @@ static int add_line(struct folded *f, char *stack, double ms)
 {
     if (!stack)
         return -1;
-    if (f->n == f->cap) {
-        size_t nc = f->cap ? f->cap * 2 : 64;
-        struct folded_line *l = realloc(f->lines, nc * sizeof(*l));
-        if (!l) {
-            free(stack);
-            return -1;
-        }
-        f->lines = l;
-        f->cap = nc;
+    if (GROW(f->lines, f->cap, f->n + 1, 64) < 0) {
+        free(stack);
+        return -1;
     }
     f->lines[f->n].stack = stack;
     f->lines[f->n].ms = ms;

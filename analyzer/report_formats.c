@@ -1,17 +1,29 @@
-/* report_formats.c - the table of `report --format` names: each format is a
- * file of its own (report_NAME.c) and one row here. */
+/* report_formats.c - the table of `report --format` names: a format is a
+ * file of its own (report_NAME.c, listed in analyzer/meson.build) and one row here. */
 #include <stdio.h>
 #include <string.h>
 
 #include "report.h"
 
+/* One row per format, NAME as in --format NAME; the row declares the
+ * format's function, report_NAME, so report.h need not (it does for the
+ * formats other code calls directly). */
+#define REPORT_FORMATS(X)                                                              \
+    X(text, "for a person at a terminal (the default)")                                \
+    X(json, "the versioned document for scripts and CI (SPEC.md)")                     \
+    X(html, "one self-contained page: timeline, flame graph, tables")                  \
+    X(folded, "folded stacks for flamegraph.pl and speedscope")                        \
+    X(chrome, "a trace for Perfetto and chrome://tracing")                             \
+    X(openmetrics, "the figures for Prometheus")
+
+#define REPORT_FORMAT_DECLARE(name, summary) report_write_fn report_##name;
+REPORT_FORMATS(REPORT_FORMAT_DECLARE)
+#undef REPORT_FORMAT_DECLARE
+
 const struct report_format report_formats[] = {
-    {"text", report_text, "for a person at a terminal (the default)"},
-    {"json", report_json, "the versioned document for scripts and CI (SPEC.md)"},
-    {"html", report_html, "one self-contained page: timeline, flame graph, tables"},
-    {"folded", report_folded, "folded stacks for flamegraph.pl and speedscope"},
-    {"chrome", report_chrome, "a trace for Perfetto and chrome://tracing"},
-    {"openmetrics", report_openmetrics, "the figures for Prometheus"},
+#define REPORT_FORMAT_ROW(name, summary) {#name, report_##name, summary},
+    REPORT_FORMATS(REPORT_FORMAT_ROW)
+#undef REPORT_FORMAT_ROW
     {NULL, NULL, NULL},
 };
 

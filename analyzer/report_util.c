@@ -119,14 +119,14 @@ const struct m_stack *stall_stack(const struct m_stall *st, size_t *nsamples)
     return &st->stack;
 }
 
-bool parse_nonneg(const char *s, double *out)
+bool parse_number(const char *s, double max, double *out)
 {
     char *end;
     double v;
 
     errno = 0;
     v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= 0) || !isfinite(v) || v > 1e15)
+    if (errno || end == s || *end || !(v >= 0) || !isfinite(v) || v > max)
         return false;
     *out = v;
     return true;

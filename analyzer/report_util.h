@@ -51,8 +51,10 @@ const char *stall_stack_note(const struct m_process *p, const char *call, const 
 
 void program_name(const struct m_process *p, char *buf, size_t len);
 
-/* Parse a non-negative number (ms, s, %, ratio); false when malformed. */
-bool parse_nonneg(const char *s, double *out);
+/* The analyzer's one number parser, for every option: a non-negative
+ * number (ms, s, %, ratio, MiB) of at most max; false when malformed, and
+ * then out is left as it was. */
+bool parse_number(const char *s, double max, double *out);
 
 /* A busy process can record a slow call every few ms for hours: reports list
  * at most `max` of them, the longest, in time order. Returns how many are in

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "grow.h"
 #include "symbolize.h"
 
 struct sym_module {
@@ -165,14 +166,8 @@ static int perf_cmp(const void *a, const void *b)
 static int perf_push(struct symbolizer *s, uint64_t start, uint64_t size, uint64_t map_end,
                      const char *name)
 {
-    if (s->nperf == s->perf_alloc) {
-        size_t na = s->perf_alloc ? s->perf_alloc * 2 : 256;
-        struct perf_entry *p = realloc(s->perf, na * sizeof(*p));
-        if (!p)
-            return -1;
-        s->perf = p;
-        s->perf_alloc = na;
-    }
+    if (GROW(s->perf, s->perf_alloc, s->nperf + 1, 256) < 0)
+        return -1;
     s->perf[s->nperf].start = start;
     s->perf[s->nperf].size = size;
     s->perf[s->nperf].map_end = map_end;
@@ -195,11 +190,9 @@ int sym_add_jit(struct symbolizer *s, uint64_t start, uint64_t size, const char 
 
 int sym_add_code_copy(struct symbolizer *s, uint64_t start, uint64_t size, uint64_t copy_of)
 {
-    struct code_copy *c = realloc(s->copies, (s->ncopies + 1) * sizeof(*c));
-    if (!c)
+    if (GROW_ONE(s->copies, s->ncopies) < 0)
         return -1;
-    s->copies = c;
-    c[s->ncopies++] = (struct code_copy){start, size, copy_of};
+    s->copies[s->ncopies++] = (struct code_copy){start, size, copy_of};
     return 0;
 }
 

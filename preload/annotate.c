@@ -16,7 +16,6 @@
 #include "queues.h"
 #include "recorder.h"
 
-#define ST_EXPORT __attribute__((visibility("default")))
 #define ST_CAPTURE_GAP_NS 5000000u      /* 5 ms between stacks of one queue */
 #define ST_SHARED_STACK_MAX_AGE_NS 2000000000u
 #define ST_SUBMIT_STACKS 32u            /* a power of two */
@@ -181,8 +180,7 @@ static void mark(enum mark what, const char *queue, uint64_t id)
     if (!st_thread_records(t) || queue == NULL || st_queues.table == NULL ||
         st_rec.state != ST_ACTIVE)
         return;
-    t->busy++;
-    int saved_errno = errno;
+    int saved_errno = st_recorder_enter(t);
     tasks_own();
     uint64_t now = st_now_ns();
     struct st_queue *q = st_queue_get(&st_queues, queue, now);
@@ -244,8 +242,7 @@ static void mark(enum mark what, const char *queue, uint64_t id)
         break;
     }
 out:
-    errno = saved_errno;
-    t->busy--;
+    st_recorder_leave(t, saved_errno);
 }
 
 ST_EXPORT void stalltrace_mark_submitted(const char *queue, uint64_t task_id)

@@ -33,7 +33,7 @@ void st_call_slow(uint16_t call, uint64_t start_ns, uint64_t elapsed, void *real
     struct st_tls *t = &st_tls;
     if (!st_recording())
         return;
-    t->busy++;
+    int saved_errno = st_recorder_enter(t);
     if (t->in_iteration) {
         t->calls_ns += elapsed;
         struct st_iter_call *e = iter_call_entry(t, call, elapsed);
@@ -53,7 +53,7 @@ void st_call_slow(uint16_t call, uint64_t start_ns, uint64_t elapsed, void *real
         st_capture_here(&c, real_fn);
         st_emit_slow_call(t, call, start_ns, elapsed, 0, &c);
     }
-    t->busy--;
+    st_recorder_leave(t, saved_errno);
 }
 
 /* From a fast path, which measured in ticks: the precise figures. */

@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 #include "recorder.h"
+#include "stalltrace/dumpname.h"
 
-#define ST_DEFAULT_OUTPUT "stalltrace.%p.dump"
 #define ST_DEFAULT_THRESHOLD_MS 20
 #define ST_DEFAULT_BUFFER_MB 16
 
@@ -68,8 +68,8 @@ void st_config_read(struct st_config *cfg)
     const char *out = getenv("STALLTRACE_OUTPUT");
     if (out == NULL || *out == '\0' || strlen(out) >= sizeof cfg->output - 16) {
         if (out != NULL)
-            st_warn("STALLTRACE_OUTPUT is empty or too long; using ", ST_DEFAULT_OUTPUT);
-        out = ST_DEFAULT_OUTPUT;
+            st_warn("STALLTRACE_OUTPUT is empty or too long; using ", ST_DUMPNAME_DEFAULT);
+        out = ST_DUMPNAME_DEFAULT;
     }
     strcpy(cfg->output, out);
 

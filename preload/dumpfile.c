@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "recorder.h"
+#include "stalltrace/dumpname.h"
 
 #define ST_MODULE_CAPACITY 1024u
 #define ST_THREAD_CAPACITY 512u   /* = ST_THREAD_BITS: pool bitmaps cover every slot */
@@ -47,10 +48,11 @@ static size_t put_uint(char *dst, size_t cap, size_t n, uint64_t v)
     return n;
 }
 
-/* Expand %p (pid), %e (executable base name), %t (unix seconds), %% . */
+/* The dump's name from the template (dumpname.h): this process's pid and
+ * executable, the time now. */
 static void expand_output(const char *pattern, char *out, size_t cap)
 {
-    char exe[256] = "unknown";
+    char exe[256] = "unknown", pid[24], now[24];
     ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (k > 0) {
         exe[k] = '\0';
@@ -58,22 +60,10 @@ static void expand_output(const char *pattern, char *out, size_t cap)
         if (slash)
             memmove(exe, slash + 1, strlen(slash + 1) + 1);
     }
-    size_t n = 0;
-    out[0] = '\0';
-    for (const char *p = pattern; *p && n + 1 < cap; p++) {
-        if (p[0] == '%' && p[1] == 'p') {
-            n = put_uint(out, cap, n, (uint64_t)getpid()), p++;
-        } else if (p[0] == '%' && p[1] == 'e') {
-            n = put_str(out, cap, n, exe), p++;
-        } else if (p[0] == '%' && p[1] == 't') {
-            n = put_uint(out, cap, n, (uint64_t)time(NULL)), p++;
-        } else if (p[0] == '%' && p[1] == '%') {
-            out[n++] = '%', p++;
-        } else {
-            out[n++] = *p;
-        }
-        out[n] = '\0';
-    }
+    put_uint(pid, sizeof pid, 0, (uint64_t)getpid());
+    put_uint(now, sizeof now, 0, (uint64_t)time(NULL));
+    const struct st_dumpname_values v = {pid, exe, now};
+    st_dumpname_expand(pattern, &v, 0, out, cap);
 }
 
 /* The process as the kernel knows it, to tell our own file from that of
@@ -255,9 +245,8 @@ static int link_as(int fd, const char *tmp, const char *name)
 /* Never write through an existing file or a symlink: pick "NAME.1.dump", ... */
 static int publish(int fd, const char *tmp, const char *path, char *chosen, size_t cap)
 {
-    size_t len = strlen(path);
-    size_t stem = len >= 5 && strcmp(path + len - 5, ".dump") == 0 ? len - 5 : len;
-    for (unsigned attempt = 0; attempt < 100; attempt++) {
+    size_t stem = st_dumpname_stem(path, strlen(path));
+    for (unsigned attempt = 0; attempt < ST_DUMPNAME_ATTEMPTS; attempt++) {
         size_t n = put_str(chosen, cap, 0, path);
         if (attempt > 0) {
             n = stem < cap ? stem : n;
@@ -718,12 +707,12 @@ void st_dump_finish(uint32_t end_reason, int end_signal)
         return;
     }
     if (end_reason == ST_END_EXIT) {
-        st_tls.busy++;
+        int saved_errno = st_recorder_enter(&st_tls);
         st_jitmap_copy();
         st_code_copies_note(1);
         if (self)
             st_jitmap_remove_requested();    /* the dump holds what it needs of them */
-        st_tls.busy--;
+        st_recorder_leave(&st_tls, saved_errno);
     }
     if (self && (h->flags & ST_FLAG_FORKED_CHILD))
         refresh_title(st_rec.proc);

@@ -42,10 +42,10 @@ static void become_loop(struct st_tls *t, const struct st_wait_key *key)
     no_iteration(t);
     prctl(PR_GET_NAME, s->name, 0, 0, 0);
     __atomic_fetch_or(&s->flags, ST_THREAD_LOOP, __ATOMIC_RELEASE);
-    t->busy++;
+    int saved_errno = st_recorder_enter(t);
     st_stack_warm_up();
     st_watchdog_start();
-    t->busy--;
+    st_recorder_leave(t, saved_errno);
 }
 
 /* The candidate entry for this wait: its own, or the least used one. */
@@ -98,13 +98,11 @@ static void end_iteration(struct st_tls *t, uint64_t busy)
     if (busy > s->max_busy_ns)
         s->max_busy_ns = busy;
     if (ST_UNLIKELY(busy >= st_rec.threshold_ns) && st_recording()) {
-        int saved_errno = errno;
-        t->busy++;
+        int saved_errno = st_recorder_enter(t);
         s->stalls++;
         s->stall_ns += busy;
         st_emit_stall(t, busy);
-        t->busy--;
-        errno = saved_errno;
+        st_recorder_leave(t, saved_errno);
     }
 }
 

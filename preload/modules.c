@@ -120,12 +120,12 @@ void st_modules_refresh(void)
 {
     if (st_rec.hdr == NULL)
         return;
-    st_tls.busy++;
+    int saved_errno = st_recorder_enter(&st_tls);
     lock();
     int first = 1;
     dl_iterate_phdr(add_module, &first);
     unlock();
-    st_tls.busy--;
+    st_recorder_leave(&st_tls, saved_errno);
 }
 
 /* Are all these addresses in modules we know? New ones appear after dlopen. */

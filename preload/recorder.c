@@ -61,12 +61,10 @@ void st_recorder_child_start(void)
         return;
     /* Made inside the child's first wrapped call: that call's errno is the
      * program's, whatever creating the dump left (EEXIST of a taken name). */
-    int saved_errno = errno;
-    st_tls.busy++;
+    int saved_errno = st_recorder_enter(&st_tls);
     int ok = start_recording(st_rec.proc_pid) == 0;
-    st_tls.busy--;
+    st_recorder_leave(&st_tls, saved_errno);
     __atomic_store_n(&st_rec.state, ok ? ST_ACTIVE : ST_OFF, __ATOMIC_RELEASE);
-    errno = saved_errno;
 }
 
 __attribute__((constructor)) static void st_init(void)
@@ -78,13 +76,13 @@ __attribute__((constructor)) static void st_init(void)
         st_rec.state = ST_OFF;
         return;
     }
-    st_tls.busy++;
+    st_tls.recorder_depth++;        /* errno: saved above, for every way out */
     int ok = start_recording(0) == 0;
     if (ok) {
         pthread_atfork(NULL, NULL, on_fork_child);
         st_jitmap_note_start();
     }
-    st_tls.busy--;
+    st_tls.recorder_depth--;
     st_rec.state = ok ? ST_ACTIVE : ST_OFF;
     errno = saved_errno;
 }
@@ -95,13 +93,11 @@ void st_step_aside(void)
     if (!__atomic_compare_exchange_n(&st_rec.state, &expected, ST_OFF, 0, __ATOMIC_ACQ_REL,
                                      __ATOMIC_RELAXED))
         return;
-    int saved_errno = errno;
-    st_tls.busy++;
+    int saved_errno = st_recorder_enter(&st_tls);
     st_watchdog_stop();
     st_sync_flush_waits();
     st_dump_finish(ST_END_STEPPED_ASIDE, 0);
-    st_tls.busy--;
-    errno = saved_errno;
+    st_recorder_leave(&st_tls, saved_errno);
 }
 
 __attribute__((destructor)) static void st_fini(void)

@@ -21,6 +21,7 @@
 #include "ring.h"
 
 #define ST_HIDDEN __attribute__((visibility("hidden")))
+#define ST_EXPORT __attribute__((visibility("default")))   /* what the target binds to */
 #define ST_LIKELY(x) __builtin_expect(!!(x), 1)
 #define ST_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define ST_TLS __thread __attribute__((tls_model("initial-exec")))
@@ -149,10 +150,25 @@ struct st_tls {
     uint8_t is_loop;
     uint8_t in_iteration;            /* a loop thread between two loop waits */
     volatile uint8_t sampler_hit;    /* our signal interrupted a wrapped call */
-    uint8_t busy;                    /* inside the recorder: wrappers pass through */
+    uint8_t recorder_depth;          /* inside the recorder (nested): wrappers pass through */
     uint8_t state;                   /* st_tls_state */
 };
 extern ST_TLS struct st_tls st_tls ST_HIDDEN;
+
+/* The recorder's own work, between this pair: calls it makes through our
+ * wrappers pass through them, and the target finds its errno as it left
+ * it. Pairs nest; a TLS increment and an errno load, each way. */
+static inline int st_recorder_enter(struct st_tls *t)
+{
+    t->recorder_depth++;
+    return errno;
+}
+
+static inline void st_recorder_leave(struct st_tls *t, int saved_errno)
+{
+    errno = saved_errno;
+    t->recorder_depth--;
+}
 
 ST_HIDDEN void st_thread_attach(void);
 /* Where each slot's thread keeps its live_call (in its TLS), for the watchdog. */
@@ -178,7 +194,7 @@ static inline int st_thread_records(struct st_tls *t)
         if (t->state != ST_T_READY)
             return 0;
     }
-    return !ST_UNLIKELY(t->busy);
+    return !ST_UNLIKELY(t->recorder_depth);
 }
 
 /* ---- Clocks (clock.h; chosen and calibrated in timebase.c) ------------------ */
@@ -259,7 +275,7 @@ static inline void st_wait_enter(struct st_wait *w, uint16_t call, int fd, uintp
 {
     struct st_tls *t = &st_tls;
     w->call = call;
-    if (ST_LIKELY(t->is_loop && t->state == ST_T_READY && !t->busy && t->loop_key.call == call &&
+    if (ST_LIKELY(t->is_loop && t->state == ST_T_READY && !t->recorder_depth && t->loop_key.call == call &&
                   t->loop_key.fd == (t->loop_key.site ? -1 : fd) &&
                   t->loop_key.site == (t->loop_key.site ? site : 0))) {
         uint64_t now = st_ticks();

@@ -199,12 +199,12 @@ static unsigned native_signal(uintptr_t *frames, unsigned max, void *ucontext, u
  * its lock is held. Whoever calls, the recorder is busy meanwhile. */
 void st_capture_here(struct st_captured *c, void *real_fn)
 {
-    st_tls.busy++;
+    int saved_errno = st_recorder_enter(&st_tls);
     c->nframes = (uint16_t)native_here(c->frames, ST_MAX_FRAMES, real_fn, &c->truncated);
     st_jitmap_mark(c);
     st_py_init();
     c->npython = (uint16_t)st_py_walk(c->py, ST_MAX_PYFRAMES, &c->python, 1);
-    st_tls.busy--;
+    st_recorder_leave(&st_tls, saved_errno);
 }
 
 void st_capture_signal(struct st_captured *c, void *ucontext)

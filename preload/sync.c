@@ -53,8 +53,7 @@ int st_sync_begin(struct st_sync *s, void *object, uint16_t kind, uint16_t call,
     s->active = 0;
     if (!st_thread_records(t) || !st_recording())
         return 0;
-    int saved_errno = errno;
-    t->busy++;
+    int saved_errno = st_recorder_enter(t);
     uint64_t now = st_now_ns();
     s->active = 1;
     s->object = (uint64_t)(uintptr_t)object;
@@ -90,8 +89,7 @@ int st_sync_begin(struct st_sync *s, void *object, uint16_t kind, uint16_t call,
         slot->live_idle_since_ns = now;
     }
     t->live_call = call;
-    t->busy--;
-    errno = saved_errno;
+    st_recorder_leave(t, saved_errno);
     return 1;
 }
 
@@ -135,8 +133,7 @@ void st_sync_end(struct st_sync *s, int timed_out, void *real_fn)
     if (!s->active)
         return;
     struct st_tls *t = &st_tls;
-    int saved_errno = errno;
-    t->busy++;
+    int saved_errno = st_recorder_enter(t);
     struct st_thread *slot = t->slot;
     uint64_t now = st_now_ns(), waited = now - s->start_ns;
     t->live_call = 0;
@@ -165,9 +162,9 @@ void st_sync_end(struct st_sync *s, int timed_out, void *real_fn)
             flush_run(t);
     }
     if (in_iteration && waited >= st_rec.slow_bar_ns) {
-        t->busy--;
+        t->recorder_depth--;
         st_call_slow(s->call, now - waited, waited, real_fn);
-        t->busy++;
+        t->recorder_depth++;
     } else if (!in_iteration && long_wait && !timed_run) {
         struct st_captured c;
         st_capture_here(&c, real_fn);
@@ -175,15 +172,14 @@ void st_sync_end(struct st_sync *s, int timed_out, void *real_fn)
             __atomic_fetch_add(&o->long_waits, 1, __ATOMIC_RELAXED);
         st_emit_lock_wait(t, s->call, s->kind, s->object, s->start_ns, waited, 1, &c);
     }
-    t->busy--;
-    errno = saved_errno;
+    st_recorder_leave(t, saved_errno);
 }
 
 /* A thread woke waiters of `object` (they exist: the caller checked). */
 void st_sync_wake(void *object, uint16_t kind, int by_holder)
 {
     struct st_tls *t = &st_tls;
-    if (t->state != ST_T_READY || t->busy || !st_recording())
+    if (t->state != ST_T_READY || t->recorder_depth || !st_recording())
         return;
     int saved_errno = errno;
     struct st_object *o = st_object_get(&st_rec.objects, (uint64_t)(uintptr_t)object, kind,

@@ -55,7 +55,7 @@ void st_thread_attach(void)
             t->state = ST_T_IGNORED;
         return;          /* not started yet: try again on the next call */
     }
-    t->busy++;
+    int saved_errno = st_recorder_enter(t);
     t->slot = st_thread_claim(gettid_raw(), t->start_routine);
     if (t->slot != NULL) {
         st_live_call_at[t->slot - st_rec.threads] = &t->live_call;
@@ -64,7 +64,7 @@ void st_thread_attach(void)
     } else {
         t->state = ST_T_IGNORED;
     }
-    t->busy--;
+    st_recorder_leave(t, saved_errno);
 }
 
 /* Loop threads and threads with recorded events keep their slot. */
@@ -73,9 +73,9 @@ void st_thread_detach(void)
     struct st_tls *t = &st_tls;
     struct st_thread *slot = t->slot;
     if (slot != NULL && t->state == ST_T_READY && st_rec.hdr != NULL) {
-        t->busy++;
+        int saved_errno = st_recorder_enter(t);
         st_sync_thread_exit(t);
-        t->busy--;
+        st_recorder_leave(t, saved_errno);
     }
     t->state = ST_T_IGNORED;
     t->slot = NULL;

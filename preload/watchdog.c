@@ -52,15 +52,15 @@ static void on_sample_signal(int sig, siginfo_t *info, void *ucontext)
         t->sampler_hit = 1;      /* we may have interrupted a call: its wrapper retries */
         goto out;
     }
-    if (t->busy || unsafe_pc(ucontext)) {
+    if (t->recorder_depth || unsafe_pc(ucontext)) {
         __atomic_fetch_add(&st_rec.hdr->samples_skipped, 1, __ATOMIC_RELAXED);
         goto out;
     }
-    t->busy++;
+    t->recorder_depth++;         /* the handler saved errno already, for every way out */
     struct st_captured c;
     st_capture_signal(&c, ucontext);
     st_emit_sample(t, &c, st_now_ns());
-    t->busy--;
+    t->recorder_depth--;
 out:
     errno = saved_errno;
 }
@@ -204,9 +204,9 @@ void st_watchdog_start(void)
 {
     if (__atomic_exchange_n(&started, 1, __ATOMIC_ACQ_REL))
         return;
-    st_tls.busy++;            /* our own sigaction calls must not make us yield */
+    int saved_errno = st_recorder_enter(&st_tls);   /* our own sigaction calls must not make us yield */
     int installed = install_handler();
-    st_tls.busy--;
+    st_recorder_leave(&st_tls, saved_errno);
     if (installed)
         __atomic_fetch_or(&st_rec.hdr->flags, ST_FLAG_SAMPLING, __ATOMIC_RELAXED);
     else

@@ -10,7 +10,6 @@
 
 #include "recorder.h"
 
-#define ST_EXPORT __attribute__((visibility("default")))
 #define CALL_SITE ((uintptr_t)__builtin_return_address(0))
 
 int __poll_chk(struct pollfd *fds, nfds_t nfds, int timeout, size_t fdslen);

@@ -13,8 +13,6 @@
 #include "nonblock.h"
 #include "recorder.h"
 
-#define ST_EXPORT __attribute__((visibility("default")))
-
 /* O_NONBLOCK keeps sockets, pipes and devices from blocking, not reads of
  * a regular file or a disk: those stay timed. */
 static void set_blocking_mode(int fd, int nonblocking)

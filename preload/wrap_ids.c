@@ -7,22 +7,20 @@
 
 #include "recorder.h"
 
-#define ST_EXPORT __attribute__((visibility("default")))
-
 /* A pre-fork server's worker drops privileges before its first wrapped
  * call: its dump is made now, while it can still be, and a descriptor of
  * it is kept for the end (the dump directory stays root's). */
 static void before_credentials_change(void)
 {
-    if (geteuid() != 0 || st_tls.busy)
+    if (geteuid() != 0 || st_tls.recorder_depth)
         return;
     int saved_errno = errno;
     if (st_rec.state == ST_CHILD_PENDING)
         st_recorder_child_start();
     if (st_rec.state == ST_ACTIVE) {
-        st_tls.busy++;
+        st_tls.recorder_depth++;     /* errno: saved above, for the whole function */
         st_dump_hold();
-        st_tls.busy--;
+        st_tls.recorder_depth--;
     }
     errno = saved_errno;
 }

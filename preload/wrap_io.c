@@ -1,5 +1,5 @@
-/* wrap_io.c - blocking calls: sockets, files, sleeps, name lookup, waits for
- * children. Each costs two tick reads unless it was slow (call.c); a read,
+/* wrap_io.c - blocking calls: sockets, files, name lookup, waits for
+ * children (the sleeps: wrap_sleep.c). Each costs two tick reads unless it was slow (call.c); a read,
  * write, send or recv on an fd known to be non-blocking (nonblock.h) costs
  * one bit test. Fortified and 64-bit aliases report as their plain call.
  */
@@ -15,8 +15,6 @@
 
 #include "nonblock.h"
 #include "recorder.h"
-
-#define ST_EXPORT __attribute__((visibility("default")))
 
 ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen);
 ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags);

@@ -11,8 +11,6 @@
 
 #include "recorder.h"
 
-#define ST_EXPORT __attribute__((visibility("default")))
-
 /* A thread's start routine and argument, handed from pthread_create to the
  * new thread in a static slot rather than on the heap: a free() in a thread
  * that never used malloc has glibc reserve it an arena (64 MiB of address
@@ -66,7 +64,7 @@ ST_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
     if (real == NULL)
         return EAGAIN;
     struct st_start *start = NULL;
-    if (st_rec.state == ST_ACTIVE && !st_tls.busy)
+    if (st_rec.state == ST_ACTIVE && !st_tls.recorder_depth)
         start = claim_start_slot();
     if (start == NULL)
         return real(thread, attr, fn, arg);
@@ -174,7 +172,7 @@ ST_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *
     __typeof__(&sigaction) real = ST_REAL(sigaction);
     if (ST_UNLIKELY(real == NULL))
         return (int)syscall(SYS_rt_sigaction, sig, act, old, _NSIG / 8);
-    if (act != NULL && sig != 0 && sig == st_rec.sample_signal && !st_tls.busy)
+    if (act != NULL && sig != 0 && sig == st_rec.sample_signal && !st_tls.recorder_depth)
         st_watchdog_yield_signal();
     return real(sig, act, old);
 }
@@ -184,7 +182,7 @@ ST_EXPORT sighandler_t signal(int sig, sighandler_t handler)
     __typeof__(&signal) real = ST_REAL(signal);
     if (ST_UNLIKELY(real == NULL))
         return SIG_ERR;
-    if (sig != 0 && sig == st_rec.sample_signal && !st_tls.busy)
+    if (sig != 0 && sig == st_rec.sample_signal && !st_tls.recorder_depth)
         st_watchdog_yield_signal();
     return real(sig, handler);
 }

@@ -8,8 +8,6 @@
 
 #include "recorder.h"
 
-#define ST_EXPORT __attribute__((visibility("default")))
-
 /* What glibc's syscall() does, made here: the recorder's own raw calls go
  * through this wrapper too (from signal handlers among them), so it must not
  * resolve anything first. */
@@ -38,7 +36,7 @@ ST_EXPORT long syscall(long number, ...)
     long a1 = va_arg(ap, long), a2 = va_arg(ap, long), a3 = va_arg(ap, long),
          a4 = va_arg(ap, long), a5 = va_arg(ap, long), a6 = va_arg(ap, long);
     va_end(ap);
-    if (ST_UNLIKELY(number == SYS_seccomp) && a1 == SECCOMP_SET_MODE_FILTER && !st_tls.busy)
+    if (ST_UNLIKELY(number == SYS_seccomp) && a1 == SECCOMP_SET_MODE_FILTER && !st_tls.recorder_depth)
         st_step_aside();
     return raw_syscall(number, a1, a2, a3, a4, a5, a6);
 }
@@ -50,7 +48,7 @@ ST_EXPORT int prctl(int option, ...)
     unsigned long a2 = va_arg(ap, unsigned long), a3 = va_arg(ap, unsigned long),
                   a4 = va_arg(ap, unsigned long), a5 = va_arg(ap, unsigned long);
     va_end(ap);
-    if (option == PR_SET_SECCOMP && !st_tls.busy)
+    if (option == PR_SET_SECCOMP && !st_tls.recorder_depth)
         st_step_aside();
     __typeof__(&prctl) real = ST_REAL(prctl);
     if (ST_UNLIKELY(real == NULL))

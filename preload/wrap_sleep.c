@@ -8,8 +8,6 @@
 
 #include "recorder.h"
 
-#define ST_EXPORT __attribute__((visibility("default")))
-
 ST_EXPORT int nanosleep(const struct timespec *req, struct timespec *rem)
 {
     __typeof__(&nanosleep) real = ST_REAL(nanosleep);

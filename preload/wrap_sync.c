@@ -10,7 +10,6 @@
 
 #include "recorder.h"
 
-#define ST_EXPORT __attribute__((visibility("default")))
 #define COND_VERSION "GLIBC_2.3.2"
 
 /* glibc's internal layouts, read (never written) to skip wakes with no

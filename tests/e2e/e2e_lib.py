@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import threading
@@ -196,6 +197,27 @@ class Proc:
         if self.err:
             parts.append("\n    stderr: " + "\n            ".join(self.err[-n:]))
         return "".join(parts)
+
+
+def free_port():
+    """A port nothing listens on now, on 127.0.0.1, for a server to bind."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, timeout=15):
+    """Until the server of proc (a Proc) accepts on port; Fail if it exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if proc.popen.poll() is not None:
+                raise Fail("the server exited (status %s) before listening%s" % (proc.popen.returncode, proc.tail()))
+            time.sleep(0.05)
+    raise Fail("nothing listens on port %d after %d s%s" % (port, timeout, proc.tail()))
 
 
 def run_cmd(argv, timeout=30, env=None):

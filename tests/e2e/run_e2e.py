@@ -7,9 +7,10 @@ Each test runs a real target program (tests/e2e/targets/) under
 
 and asserts on `stalltrace report --format json` of the dump it left.  Runs
 with Debian's /usr/bin/python3 and the standard library only.  The tests are
-in tests/e2e/test_*.py (test_loop.py: event-loop stalls; test_pools.py:
-thread pools and locks), their shared helpers in tests/e2e/e2e_lib.py; this
-runner imports every test_*.py in name order and runs what they register.
+in tests/e2e/test_*.py, one file per subject (test_loop.py: event-loop
+stalls, test_pools.py: thread pools, test_real_*.py: real programs and
+services, ...), their shared helpers in tests/e2e/e2e_lib.py; this runner
+imports every test_*.py in name order and runs what they register.
 
     python3 tests/e2e/run_e2e.py                 # every test
     python3 tests/e2e/run_e2e.py py_sleep c_epoll # only tests whose name contains a word

@@ -19,10 +19,10 @@ import subprocess
 import time
 
 from e2e_lib import (
-    Fail, Proc, Skip, clean_env, dumps_in, expect, json_report, python_for_minor, run_cmd,
-    start_target, target, test)
+    Fail, Proc, Skip, clean_env, dumps_in, expect, free_port, json_report, python_for_minor, run_cmd,
+    start_target, target, test, wait_port)
 
-from test_real_servers import free_port, need, wait_port
+from test_real_servers import need
 
 
 def preload_env(cfg, output, threshold=20, **extra):

@@ -26,13 +26,12 @@ import os
 import re
 import shutil
 import signal
-import socket
 import threading
 import time
 
 from e2e_lib import (
-    DEBIAN_PYTHON, Fail, Skip, c_target_binary, default_python, diagnosis_names, expect, load_process, run_cmd,
-    run_to_end, start_target, target, test)
+    DEBIAN_PYTHON, Skip, c_target_binary, default_python, diagnosis_names, expect, free_port, load_process,
+    run_cmd, run_to_end, start_target, target, test, wait_port)
 
 # FastAPI: the endpoint's sleep, the clients and how long they send.
 FASTAPI_SLEEP_MS = 50.0
@@ -85,25 +84,6 @@ def top_culprit(proc):
 
 # ---------------------------------------------------------------------------
 # Servers and their clients
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout, proc):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            return
-        except OSError:
-            if proc.popen.poll() is not None:
-                raise Fail("the server exited (status %s) before listening%s" % (proc.popen.returncode, proc.tail()))
-            time.sleep(0.05)
-    raise Fail("nothing listens on port %d after %d s%s" % (port, timeout, proc.tail()))
 
 
 def stop_server(proc):
@@ -167,7 +147,7 @@ def t_memcached_healthy(cfg, tmpdir):
         cmd += ["-u", "root"]      # memcached refuses to run as root otherwise
     server = start_target(cfg, tmpdir, cmd)
     try:
-        wait_port(port, 15, server)
+        wait_port(port, server, 15)
         rc, out, err = run_cmd([memcaslap, "-s", "127.0.0.1:%d" % port, "-T", "4", "-c", "128",
                                 "-t", "%ds" % LOAD_S], timeout=LOAD_S + 30)
         expect(rc == 0, "memcaslap exited %d: %s" % (rc, (out + err)[-300:]))

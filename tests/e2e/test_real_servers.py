@@ -14,40 +14,17 @@ nginx from Debian, recorded under `stalltrace run` as a user would.
 import os
 import re
 import shutil
-import socket
 import subprocess
-import time
 
 from e2e_lib import (
-    Fail, Proc, Skip, clean_env, diagnosis_names, dumps_in, expect, fmt_stack, frame_named,
-    json_report, run_cmd, start_target, test)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    Proc, Skip, clean_env, diagnosis_names, dumps_in, expect, fmt_stack, frame_named, free_port,
+    json_report, run_cmd, start_target, test, wait_port)
 
 
 def need(*binaries):
     for b in binaries:
         if not shutil.which(b):
             raise Skip("no %s (bash scripts/setup.sh installs it)" % b)
-
-
-def wait_port(port, proc, timeout=15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if proc.popen.poll() is not None:
-                raise Fail("the server exited (%s) before listening%s" % (proc.popen.returncode, proc.tail()))
-            time.sleep(0.05)
-    raise Fail("nothing listens on port %d after %d s%s" % (port, timeout, proc.tail()))
 
 
 def processes(cfg, tmpdir):
