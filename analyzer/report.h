@@ -29,6 +29,7 @@ struct report_format {
     const char *name;              /* --format NAME */
     report_write_fn *write;
     const char *summary;           /* for the usage text */
+    bool binary;                   /* not for a terminal: written only with -o or to a pipe */
 };
 
 /* Every format `report --format` knows, NULL-terminated (report_formats.c):
@@ -39,6 +40,6 @@ const struct report_format *report_format_find(const char *name);
 void report_format_names(char *buf, size_t len, const char *sep);
 
 report_write_fn report_json, report_text, report_folded, report_chrome, report_openmetrics,
-    report_html;
+    report_html, report_pprof;
 
 #endif /* STALLTRACE_REPORT_H */

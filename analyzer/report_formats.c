@@ -6,13 +6,14 @@
 #include "report.h"
 
 const struct report_format report_formats[] = {
-    {"text", report_text, "for a person at a terminal (the default)"},
-    {"json", report_json, "the versioned document for scripts and CI (SPEC.md)"},
-    {"html", report_html, "one self-contained page: timeline, flame graph, tables"},
-    {"folded", report_folded, "folded stacks for flamegraph.pl and speedscope"},
-    {"chrome", report_chrome, "a trace for Perfetto and chrome://tracing"},
-    {"openmetrics", report_openmetrics, "the figures for Prometheus"},
-    {NULL, NULL, NULL},
+    {"text", report_text, "for a person at a terminal (the default)", false},
+    {"json", report_json, "the versioned document for scripts and CI (SPEC.md)", false},
+    {"html", report_html, "one self-contained page: timeline, flame graph, tables", false},
+    {"folded", report_folded, "folded stacks for flamegraph.pl and speedscope", false},
+    {"chrome", report_chrome, "a trace for Perfetto and chrome://tracing", false},
+    {"openmetrics", report_openmetrics, "the figures for Prometheus", false},
+    {"pprof", report_pprof, "gzipped profile.proto for go tool pprof, Pyroscope, Parca", true},
+    {NULL, NULL, NULL, false},
 };
 
 const struct report_format *report_format_find(const char *name)
