@@ -4,6 +4,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd.h"
 #include "report_util.h"
@@ -94,6 +95,11 @@ int cmd_report(int argc, char **argv)
     }
     if (optind >= argc) {
         fprintf(stderr, "stalltrace: report: no dump given\n");
+        return 2;
+    }
+    if (format->binary && !output && isatty(STDOUT_FILENO)) {
+        fprintf(stderr, "stalltrace: report: %s is a binary format: give -o FILE or a pipe\n",
+                format->name);
         return 2;
     }
     if (output) {

@@ -6,9 +6,11 @@
 #include <libgen.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -196,6 +198,56 @@ static int enable_jit_maps(void)
     return rc;
 }
 
+/* HotSpot names its compiled code only when asked, and at exit
+ * (DumpPerfMapAtExit writes /tmp/perf-PID.map, which the recorder copies into
+ * the dump); its compiled frames keep a frame pointer only with
+ * PreserveFramePointer, without which a stack stops at the first of them.
+ * A command that is java itself gets them after its name, unless it says
+ * otherwise; NULL when it is not java or already says. *map_added: the perf
+ * map is ours to remove. */
+static char **java_argv(char **argv, int *map_added)
+{
+    static const char *const flags[] = {"-XX:+UnlockDiagnosticVMOptions", "-XX:+DumpPerfMapAtExit",
+                                        "-XX:+PreserveFramePointer"};
+    const char *base = strrchr(argv[0], '/');
+    size_t n = 0, extra = 0;
+
+    *map_added = 0;
+    if (strcmp(base ? base + 1 : argv[0], "java") != 0)
+        return NULL;
+    while (argv[n])
+        n++;
+    char **out = calloc(n + 4, sizeof(*out));
+    if (!out)
+        return NULL;
+    out[0] = argv[0];
+    for (size_t f = 0; f < sizeof flags / sizeof flags[0]; f++) {
+        bool given = false;
+        /* "-XX:+Name" and "-XX:-Name" alike: the user's word on it stands. */
+        for (size_t i = 1; i < n && !given; i++)
+            given = strncmp(argv[i], "-XX:", 4) == 0 && strcmp(argv[i] + 5, flags[f] + 5) == 0;
+        if (!given) {
+            out[1 + extra++] = (char *)flags[f];
+            *map_added |= f == 1;
+        }
+    }
+    for (size_t i = 1; i <= n; i++)
+        out[extra + i] = argv[i];
+    return out;
+}
+
+/* What java_argv asked for, once the JVM has exited and its recorder copied
+ * it: only a regular file of ours, never through a link. */
+static void remove_java_perf_map(pid_t pid)
+{
+    char path[64];
+    struct stat st;
+
+    snprintf(path, sizeof(path), "/tmp/perf-%d.map", (int)pid);
+    if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid())
+        unlink(path);
+}
+
 /* The output template as a glob (dumpname.h): %p %e %t match anything. */
 static char *pattern_glob(const char *pat)
 {
@@ -316,6 +368,8 @@ int cmd_run(int argc, char **argv)
 
     clock_gettime(CLOCK_REALTIME, &t0);
     start_real_ns = (uint64_t)t0.tv_sec * 1000000000u + (uint64_t)t0.tv_nsec;
+    int java_map = 0;
+    char **java = jit_maps ? java_argv(argv + optind, &java_map) : NULL;
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
@@ -323,7 +377,7 @@ int cmd_run(int argc, char **argv)
         return 2;
     }
     if (pid == 0) {
-        execvp(argv[optind], argv + optind);
+        execvp(argv[optind], java ? java : argv + optind);
         fprintf(stderr, "stalltrace: run: %s: %s\n", argv[optind], strerror(errno));
         _exit(errno == ENOENT ? 127 : 126);
     }
@@ -341,6 +395,9 @@ int cmd_run(int argc, char **argv)
         }
     }
     child_pid = 0;
+    free(java);
+    if (java_map)
+        remove_java_perf_map(pid);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     rc = WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 1;

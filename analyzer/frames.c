@@ -11,7 +11,8 @@
  * loader, the recorder, and the interpreters that run the user's code. */
 static const char *const plumbing_modules[] = {
     "libc.so", "libc-", "ld-linux", "ld-", "libpthread", "libstalltrace", "[vdso]",
-    "python2", "python3", "libpython", "node", "libnode", "libuv", "libv8", NULL,
+    "python2", "python3", "libpython", "node", "libnode", "libuv", "libv8", "libjvm", "libjli",
+    "libjava", "libnio", "libnet", NULL,
 };
 static const char *const plumbing_functions[] = {
     /* CPython's evaluation and call machinery */
@@ -26,6 +27,8 @@ static const char *const plumbing_functions[] = {
     "eval_frame_handle_pending", "thread_run", "pythread_wrapper", "t_bootstrap",
     /* Node: V8's builtins and entry, node's and libuv's dispatch */
     "Builtins_", "v8::", "node::", "uv_run", "uv__",
+    /* HotSpot's interpreter, stubs and adapters between compiled and interpreted code */
+    "Interpreter", "StubRoutines", "I2C/C2I", "JavaCalls::", "JVM_", "Java_sun_nio_", "Java_java_",
     NULL,
 };
 /* Python files that only dispatch the user's code: the event loop, the
@@ -33,6 +36,10 @@ static const char *const plumbing_functions[] = {
 static const char *const plumbing_python_files[] = {
     "/asyncio/", "/concurrent/futures/", "/threading.py", "/runpy.py", "<frozen runpy>",
     "stalltrace_hook/", NULL,
+};
+/* Java's own classes, named as HotSpot names them: libraries the user called. */
+static const char *const java_library_packages[] = {
+    "java.", "javax.", "jdk.", "sun.", "com.sun.", NULL,
 };
 /* Where libraries live: the standard library, installed packages. */
 static const char *const library_paths[] = {
@@ -76,7 +83,9 @@ enum frame_role frames_role(const struct sym_frame *f)
     if (f->function && strcmp(f->function, "_start") == 0)
         return FRAME_PLUMBING;
     if (strcmp(f->kind, "jit") == 0)
-        return contains_any(f->function, library_paths) ? FRAME_LIBRARY : FRAME_USER;
+        return contains_any(f->function, library_paths) || has_prefix_in(f->function, java_library_packages)
+                   ? FRAME_LIBRARY
+                   : FRAME_USER;
     if (has_prefix_in(f->module, plumbing_modules))
         return FRAME_PLUMBING;
     /* A shared object is a library; the executable is the program itself. */
@@ -101,7 +110,7 @@ size_t frames_culprit(const struct m_stack *s)
             return i;
         if (role == FRAME_LIBRARY && library == SIZE_MAX)
             library = i;
-        if (strcmp(f->kind, "native") != 0 && script == SIZE_MAX)
+        if (strcmp(f->kind, "native") != 0 && script == SIZE_MAX && !has_prefix_in(f->function, plumbing_functions))
             script = i;
     }
     /* Only machinery: the innermost script frame still says more than nothing. */

@@ -156,9 +156,28 @@ fail:
     return -1;
 }
 
+/* A thread's name without its number: "pool-1-thread-" of "pool-1-thread-2",
+ * "GC Thread#" of "GC Thread#0". */
+static size_t name_stem(const char *name)
+{
+    size_t len = strnlen(name, ST_NAME_MAX);
+    while (len > 0 && name[len - 1] >= '0' && name[len - 1] <= '9')
+        len--;
+    return len;
+}
+
+static bool same_stem(const struct st_thread *a, const struct st_thread *b)
+{
+    size_t len = name_stem(a->name);
+    return len == name_stem(b->name) && strncmp(a->name, b->name, len) == 0;
+}
+
 /* CPython 3.13 parks each waiting thread on a semaphore of its own: an
- * executor of 4 shows as 4 queues of one worker each. One-worker queues whose
- * workers share a start routine are one pool. */
+ * executor of 4 shows as 4 queues of one worker each; so does Java's
+ * ThreadPoolExecutor (each worker parks on its own). One-worker queues whose
+ * workers share a start routine and a name but for its number are one pool:
+ * a runtime starts all its threads at one routine (HotSpot's GC, compiler
+ * and pool threads alike), and names them by what they do. */
 static int merge_parked(const struct dump *d, struct draft *drafts, size_t *n)
 {
     size_t i, j, k;
@@ -168,12 +187,14 @@ static int merge_parked(const struct dump *d, struct draft *drafts, size_t *n)
         uint64_t routine;
         if (a->nthreads != 1 || a->nobjs != 1)
             continue;
-        routine = d->threads[a->threads[0]].start_routine;
+        const struct st_thread *first = &d->threads[a->threads[0]];
+        routine = first->start_routine;
         if (routine == 0)
             continue;
         for (j = i + 1; j < *n;) {
             struct draft *b = &drafts[j];
-            if (b->nthreads != 1 || b->nobjs != 1 || d->threads[b->threads[0]].start_routine != routine) {
+            if (b->nthreads != 1 || b->nobjs != 1 || d->threads[b->threads[0]].start_routine != routine ||
+                !same_stem(first, &d->threads[b->threads[0]])) {
                 j++;
                 continue;
             }
@@ -913,6 +934,14 @@ int model_judge_pools(struct m_process *p, const struct dump *d)
         } else {
             pool->saturation_basis = "largest_size";
             keep_spans_after(d, pool, (double)last_born / 1e9);
+        }
+        /* One busy thread is not a pool out of workers: a runtime's own
+         * housekeeping thread (HotSpot's "G1 Service", woken by others and
+         * busy in its timed waits) looks the same. Only tasks seen waiting
+         * for it say it is. */
+        if (!queued && pool->nthreads == 1) {
+            pool->nsaturations = 0;
+            pool->saturated_s = 0;
         }
         pool->spans_s = pool->longest_ms = 0;
         for (size_t j = 0; j < pool->nsaturations; j++) {

@@ -30,6 +30,7 @@ struct report_format {
     const char *name;              /* --format NAME */
     report_write_fn *write;
     const char *summary;           /* for the usage text */
+    bool binary;                   /* not for a terminal: written only with -o or to a pipe */
 };
 
 /* Every format `report --format` knows, NULL-terminated (report_formats.c):
@@ -54,6 +55,6 @@ char *report_html_views(struct m_process **procs, size_t n);
 /* The formats other code calls by name (run's summary, html's embedded
  * document, metrics, the tests); the table declares every format itself. */
 report_write_fn report_json, report_text, report_folded, report_chrome, report_openmetrics,
-    report_html;
+    report_html, report_pprof;
 
 #endif /* STALLTRACE_REPORT_H */

@@ -9,22 +9,23 @@
  * format's function, report_NAME, so report.h need not (it does for the
  * formats other code calls directly). */
 #define REPORT_FORMATS(X)                                                              \
-    X(text, "for a person at a terminal (the default)")                                \
-    X(json, "the versioned document for scripts and CI (SPEC.md)")                     \
-    X(html, "one self-contained page: timeline, flame graph, tables")                  \
-    X(folded, "folded stacks for flamegraph.pl and speedscope")                        \
-    X(chrome, "a trace for Perfetto and chrome://tracing")                             \
-    X(openmetrics, "the figures for Prometheus")
+    X(text, "for a person at a terminal (the default)", false)                         \
+    X(json, "the versioned document for scripts and CI (SPEC.md)", false)              \
+    X(html, "one self-contained page: timeline, flame graph, tables", false)           \
+    X(folded, "folded stacks for flamegraph.pl and speedscope", false)                 \
+    X(chrome, "a trace for Perfetto and chrome://tracing", false)                      \
+    X(openmetrics, "the figures for Prometheus", false)                                \
+    X(pprof, "gzipped profile.proto for go tool pprof, Pyroscope, Parca", true)
 
-#define REPORT_FORMAT_DECLARE(name, summary) report_write_fn report_##name;
+#define REPORT_FORMAT_DECLARE(name, summary, binary) report_write_fn report_##name;
 REPORT_FORMATS(REPORT_FORMAT_DECLARE)
 #undef REPORT_FORMAT_DECLARE
 
 const struct report_format report_formats[] = {
-#define REPORT_FORMAT_ROW(name, summary) {#name, report_##name, summary},
+#define REPORT_FORMAT_ROW(name, summary, binary) {#name, report_##name, summary, binary},
     REPORT_FORMATS(REPORT_FORMAT_ROW)
 #undef REPORT_FORMAT_ROW
-    {NULL, NULL, NULL},
+    {NULL, NULL, NULL, false},
 };
 
 const struct report_format *report_format_find(const char *name)

@@ -411,6 +411,25 @@ static struct sym_frame *name_in_module(struct sym_module *sm, uint64_t address,
     return f;
 }
 
+/* HotSpot's perf map names: "long JavaService.crunch(long)", the return
+ * type, the class-qualified method and its parameter types. Named as Java's
+ * stack traces say it: "JavaService.crunch". False for any other name. */
+static bool split_java_name(const char *name, struct sym_frame *f)
+{
+    const char *space = strchr(name, ' '), *paren = strchr(name, '(');
+    size_t len = strlen(name);
+
+    if (!space || !paren || space > paren || len < 3 || name[len - 1] != ')')
+        return false;
+    const char *method = space + 1;
+    size_t method_len = (size_t)(paren - method);
+    const char *dot = memchr(method, '.', method_len);
+    if (!dot || dot == method || memchr(method, ' ', method_len))
+        return false;
+    f->function = strndup(method, (size_t)(paren - method));
+    return true;
+}
+
 /* V8's perf map names: "JS:*busyWork /srv/app.js:11:18" (older nodes say
  * "LazyCompile:" and friends; '*' optimized, '~' interpreted, '^' baseline).
  * Anything else is kept whole as the function name. */
@@ -468,7 +487,7 @@ static struct sym_frame *name_outside(uint64_t address, const struct perf_entry 
         f->function = colon ? strndup(p->name + 4, (size_t)(colon - p->name - 4)) : strdup(p->name + 4);
         if (colon && colon[1])
             f->file = strdup(colon + 1);
-    } else {
+    } else if (!split_java_name(p->name, f)) {
         split_v8_name(p->name, f);
     }
     return f;

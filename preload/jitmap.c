@@ -51,8 +51,12 @@ void st_jitmap_mark(struct st_captured *c)
     perf_map_path(path);
     c->jit_marked = 1;
     st_code_copies_note(0);
-    if (syscall(SYS_newfstatat, AT_FDCWD, path, &st, 0) == 0 && st.st_size > 0)
+    long r = syscall(SYS_newfstatat, AT_FDCWD, path, &st, 0);
+    if (r == 0 && st.st_size > 0)
         c->jit_map_bytes = (uint64_t)st.st_size;
+    else if (r != 0 && errno == ENOENT)
+        c->jit_map_bytes = UINT64_MAX; /* no map yet: one written at exit, all at once
+                                          (HotSpot's DumpPerfMapAtExit), names it as it was then */
     errno = saved_errno;
 }
 
@@ -141,15 +145,21 @@ static uint64_t parse_hex(const char **p, const char *end)
     return v;
 }
 
-/* One "START SIZE NAME" line of the perf map; map_end: the offset just
- * past its newline. */
+static void skip_0x(const char **p, const char *end)
+{
+    if (end - *p > 2 && (*p)[0] == '0' && ((*p)[1] == 'x' || (*p)[1] == 'X'))
+        *p += 2;
+}
+
+/* One "START SIZE NAME" line of the perf map (V8 writes bare hex, HotSpot
+ * "0x..." for both numbers); map_end: the offset just past its newline. */
 static void emit_line(const struct addresses *a, const char *p, const char *end, uint64_t map_end)
 {
-    if (end - p > 2 && p[0] == '0' && (p[1] == 'x' || p[1] == 'X'))
-        p += 2;
+    skip_0x(&p, end);
     uint64_t start = parse_hex(&p, end);
     if (p >= end || *p++ != ' ')
         return;
+    skip_0x(&p, end);
     uint64_t size = parse_hex(&p, end);
     if (p >= end || *p++ != ' ' || size == 0 || size > UINT32_MAX || !wanted(a, start, size))
         return;

@@ -1,11 +1,14 @@
-/* wrap_proc.c - process and thread life: thread start and exit (to reclaim
- * table slots), exec and _exit (to close the dump). dlopen is deliberately
- * not wrapped: glibc resolves a relative name from its caller's RUNPATH.
+/* wrap_proc.c - process and thread life: thread start, naming and exit (to
+ * reclaim table slots and keep names), exec and _exit (to close the dump).
+ * dlopen is deliberately not wrapped: glibc resolves a relative name from its
+ * caller's RUNPATH.
  */
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <errno.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -73,6 +76,23 @@ ST_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
     int r = real(thread, attr, thread_trampoline, start);
     if (r != 0)
         release_start_slot(start);
+    return r;
+}
+
+/* Runtimes name their threads once they run (HotSpot's "C2 CompilerThre",
+ * "pool-1-thread-1"): the name read when a thread first met the recorder is
+ * often the one it inherited. Only a thread's own name is copied, by itself. */
+ST_EXPORT int pthread_setname_np(pthread_t thread, const char *name)
+{
+    __typeof__(&pthread_setname_np) real = ST_REAL(pthread_setname_np);
+    if (real == NULL)
+        return ENOSYS;
+    int r = real(thread, name);
+    if (r == 0 && st_tls.slot != NULL && st_tls.state == ST_T_READY && pthread_equal(thread, pthread_self())) {
+        int saved = errno;
+        prctl(PR_GET_NAME, st_tls.slot->name, 0, 0, 0);
+        errno = saved;
+    }
     return r;
 }
 

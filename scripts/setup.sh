@@ -22,7 +22,8 @@ apt_get() { "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "$@"; }
 # The third-party services the real-world tests record (tests/e2e/test_real_*.py):
 # Python web frameworks, and servers with their load generators.
 packages=(meson ninja-build pkg-config gcc libc6-dev libunwind-dev libcriterion-dev
-          libdw-dev libelf-dev libjansson-dev python3 python3-uvloop prometheus chromium
+          libdw-dev libelf-dev libjansson-dev protobuf-c-compiler libprotobuf-c-dev zlib1g-dev
+          python3 python3-uvloop prometheus chromium golang-go openjdk-17-jdk-headless
           clang libclang-rt-14-dev
           python3-fastapi python3-uvicorn python3-aiohttp python3-tornado python3-gevent
           python3-twisted python3-requests python3-httpx
@@ -70,8 +71,9 @@ else
     meson setup build >"$log" 2>&1 || fail "meson setup build"
 fi
 
-# playwright-core drives the system chromium in the HTML report's test.
-if [ ! -d tests/e2e/html/node_modules/playwright-core ] && command -v npm >/dev/null 2>&1; then
+# playwright-core drives the system chromium in the HTML report's test;
+# speedscope imports the pprof report there.
+if { [ ! -d tests/e2e/html/node_modules/playwright-core ] || [ ! -d tests/e2e/html/node_modules/speedscope ]; } && command -v npm >/dev/null 2>&1; then
     say "installing the HTML test's npm packages (tests/e2e/html)"
     npm install --prefix tests/e2e/html --no-audit --no-fund --silent >"$log" 2>&1 \
         || say "npm install failed: the HTML test will skip its browser checks"

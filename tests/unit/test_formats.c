@@ -1,14 +1,16 @@
-/* test_formats.c - the export formats (folded, chrome, openmetrics, html) on a
+/* test_formats.c - the export formats (folded, chrome, openmetrics, html, pprof) on a
  * synthetic dump: their syntax, and figures that agree with the model. */
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "dump.h"
 #include "dump_builder.h"
 #include "model.h"
+#include "profile.pb-c.h"
 #include "report.h"
 
 static const uint64_t stack_a[] = {0x10, 0x20, 0x30};
@@ -187,5 +189,59 @@ Test(formats, html_embeds_the_report_without_a_closing_script_tag)
     cr_assert(strstr(out, "\\u003c/script>\\u003cb>") != NULL, "the name is not escaped");
     cr_assert(strstr(out, "http://") == NULL || strstr(out, "http://www.w3.org/2000/svg") != NULL);
     free(out);
+    teardown(&f);
+}
+
+/* The pprof report, gunzipped and decoded by protobuf-c: what go tool pprof
+ * checks (string 0 empty, every id it refers to defined) and the model's
+ * totals in microseconds. */
+Test(formats, pprof_decodes_with_the_stalled_time_and_its_references)
+{
+    struct fixture f;
+    build(&f);
+    char *gz = NULL;
+    size_t gz_len = 0;
+    FILE *mem = open_memstream(&gz, &gz_len);
+    cr_assert_eq(report_pprof(mem, &f.p, 1, NULL), 0);
+    fclose(mem);
+
+    static uint8_t raw[1 << 20];
+    z_stream z = {.next_in = (uint8_t *)gz, .avail_in = (uInt)gz_len, .next_out = raw, .avail_out = sizeof(raw)};
+    cr_assert_eq(inflateInit2(&z, 31), Z_OK);
+    cr_assert_eq(inflate(&z, Z_FINISH), Z_STREAM_END, "not one whole gzip stream");
+    inflateEnd(&z);
+    Perftools__Profiles__Profile *prof = perftools__profiles__profile__unpack(NULL, z.total_out, raw);
+    cr_assert_not_null(prof, "protobuf-c cannot decode it");
+
+    cr_assert(prof->n_string_table > 0 && strcmp(prof->string_table[0], "") == 0);
+    cr_assert_eq(prof->n_sample_type, 5);
+    cr_assert_str_eq(prof->string_table[prof->sample_type[0]->type], "stalled");
+    cr_assert_str_eq(prof->string_table[prof->sample_type[0]->unit], "microseconds");
+    int64_t stalled = 0, samples = 0;
+    for (size_t i = 0; i < prof->n_sample; i++) {
+        const Perftools__Profiles__Sample *s = prof->sample[i];
+        cr_assert_eq(s->n_value, 5);
+        stalled += s->value[0];
+        samples += s->value[1];
+        bool pid = false;
+        for (size_t j = 0; j < s->n_label; j++)
+            pid |= strcmp(prof->string_table[s->label[j]->key], "pid") == 0 && s->label[j]->num == 4321;
+        cr_assert(pid, "sample %zu has no pid label", i);
+        for (size_t j = 0; j < s->n_location_id; j++)
+            cr_assert(s->location_id[j] >= 1 && s->location_id[j] <= prof->n_location);
+    }
+    cr_assert_eq(stalled, 301200 + 150000, "stalled %lld us", (long long)stalled);
+    cr_assert_eq(samples, 2);
+    for (size_t i = 0; i < prof->n_location; i++) {
+        cr_assert_eq(prof->location[i]->id, i + 1);
+        cr_assert(prof->location[i]->mapping_id <= prof->n_mapping);
+        for (size_t j = 0; j < prof->location[i]->n_line; j++)
+            cr_assert(prof->location[i]->line[j]->function_id >= 1 &&
+                      prof->location[i]->line[j]->function_id <= prof->n_function);
+    }
+    for (size_t i = 0; i < prof->n_function; i++)
+        cr_assert(prof->function[i]->name > 0 && (size_t)prof->function[i]->name < prof->n_string_table);
+    perftools__profiles__profile__free_unpacked(prof, NULL);
+    free(gz);
     teardown(&f);
 }
