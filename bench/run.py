@@ -669,6 +669,39 @@ def node(ctx):
     ctx.node_res = res
 
 
+def java(ctx):
+    """What `stalltrace run -- java` costs compiled Java code: HotSpot's frame
+    pointers alone (preserve-fp), and with the recorder and the perf map."""
+    if not shutil.which("java") or not shutil.which("javac"):
+        ctx.note("java/javac are not installed: the Java measure is skipped")
+        return
+    classes = os.path.join(ctx.tmp, "java")
+    subprocess.run(["javac", "-d", classes, os.path.join(HERE, "JavaCalls.java")], check=True, timeout=300)
+    n = 200 if ctx.quick else 3000
+    run_flags = ["-XX:+UnlockDiagnosticVMOptions", "-XX:+DumpPerfMapAtExit", "-XX:+PreserveFramePointer"]
+    dumps = ctx.dumpdir()
+
+    def run(variant):
+        flags = {"plain": ["-XX:-PreserveFramePointer"], "preserve-fp": ["-XX:+PreserveFramePointer"],
+                 "stalltrace": run_flags}[variant]
+        out = subprocess.run(["java"] + flags + ["-cp", classes, "JavaCalls", str(n)],
+                             env=env_for(ctx, variant, dumps), check=True, capture_output=True, text=True,
+                             timeout=600).stdout.split()
+        try:                    # DumpPerfMapAtExit's map, which `run` would remove
+            os.unlink(f"/tmp/perf-{int(out[3])}.map")
+        except OSError:
+            pass
+        return {"calls_per_us": float(out[0]), "cpu_ms": float(out[1])}
+    run.__name__ = "java"
+    res = rounds_of(ctx, ["plain", "preserve-fp", "stalltrace"], run)
+    version = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()[0]
+    ratio_table(ctx, f"Java ({version}): {n} rounds of fib(24) and 200,000 interface calls, "
+                "main thread (plain: -XX:-PreserveFramePointer; stalltrace: as `stalltrace run` starts java)",
+                res, [("calls_per_us", "calls/us", 1), ("cpu_ms", "thread CPU ms", 0)])
+    ctx.note(f"java: -XX:+PreserveFramePointer keeps {ratio(res, 'preserve-fp', 'calls_per_us'):.3f} of the "
+             "calls/s without it; `stalltrace run --no-jit-maps` leaves it (and the perf map) off")
+
+
 # ---- memory -----------------------------------------------------------------------------
 
 
@@ -910,7 +943,7 @@ def main():
                     else sys.executable, help="interpreter of the Python workloads")
     ap.add_argument("--output", help="Markdown output (default bench/RESULTS.md, "
                     "--quick: BUILD/bench-quick.md)")
-    ap.add_argument("--only", help="comma-separated parts: micro,redis,nginx,echo,executor,node,"
+    ap.add_argument("--only", help="comma-separated parts: micro,redis,nginx,echo,executor,node,java,"
                     "memory,analyzer,first_sample,capture")
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--no-callgrind", action="store_true")
@@ -920,7 +953,7 @@ def main():
     output = args.output or (os.path.join(args.build_dir, "bench-quick.md") if args.quick
                              else os.path.join(HERE, "RESULTS.md"))
     parts = [("micro", micro), ("redis", redis), ("nginx", nginx), ("echo", echo),
-             ("executor", executor), ("node", node), ("memory", memory), ("analyzer", analyzer),
+             ("executor", executor), ("node", node), ("java", java), ("memory", memory), ("analyzer", analyzer),
              ("first_sample", first_sample), ("capture", capture_cost)]
     if args.only:
         want = set(args.only.split(","))
