@@ -526,8 +526,9 @@ static int build_stalls(struct m_process *p, const struct dump *d, double thresh
             goto fail;
     }
 
-    /* A killed process leaves the iteration it was stuck in unfinished. */
-    for (i = 0; i < d->nthreads && !p->complete; i++) {
+    /* A killed process leaves the iteration it was stuck in unfinished; one
+     * that exited, the iterations its other threads were in at exit. */
+    for (i = 0; i < d->nthreads; i++) {
         const struct st_thread *t = &d->threads[i];
         uint64_t end = d->hdr.last_update_ns, start = t->live_iter_start_ns;
 
@@ -542,7 +543,7 @@ static int build_stalls(struct m_process *p, const struct dump *d, double thresh
         st->iter_seq = t->live_iter_seq;
         st->start_s = (double)start / 1e9;
         st->duration_ms = (double)(end - start) / 1e6;
-        st->in_progress = true;
+        st->in_progress = !p->complete;
         /* Its call, if any, has no recorded stack: samples are all we have. */
         if (join_samples(p, st, &none, start, idx, nidx) < 0)
             goto fail;
@@ -560,6 +561,21 @@ fail:
     return -1;
 }
 
+/* A slow call its thread made before its first loop wait is recorded both
+ * as a slow call and as part of the first iteration (preload/loop.c): the
+ * stall has it. */
+static bool inside_stall(const struct m_process *p, uint32_t tid, double start_s,
+                         double duration_ms)
+{
+    for (size_t i = 0; i < p->nstalls; i++) {
+        const struct m_stall *st = &p->stalls[i];
+        if (st->tid == tid && start_s >= st->start_s - 1e-6 &&
+            start_s + duration_ms / 1e3 <= st->start_s + st->duration_ms / 1e3 + 1e-6)
+            return true;
+    }
+    return false;
+}
+
 static int build_slow_calls(struct m_process *p, const struct dump *d)
 {
     size_t i, n = 0;
@@ -571,7 +587,8 @@ static int build_slow_calls(struct m_process *p, const struct dump *d)
         return -1;
     for (i = 0; i < d->nevents; i++) {
         const struct dump_event *e = &d->events[i];
-        if (e->type != ST_REC_SLOW_CALL)
+        if (e->type != ST_REC_SLOW_CALL ||
+            inside_stall(p, e->tid, (double)e->start_ns / 1e9, (double)e->duration_ns / 1e6))
             continue;
         struct m_slow_call *c = &p->slow_calls[p->nslow_calls++];
         c->tid = e->tid;
