@@ -532,7 +532,10 @@ static int build_stalls(struct m_process *p, const struct dump *d, double thresh
         const struct st_thread *t = &d->threads[i];
         uint64_t end = d->hdr.last_update_ns, start = t->live_iter_start_ns;
 
-        if (start == 0 || end < start || end - start < d->hdr.threshold_ns ||
+        /* Only a loop thread's: another's is a first iteration in waiting
+         * (preload/loop.c), which no loop wait ended. */
+        if (!(t->flags & ST_THREAD_LOOP) || start == 0 || end < start ||
+            end - start < d->hdr.threshold_ns ||
             (double)(end - start) / 1e6 < keep_ms || has_stall(sv, n, t->tid, t->live_iter_seq))
             continue;
         struct m_stall *st = new_stall(p, &cap);

@@ -133,27 +133,37 @@ void st_iteration_begin(struct st_tls *t, uint64_t now)
  * A thread becomes one only on its second return to an epoll wait: the work
  * it did after the first (a tokio worker's first request) would be lost. So
  * after an epoll wait or a parked wait of a thread that is not one yet, its
- * slow calls are also kept as an iteration's; if the next wait makes it a
- * loop thread, that ends the iteration, and the analyzer takes the slow
- * calls inside the stall for part of it. Only slow calls make it count: a
- * program's start-up work is no stall. */
+ * time is also taken as an iteration's; if the next wait makes it a loop
+ * thread, that ends the iteration (a stall when long), and the analyzer
+ * takes the slow calls recorded inside the stall for part of it. A
+ * program's start-up, before any such wait, is no iteration. */
 
+/* The watchdog samples it as it samples iterations: a CPU-bound first
+ * iteration needs its stack too. */
 static void pre_iteration_begin(struct st_tls *t, uint64_t now)
 {
+    struct st_thread *s = t->slot;
     t->iter_start_ticks = now;
     t->iter_start_ns = st_ticks_at(t, now) | 1;
     t->pre_iteration = 1;
     t->ncalls = 0;
     t->calls_ns = 0;
+    s->live_iter_seq++;
+    __atomic_store_n(&s->live_iter_start_ns, t->iter_start_ns, __ATOMIC_RELEASE);
+}
+
+static void pre_iteration_drop(struct st_tls *t)
+{
+    if (!t->pre_iteration)
+        return;
+    t->pre_iteration = 0;
+    t->slot->live_iter_start_ns = 0;
 }
 
 /* The wait that made the thread a loop thread ends its first iteration. */
 static void pre_iteration_close(struct st_tls *t, uint64_t now)
 {
-    t->pre_iteration = 0;
-    if (t->ncalls == 0)
-        return;
-    t->slot->live_iter_seq++;
+    pre_iteration_drop(t);
     end_iteration(t, st_ticks_elapsed_ns(t->iter_start_ticks, now));
 }
 
@@ -165,7 +175,7 @@ void st_idle_wait_enter(struct st_tls *t)
     if (t->in_iteration)
         st_iteration_end(t, now);
     else
-        t->pre_iteration = 0;
+        pre_iteration_drop(t);
     t->wait_start_ticks = now;
 }
 
@@ -198,7 +208,7 @@ void st_wait_enter_other(struct st_wait *w, uint16_t call, int fd, uintptr_t sit
     errno = saved_errno;
     if (!loop) {
         if (!t->is_loop)
-            t->pre_iteration = 0;
+            pre_iteration_drop(t);
         w->kind = ST_WAIT_CALL;
         w->t0 = st_ticks();
         t->live_call = call;
