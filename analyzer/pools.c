@@ -30,6 +30,11 @@ static bool is_work_queue(const struct st_object *o)
         return false;
     if ((o->flags & ST_OBJ_TIMED_RETRY) || o->members == 0 || o->handoffs == 0)
         return false;
+    /* A futex word only one thread ever waits on is that thread's parker
+     * (a tokio worker's, std::thread::park): its waits are the thread's
+     * own idleness, not a queue of work. */
+    if ((o->flags & ST_OBJ_FUTEX_SEEN) && o->members < 2)
+        return false;
     for (i = 0; i < ST_THREAD_BITS / 64; i++)
         if (o->waker_bits[i] & ~o->member_bits[i])
             return true;
