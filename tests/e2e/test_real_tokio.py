@@ -47,8 +47,8 @@ MANGLED = re.compile(r"::h[0-9a-f]{16}\b|\$[A-Za-z0-9]+\$|^_R|^_ZN")
 def cargo_or_skip():
     # Debian's cargo first: the registry's crates are built for its rustc.
     cargo = "/usr/bin/cargo" if os.path.exists("/usr/bin/cargo") else shutil.which("cargo")
-    if cargo is None:
-        raise Skip("no cargo (apt-get install cargo rustc)")
+    if cargo is None or (shutil.which("rustc") is None and not os.path.exists("/usr/bin/rustc")):
+        raise Skip("no cargo or rustc (apt-get install cargo rustc)")
     if not glob.glob(os.path.join(REGISTRY, "tokio-1.*")):
         raise Skip("no tokio crate in %s (apt-get install librust-tokio-dev)" % REGISTRY)
     return cargo
