@@ -179,6 +179,18 @@ void st_idle_wait_enter(struct st_tls *t)
     t->wait_start_ticks = now;
 }
 
+/* Has the thread returned from an epoll wait: can its next one make it a
+ * loop thread? */
+static int epoll_candidate(const struct st_tls *t)
+{
+    for (unsigned i = 0; i < 4; i++)
+        if (t->cand_hits[i] && is_epoll(t->cand[i].call))
+            return 1;
+    return 0;
+}
+
+/* A thread that never waited in epoll (a pool worker) has no first
+ * iteration to wait for: it is not timed, nor sampled. */
 void st_idle_wait_leave(struct st_tls *t)
 {
     if (t->state != ST_T_READY || t->busy || !st_recording())
@@ -186,7 +198,7 @@ void st_idle_wait_leave(struct st_tls *t)
     uint64_t now = st_ticks();
     if (t->is_loop)
         st_iteration_begin(t, now);
-    else
+    else if (epoll_candidate(t))
         pre_iteration_begin(t, now);
 }
 
