@@ -15,8 +15,11 @@ checked against it:
   2 threads: saturated for about 1.5 s (as the jobs measured it), and the
   diagnosis is thread_pool_exhaustion.
 - real_tokio_healthy: pings 0.3 s apart: no stall, no diagnosis.
+- real_rust_mutex_contention: three threads take turns on a std Mutex,
+  holding it 60 ms: a contended mutex whose waits add up to what the
+  threads measured in lock(), diagnosed lock_contention (std only, rustc).
 
-Skipped when cargo or Debian's tokio crate is missing.
+Skipped when cargo or Debian's tokio crate is missing (rustc, for the last).
 """
 
 import glob
@@ -26,7 +29,8 @@ import shutil
 import socket
 import time
 
-from e2e_lib import Proc, Skip, diagnosis_names, expect, fmt_stall, load_process, start_target, target, test
+from e2e_lib import (Proc, Skip, diagnosis_names, expect, fmt_stack, fmt_stall, load_process, run_to_end,
+                     start_target, target, test)
 
 THRESHOLD_MS = 50
 REGISTRY = "/usr/share/cargo/registry"
@@ -209,3 +213,43 @@ def test_tokio_healthy(cfg, tmpdir):
            % "; ".join(fmt_stall(s) for s in proc.get("stalls")), proc)
     expect(not proc.get("diagnosis"), "diagnosis on a healthy service: %r" % diagnosis_names(proc), proc)
     return "10 pings 0.3 s apart: no stall, no diagnosis"
+
+
+def rustc_or_skip():
+    rustc = "/usr/bin/rustc" if os.path.exists("/usr/bin/rustc") else shutil.which("rustc")
+    if rustc is None:
+        raise Skip("no rustc (apt-get install rustc)")
+    return rustc
+
+
+@test("real_rust_mutex_contention")
+def test_rust_mutex(cfg, tmpdir):
+    source = target("rust_mutex.rs")
+    binary = os.path.join(cfg.build_dir, "tokio_service", "rust_mutex")
+    if not os.path.exists(binary) or os.path.getmtime(binary) < os.path.getmtime(source):
+        os.makedirs(os.path.dirname(binary), exist_ok=True)
+        p = Proc([rustc_or_skip(), "-O", "-g", "-C", "force-frame-pointers=yes", "-o", binary, source])
+        try:
+            rc = p.wait(300)
+        finally:
+            p.close()
+        expect(rc == 0, "rustc %s failed (%d): %s" % (source, rc, "\n".join(p.err)[-600:]))
+    proc, _ = run_to_end(cfg, tmpdir, [binary], "rust_mutex")
+    m = [re.match(r"^truth waited ms=([0-9.]+)$", line) for line in proc["_stdout"]]
+    m = [x for x in m if x]
+    expect(m, "the program printed no truth line")
+    want = float(m[0].group(1))
+    locks = [lk for lk in proc.get("locks") or [] if lk.get("kind") == "mutex"]
+    expect(len(locks) == 1, "%d mutex(es) in the report, expected 1" % len(locks), proc)
+    lock = locks[0]
+    got = float(lock.get("wait_total_ms") or 0)
+    # The recorder times the futex waits; the threads also timed std's spin
+    # before them and the uncontended takes.
+    expect(want * 0.9 <= got <= want + ABOVE_MS, "mutex waits %.1f ms, the threads measured %.1f ms"
+           % (got, want), proc)
+    expect(lock.get("waiters") == 3, "%r waiters, expected 3" % lock.get("waiters"), proc)
+    expect(any(f.get("function") == "rust_mutex::update_totals" for f in lock.get("stack") or []),
+           "update_totals not in the lock's stack: %s" % fmt_stack(lock.get("stack")), proc)
+    expect("lock_contention" in diagnosis_names(proc), "no lock_contention: %r" % diagnosis_names(proc), proc)
+    expect(not proc.get("pools"), "a pool in a program without one: %r" % proc.get("pools"), proc)
+    return "waited %.1f ms -> mutex waits %.1f ms by %s threads, lock_contention" % (want, got, lock.get("waiters"))
