@@ -301,6 +301,14 @@ static bool idle_wait(const struct m_process *p, const struct m_lock *l)
     return only_object_of_its_waiter(p, l);
 }
 
+static bool is_parker(const struct dump *d, uint64_t addr)
+{
+    for (size_t i = 0; i < d->nobjects; i++)
+        if (d->objects[i].addr == addr)
+            return model_is_futex_parker(&d->objects[i]);
+    return false;
+}
+
 int model_build_locks(struct m_process *p, const struct dump *d)
 {
     const struct m_lock_wait **waits = calloc(p->nlock_waits + 1, sizeof(*waits));
@@ -310,12 +318,14 @@ int model_build_locks(struct m_process *p, const struct dump *d)
 
     if (!waits || !objs)
         goto fail;
-    /* Untimed waits on a work queue are workers idling, not contention. */
+    /* Untimed waits on a work queue are workers idling, not contention;
+     * so are a thread's waits on its own parker. */
     for (i = 0; i < p->nlock_waits; i++)
-        if (!model_is_pool_object(p, p->lock_waits[i].object))
+        if (!model_is_pool_object(p, p->lock_waits[i].object) &&
+            !is_parker(d, p->lock_waits[i].object))
             waits[nw++] = &p->lock_waits[i];
     for (i = 0; i < d->nobjects; i++)
-        if (!model_is_pool_object(p, d->objects[i].addr))
+        if (!model_is_pool_object(p, d->objects[i].addr) && !model_is_futex_parker(&d->objects[i]))
             objs[no++] = &d->objects[i];
     if (nw > 1)
         qsort(waits, nw, sizeof(*waits), cmp_wait);

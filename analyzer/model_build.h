@@ -28,6 +28,10 @@ int model_build_locks(struct m_process *p, const struct dump *d);
 /* pools.c: work queues, their workers, saturation and busy time. */
 int model_build_pools(struct m_process *p, const struct dump *d);
 bool model_is_pool_object(const struct m_process *p, uint64_t addr);
+/* A futex word only one thread ever waited on untimed: that thread's parker
+ * (a tokio worker's, std::thread::park). Its waits are the thread's own
+ * idleness: neither a pool's queue nor a lock. */
+bool model_is_futex_parker(const struct st_object *o);
 
 /* queues.c: annotated task queues, matched to the pools that ran them
  * (after the pools). */

@@ -286,12 +286,16 @@ static int build_stalls(struct m_process *p, const struct dump *d, double thresh
             goto fail;
     }
 
-    /* A killed process leaves the iteration it was stuck in unfinished. */
-    for (i = 0; i < d->nthreads && !p->complete; i++) {
+    /* A killed process leaves the iteration it was stuck in unfinished; one
+     * that exited, the iterations its other threads were in at exit. */
+    for (i = 0; i < d->nthreads; i++) {
         const struct st_thread *t = &d->threads[i];
         uint64_t end = d->hdr.last_update_ns, start = t->live_iter_start_ns;
 
-        if (start == 0 || end < start || end - start < d->hdr.threshold_ns ||
+        /* Only a loop thread's: another's is a first iteration in waiting
+         * (preload/loop.c), which no loop wait ended. */
+        if (!(t->flags & ST_THREAD_LOOP) || start == 0 || end < start ||
+            end - start < d->hdr.threshold_ns ||
             (double)(end - start) / 1e6 < keep_ms || has_stall(sv, n, t->tid, t->live_iter_seq))
             continue;
         struct m_stall *st = new_stall(p, &cap);
@@ -302,7 +306,7 @@ static int build_stalls(struct m_process *p, const struct dump *d, double thresh
         st->iter_seq = t->live_iter_seq;
         st->start_s = (double)start / 1e9;
         st->duration_ms = (double)(end - start) / 1e6;
-        st->in_progress = true;
+        st->in_progress = !p->complete;
         /* Its call, if any, has no recorded stack: samples are all we have. */
         if (join_samples(p, st, &none, start, idx, nidx) < 0)
             goto fail;

@@ -20,6 +20,11 @@ struct draft {
     size_t added;                  /* threads joined by start routine */
 };
 
+bool model_is_futex_parker(const struct st_object *o)
+{
+    return o->kind == ST_OBJ_COND && (o->flags & ST_OBJ_FUTEX_SEEN) && o->members < 2;
+}
+
 /* SPEC.md's work queue: a cond or sem that threads wait on without a timeout
  * and that some thread which never waits on it wakes. Timed waits that keep
  * retrying (the GIL) and semaphores posted by their holders (a lock) are not. */
@@ -30,6 +35,8 @@ static bool is_work_queue(const struct st_object *o)
     if (o->kind != ST_OBJ_COND && o->kind != ST_OBJ_SEM)
         return false;
     if ((o->flags & ST_OBJ_TIMED_RETRY) || o->members == 0 || o->handoffs == 0)
+        return false;
+    if (model_is_futex_parker(o))
         return false;
     for (i = 0; i < ST_THREAD_BITS / 64; i++)
         if (o->waker_bits[i] & ~o->member_bits[i])

@@ -4,6 +4,7 @@
 #include <dwarf.h>
 #include <elfutils/libdw.h>
 #include <elfutils/libdwfl.h>
+#include <libiberty/demangle.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -278,11 +279,26 @@ static const struct perf_entry *perf_find(struct symbolizer *s, uint64_t addr, u
 
 typedef char *(*demangle_fn)(const char *, char *, size_t *, int *);
 
+/* Rust names as rustfilt prints them: libiberty's demangler reads both
+ * manglings, drops the legacy hash and the v0 crate disambiguators (they
+ * only come with DMGL_VERBOSE), and a ".llvm.N" suffix; it answers NULL for
+ * anything not Rust, C++ included. */
+char *sym_demangle_rust(const char *name)
+{
+    if (strncmp(name, "_R", 2) != 0 && strncmp(name, "_ZN", 3) != 0)
+        return NULL;
+    return cplus_demangle(name, DMGL_RUST);
+}
+
 /* C++ names (Node, V8, libuv embedders) are unreadable mangled. The C++
  * runtime's demangler is loaded when present, so the analyzer does not
  * link against it. */
 static char *demangle(const char *name)
 {
+    char *rust = sym_demangle_rust(name);
+    if (rust)
+        return rust;
+
     static demangle_fn fn;
     static int tried;
     int status = -1;

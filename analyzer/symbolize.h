@@ -74,4 +74,8 @@ bool sym_module_offset(struct symbolizer *s, uint64_t address, uint64_t at_ns, c
 
 void sym_free(struct symbolizer *s);
 
+/* A Rust symbol (legacy _ZN...17h<hash>E or v0 _R...) as rustfilt prints it,
+ * malloc'd; NULL when name is no Rust symbol. */
+char *sym_demangle_rust(const char *name);
+
 #endif /* STALLTRACE_SYMBOLIZE_H */

@@ -58,7 +58,7 @@ static const struct timespec zero;
     X(pthread_mutex_lock) X(pthread_mutex_unlock) X(pthread_rwlock_rdlock)     \
     X(pthread_rwlock_wrlock) X(pthread_rwlock_unlock) X(sem_post) X(sem_wait)  \
     X(pthread_cond_signal) X(pthread_cond_broadcast) X(recv) X(read)           \
-    X(nanosleep) X(epoll_wait)
+    X(nanosleep) X(epoll_wait) X(syscall)
 #define FN_FIELD(name) __typeof__(&name) name;
 struct fns { FNS(FN_FIELD) };
 static struct fns linked, direct;
@@ -82,6 +82,7 @@ static struct fns linked, direct;
     X(recv_blocking_fd_with_data, 10, 1, f->recv(bsv[0], &byte, 1, MSG_PEEK))             \
     X(read_nonblocking_eagain, 10, 1, f->read(sv[1], &byte, 1))                            \
     X(nanosleep_0, 1000, 1, f->nanosleep(&zero, NULL))                                      \
+    X(syscall_getpid, 10, 1, f->syscall(SYS_getpid))                                        \
     X(epoll_wait_0, 10, 1, f->epoll_wait(ep, &ev, 1, 0))                                   \
     X(epoll_wait_ready, 10, 1, f->epoll_wait(ep_ready, &ev, 1, 1000))
 

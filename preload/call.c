@@ -28,25 +28,32 @@ static struct st_iter_call *iter_call_entry(struct st_tls *t, uint16_t call, uin
     return e;
 }
 
+static void note_call(struct st_tls *t, uint16_t call, uint64_t elapsed, void *real_fn)
+{
+    t->calls_ns += elapsed;
+    struct st_iter_call *e = iter_call_entry(t, call, elapsed);
+    if (e == NULL)
+        return;
+    if (e->count < UINT16_MAX)
+        e->count++;
+    e->total_ns += elapsed;
+    if (elapsed > e->max_ns) {
+        e->max_ns = elapsed;
+        st_capture_here(&e->stack, real_fn);
+    }
+}
+
 void st_call_slow(uint16_t call, uint64_t start_ns, uint64_t elapsed, void *real_fn)
 {
     struct st_tls *t = &st_tls;
     if (!st_recording())
         return;
     int saved_errno = st_recorder_enter(t);
-    if (t->in_iteration) {
-        t->calls_ns += elapsed;
-        struct st_iter_call *e = iter_call_entry(t, call, elapsed);
-        if (e != NULL) {
-            if (e->count < UINT16_MAX)
-                e->count++;
-            e->total_ns += elapsed;
-            if (elapsed > e->max_ns) {
-                e->max_ns = elapsed;
-                st_capture_here(&e->stack, real_fn);
-            }
-        }
-    } else if (elapsed >= st_rec.threshold_ns && t->start_routine != 0) {
+    /* Before a thread's first loop wait its slow calls count toward its
+     * first iteration (loop.c) and, in case none comes, are slow calls. */
+    if (t->in_iteration || t->pre_iteration)
+        note_call(t, call, elapsed, real_fn);
+    if (!t->in_iteration && elapsed >= st_rec.threshold_ns && t->start_routine != 0) {
         /* Only threads someone started to do work (pool workers and the
          * like): a main thread waiting for its child is no news. */
         struct st_captured c;

@@ -127,6 +127,79 @@ void st_iteration_begin(struct st_tls *t, uint64_t now)
     __atomic_store_n(&s->live_iter_start_ns, t->iter_start_ns, __ATOMIC_RELEASE);
 }
 
+/* ---- Before a thread is a loop thread -------------------------------------
+ * A thread becomes one only on its second return to an epoll wait: the work
+ * it did after the first (a tokio worker's first request) would be lost. So
+ * after an epoll wait or a parked wait of a thread that is not one yet, its
+ * time is also taken as an iteration's; if the next wait makes it a loop
+ * thread, that ends the iteration (a stall when long), and the analyzer
+ * takes the slow calls recorded inside the stall for part of it. A
+ * program's start-up, before any such wait, is no iteration. */
+
+/* The watchdog samples it as it samples iterations: a CPU-bound first
+ * iteration needs its stack too. */
+static void pre_iteration_begin(struct st_tls *t, uint64_t now)
+{
+    struct st_thread *s = t->slot;
+    t->iter_start_ticks = now;
+    t->iter_start_ns = st_ticks_at(t, now) | 1;
+    t->pre_iteration = 1;
+    t->ncalls = 0;
+    t->calls_ns = 0;
+    s->live_iter_seq++;
+    __atomic_store_n(&s->live_iter_start_ns, t->iter_start_ns, __ATOMIC_RELEASE);
+}
+
+static void pre_iteration_drop(struct st_tls *t)
+{
+    if (!t->pre_iteration)
+        return;
+    t->pre_iteration = 0;
+    t->slot->live_iter_start_ns = 0;
+}
+
+/* The wait that made the thread a loop thread ends its first iteration. */
+static void pre_iteration_close(struct st_tls *t, uint64_t now)
+{
+    pre_iteration_drop(t);
+    end_iteration(t, st_ticks_elapsed_ns(t->iter_start_ticks, now));
+}
+
+void st_idle_wait_enter(struct st_tls *t)
+{
+    if (t->state != ST_T_READY || t->recorder_depth)
+        return;
+    uint64_t now = st_ticks();
+    if (t->in_iteration)
+        st_iteration_end(t, now);
+    else
+        pre_iteration_drop(t);
+    t->wait_start_ticks = now;
+}
+
+/* Has the thread returned from an epoll wait: can its next one make it a
+ * loop thread? */
+static int epoll_candidate(const struct st_tls *t)
+{
+    for (unsigned i = 0; i < 4; i++)
+        if (t->cand_hits[i] && is_epoll(t->cand[i].call))
+            return 1;
+    return 0;
+}
+
+/* A thread that never waited in epoll (a pool worker) has no first
+ * iteration to wait for: it is not timed, nor sampled. */
+void st_idle_wait_leave(struct st_tls *t)
+{
+    if (t->state != ST_T_READY || t->recorder_depth || !st_recording())
+        return;
+    uint64_t now = st_ticks();
+    if (t->is_loop)
+        st_iteration_begin(t, now);
+    else if (epoll_candidate(t))
+        pre_iteration_begin(t, now);
+}
+
 /* Any wait but a loop thread's return to its loop wait (recorder.h has
  * that one): the first calls of a thread, a blocking call inside an
  * iteration, or the wait that makes a thread a loop thread. */
@@ -144,6 +217,8 @@ void st_wait_enter_other(struct st_wait *w, uint16_t call, int fd, uintptr_t sit
     int loop = (t->is_loop && key_eq(&key, &t->loop_key)) || claims_loop(t, &key);
     errno = saved_errno;
     if (!loop) {
+        if (!t->is_loop)
+            pre_iteration_drop(t);
         w->kind = ST_WAIT_CALL;
         w->t0 = st_ticks();
         t->live_call = call;
@@ -153,6 +228,8 @@ void st_wait_enter_other(struct st_wait *w, uint16_t call, int fd, uintptr_t sit
     uint64_t now = st_ticks();
     if (t->in_iteration)
         st_iteration_end(t, now);
+    else if (t->pre_iteration)
+        pre_iteration_close(t, now);
     t->wait_start_ticks = now;
     w->kind = ST_WAIT_LOOP;
 }
@@ -163,7 +240,9 @@ void st_wait_leave_other(struct st_wait *w, void *real_fn)
 {
     struct st_tls *t = &st_tls;
     t->live_call = 0;
-    uint64_t elapsed = st_ticks() - w->t0;
+    uint64_t now = st_ticks(), elapsed = now - w->t0;
     if (ST_UNLIKELY(elapsed >= st_hot.slow_bar_ticks) && t->in_iteration)
         st_call_slow_ticks(w->call, elapsed, real_fn);
+    if (!t->is_loop && is_epoll(w->call) && st_recording())
+        pre_iteration_begin(t, now);
 }

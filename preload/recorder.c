@@ -103,6 +103,14 @@ void st_step_aside(void)
 __attribute__((destructor)) static void st_fini(void)
 {
     if (st_rec.state == ST_ACTIVE) {
+        /* The thread running exit is shutting down, not stalling: its open
+         * iteration is dropped. Other threads' open iterations stay in their
+         * slots, for the analyzer to report those that ran long. */
+        if (st_tls.state == ST_T_READY) {
+            st_tls.in_iteration = 0;
+            if (st_tls.slot != NULL)
+                st_tls.slot->live_iter_start_ns = 0;
+        }
         st_sync_flush_waits();
         st_dump_finish(ST_END_EXIT, 0);
     }

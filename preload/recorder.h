@@ -118,6 +118,9 @@ struct st_tls {
     uint64_t iter_start_ns;          /* since start_mono_ns */
     uint64_t calls_ns;               /* in all of them */
     uint8_t ncalls;
+    /* Not a loop thread yet, back from an event wait or a parked wait: its
+     * slow calls wait here for the wait that may make it one (loop.c). */
+    uint8_t pre_iteration;
     struct st_iter_call calls[ST_STALL_CALLS];
 
     /* A run of timed waits on one object (sync.c). */
@@ -267,6 +270,10 @@ ST_HIDDEN void st_wait_enter_other(struct st_wait *w, uint16_t call, int fd, uin
 ST_HIDDEN void st_wait_leave_other(struct st_wait *w, void *real_fn);
 ST_HIDDEN void st_iteration_end(struct st_tls *t, uint64_t now);
 ST_HIDDEN void st_iteration_begin(struct st_tls *t, uint64_t now);
+/* Around a wait that parks a worker until there is work (wrap_futex.c):
+ * for a loop thread, an iteration ends and the next begins there. */
+ST_HIDDEN void st_idle_wait_enter(struct st_tls *t);
+ST_HIDDEN void st_idle_wait_leave(struct st_tls *t);
 
 /* A loop thread's return to its loop wait costs a tick read on each side
  * and the counters of the iteration that ended; anything else goes out of
@@ -377,6 +384,8 @@ ST_HIDDEN void st_recorder_child_start(void);
 /* The program is about to filter its system calls (seccomp): the dump is
  * finished as it stands and the recorder makes no system call from now on. */
 ST_HIDDEN void st_step_aside(void);
+/* syscall(SYS_seccomp, op, ...) is about to run (wrap_seccomp.c). */
+ST_HIDDEN void st_seccomp_syscall(long op);
 ST_HIDDEN void st_jitmap_copy(void);
 /* At exit: node's perf map and V8 log, when only `stalltrace run` asked for them. */
 ST_HIDDEN void st_jitmap_remove_requested(void);

@@ -108,7 +108,8 @@ static uint64_t scan_loops(uint64_t now)
         struct st_thread *s = &st_rec.threads[i];
         uint32_t tid = __atomic_load_n(&s->tid, __ATOMIC_ACQUIRE);
         uint64_t start = __atomic_load_n(&s->live_iter_start_ns, __ATOMIC_ACQUIRE);
-        if (tid == 0 || !(s->flags & ST_THREAD_LOOP))
+        /* A thread not yet a loop thread may be in its first iteration. */
+        if (tid == 0 || (!(s->flags & ST_THREAD_LOOP) && start == 0))
             continue;
         note_cpu(&sampled[i], tid, start ? s->live_iter_seq : 0, now);
         if (start == 0 || now < start)

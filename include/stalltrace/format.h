@@ -76,7 +76,8 @@
     X(COND_TIMEDWAIT, "pthread_cond_timedwait")                             \
     X(COND_CLOCKWAIT, "pthread_cond_clockwait")                             \
     X(SEM_WAIT, "sem_wait") X(SEM_TIMEDWAIT, "sem_timedwait")               \
-    X(SEM_CLOCKWAIT, "sem_clockwait")
+    X(SEM_CLOCKWAIT, "sem_clockwait")                                     \
+    X(FUTEX_WAIT, "futex_wait")
 
 enum st_call {
 #define ST_CALL_ENUM(id, name) ST_CALL_##id,
@@ -306,6 +307,8 @@ enum st_object_flags {
     ST_OBJ_HANDOFF = 1u << 0,      /* woken by a non-member: a work queue */
     ST_OBJ_RELEASED = 1u << 1,     /* posted by holders: used as a lock */
     ST_OBJ_TIMED_RETRY = 1u << 2,  /* timed waits that time out and retry */
+    ST_OBJ_FUTEX_SEEN = 1u << 3,   /* a futex word waited on through syscall() */
+    ST_OBJ_FUTEX_COUNTER = 1u << 4, /* ... with a value other than "locked, contended" */
 };
 
 #define ST_THREAD_BITS 512u        /* thread slots a member bitmap covers */

@@ -208,6 +208,21 @@ def t_py_healthy(cfg, tmpdir):
     return check_py_healthy(proc)
 
 
+@test("py_open_iteration_at_exit")
+def t_py_open_iteration_at_exit(cfg, tmpdir):
+    proc, _ = run_to_end(cfg, tmpdir, [default_python(), target("py_exit_mid_stall.py")], "py_exit_mid_stall.py")
+    m = [re.match(r"^open ms=([0-9.]+)$", line) for line in proc["_stdout"]]
+    m = [x for x in m if x]
+    expect(m, "the target printed no open ms=")
+    want = float(m[0].group(1))
+    stalls = [s for s in proc.get("stalls") or [] if s.get("tid") != proc.get("pid")]
+    expect(len(stalls) == 1, "%d stall(s) on the loop thread, expected its open iteration" % len(stalls), proc)
+    # It runs on until the recorder's exit, after the interpreter's own.
+    duration_within(proc, stalls[0], want - 1, want + 100)
+    expect(not stalls[0].get("in_progress"), "a clean exit's open iteration marked in progress", proc)
+    return "open %.1f ms at exit -> stall %.1f ms (%s)" % (want, stalls[0]["duration_ms"], stalls[0].get("call"))
+
+
 @test("py_killed")
 def t_py_killed(cfg, tmpdir):
     p = start_target(cfg, tmpdir, [default_python(), target("py_killed.py")])

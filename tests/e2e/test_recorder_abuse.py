@@ -203,6 +203,15 @@ def t_fork_errno(cfg, tmpdir):
     return "4 children's first read kept errno 0 while their dumps were made%s" % note
 
 
+@test("syscall_wrapper_transparent")
+def t_syscalls(cfg, tmpdir):
+    binary, note = c_target_binary(cfg, tmpdir, "c_abuse", ["-pthread", "-ldl"])
+    rc, out, err = run_target(cfg, tmpdir, [binary, "syscalls"], threshold=20)
+    expect(rc == 0 and "syscalls: done" in out, "syscall() under the recorder: status %s %s"
+           % (rc, (out + err)[-6:]))
+    return "getpid, ENOSYS, futex EAGAIN/ETIMEDOUT (relative, deadline), wakes: as the kernel says%s" % note
+
+
 @test("pause_not_cut_short")
 def t_pause(cfg, tmpdir):
     python, _ = python_for_minor(11)

@@ -147,6 +147,46 @@ Test(pools, only_work_queues_make_pools_and_slots_count_free_ones)
     done(p, d, b);
 }
 
+/* A word only one thread parks on through syscall(SYS_futex) (a tokio
+ * worker's): woken by others, long waits, yet neither a pool nor a lock. A
+ * word two threads park on (tokio's blocking pool) is a pool. */
+Test(pools, a_futex_parker_is_no_pool_nor_lock)
+{
+    struct dump_builder *b = db_new_objects(2, 8, 8, 1 << 16);
+    const char *argv[] = {"tokio_service"};
+    db_set_process(b, 100, "/srv/tokio_service", 1, argv);
+    db_add_thread(b, 100, "tokio_service", ST_THREAD_MAIN);
+    worker(b, 101, 0x4000, 0, 10 * S)->pool_idle_ns = 5 * S;
+    worker(b, 102, 0x4000, 0, 10 * S)->pool_idle_ns = 5 * S;
+    worker(b, 103, 0x4000, 0, 10 * S)->pool_idle_ns = 5 * S;
+    struct st_object *parker = db_add_object(b, 0xa000, ST_OBJ_COND);
+    parker->flags = ST_OBJ_FUTEX_SEEN | ST_OBJ_FUTEX_COUNTER;
+    parker->members = 1;
+    parker->handoffs = 20;
+    parker->waits = 20;
+    parker->wait_ns = 5 * S;
+    parker->saturations = 1;
+    db_set_bit(parker->member_bits, 1);
+    db_set_bit(parker->waker_bits, 0);
+    struct st_object *queue = db_add_object(b, 0xb000, ST_OBJ_COND);
+    queue->flags = ST_OBJ_FUTEX_SEEN | ST_OBJ_FUTEX_COUNTER;
+    queue->members = 2;
+    queue->handoffs = 4;
+    db_set_bit(queue->member_bits, 2);
+    db_set_bit(queue->member_bits, 3);
+    db_set_bit(queue->waker_bits, 1);
+    db_lock_wait(b, 101, ST_CALL_FUTEX_WAIT, ST_OBJ_COND, 0xa000, 1 * S, 2 * S, 1, lock_stack, 2);
+    db_complete(b, 10 * S);
+    struct dump *d;
+    struct m_process *p = build(b, &d);
+
+    cr_assert_eq(p->npools, 1, "only the shared word is a pool");
+    cr_assert_eq(p->pools[0].objects[0], 0xb000);
+    cr_assert_null(lock_at(p, 0xa000), "a parker's waits are its thread's idleness");
+    cr_assert(!has_culprit(p, "lock_contention"));
+    done(p, d, b);
+}
+
 Test(pools, saturation_spans_and_busy_in)
 {
     struct dump_builder *b = four_objects();

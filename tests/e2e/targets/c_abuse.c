@@ -17,12 +17,16 @@
  *              while its dump is created) must leave errno as it was
  *   sigwait    after a few loop iterations, sigtimedwait for SIGUSR1 with a
  *              1 s timeout: it must time out (EAGAIN) after 1 s, not EINTR
+ *   syscalls   a loop thread's syscall() calls, futex waits and wakes among
+ *              them, must return what the kernel says, errno too
  */
 #include <dlfcn.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
+#include <linux/futex.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -284,6 +288,79 @@ static int mode_sigwait(void)
     return r < 0 && err == EAGAIN && took >= 950 ? 0 : 8;
 }
 
+static uint32_t futex_word;
+
+/* Parks untimed on futex_word until the main thread changes it. */
+static void *futex_waiter(void *arg)
+{
+    long *r = arg;
+    while (__atomic_load_n(&futex_word, __ATOMIC_ACQUIRE) == 0) {
+        errno = 0;
+        *r = syscall(SYS_futex, &futex_word, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+        if (*r != 0 && errno != EAGAIN && errno != EINTR)
+            return NULL;
+    }
+    *r = 0;
+    return NULL;
+}
+
+#define CHECK_SYSCALL(what, call, want_r, want_errno)                           \
+    do {                                                                      \
+        errno = 4321;                                                         \
+        long r_ = (call);                                                     \
+        int e_ = errno;                                                       \
+        if (r_ != (want_r) || e_ != (want_errno)) {                           \
+            printf("syscalls: %s returned %ld errno %d, expected %ld errno %d\n", what, r_, e_, \
+                   (long)(want_r), (int)(want_errno));                        \
+            bad++;                                                            \
+        }                                                                     \
+    } while (0)
+
+static int mode_syscalls(void)
+{
+    int ep = epoll_create1(0), bad = 0;
+    struct epoll_event ev;
+    for (int round = 0; round < 5; round++)
+        epoll_wait(ep, &ev, 1, 1);
+    uint32_t word = 0;
+    CHECK_SYSCALL("getpid", syscall(SYS_getpid), getpid(), 4321);
+    CHECK_SYSCALL("an unknown number", syscall(99999), -1, ENOSYS);
+    CHECK_SYSCALL("a futex wait for another value", syscall(SYS_futex, &word, FUTEX_WAIT_PRIVATE, 1, NULL, NULL, 0),
+                  -1, EAGAIN);
+    struct timespec rel = {0, 60 * 1000 * 1000}, abs;
+    double start = now_ms();
+    CHECK_SYSCALL("a timed futex wait", syscall(SYS_futex, &word, FUTEX_WAIT_PRIVATE, 0, &rel, NULL, 0),
+                  -1, ETIMEDOUT);
+    if (now_ms() - start < 55) {
+        printf("syscalls: a 60 ms futex wait took %.1f ms\n", now_ms() - start);
+        bad++;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &abs);
+    abs.tv_nsec += 30 * 1000 * 1000;
+    if (abs.tv_nsec >= 1000000000) {
+        abs.tv_sec++;
+        abs.tv_nsec -= 1000000000;
+    }
+    CHECK_SYSCALL("a futex wait with a deadline",
+                  syscall(SYS_futex, &word, FUTEX_WAIT_BITSET_PRIVATE, 0, &abs, NULL, ~0u), -1, ETIMEDOUT);
+    CHECK_SYSCALL("a futex wake of nobody", syscall(SYS_futex, &word, FUTEX_WAKE_PRIVATE, 1), 0, 4321);
+    CHECK_SYSCALL("an unknown futex op", syscall(SYS_futex, &word, 99, 0), -1, ENOSYS);
+    long waited = -1;
+    pthread_t t;
+    pthread_create(&t, NULL, futex_waiter, &waited);
+    usleep(50000);
+    __atomic_store_n(&futex_word, 1, __ATOMIC_RELEASE);
+    long woke = syscall(SYS_futex, &futex_word, FUTEX_WAKE_PRIVATE, 1);
+    pthread_join(t, NULL);
+    if (woke < 0 || waited != 0) {
+        printf("syscalls: a wake returned %ld, the parked thread %ld\n", woke, waited);
+        bad++;
+    }
+    epoll_wait(ep, &ev, 1, 1);
+    printf("syscalls: %s\n", bad ? "results changed" : "done");
+    return bad ? 13 : 0;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -304,6 +381,8 @@ int main(int argc, char **argv)
         return mode_seccomp();
     if (strcmp(mode, "forkerrno") == 0)
         return mode_forkerrno();
-    fprintf(stderr, "usage: c_abuse eintr|dlopen|ringfill N|churn|blockall|sigwait|seccomp|forkerrno\n");
+    if (strcmp(mode, "syscalls") == 0)
+        return mode_syscalls();
+    fprintf(stderr, "usage: c_abuse eintr|dlopen|ringfill N|churn|blockall|sigwait|seccomp|forkerrno|syscalls\n");
     return 2;
 }
