@@ -80,8 +80,11 @@ static __attribute__((noinline)) long futex_wait(long nr, uint32_t *word, int op
     errno = saved_errno;
     /* A worker parked for work is idle: a loop thread's iteration ends
      * there, as at its event wait (a tokio worker parks on its condition
-     * whenever another worker holds the I/O driver). */
-    int idle = untimed && kind == ST_OBJ_COND;
+     * whenever another worker holds the I/O driver). Parkers wait with a
+     * bitset (Rust's std, abseil, folly); a plain FUTEX_WAIT is a pause
+     * inside the work, such as HotSpot's safepoint barrier, which a loop
+     * thread's running code stops at and which must not cut its stall. */
+    int idle = untimed && kind == ST_OBJ_COND && (op & FUTEX_CMD_MASK) == FUTEX_WAIT_BITSET;
     if (idle)
         st_idle_wait_enter(t);
     struct st_sync s;

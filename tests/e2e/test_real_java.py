@@ -4,8 +4,8 @@ the handlers, recorded with `stalltrace run -- java ...` (which asks HotSpot
 for its perf map and frame pointers). The service times its own slow steps
 (TRUTH lines); the report is held against them.
 
-- java_service: after warm-up traffic (HotSpot compiles the hot paths, as a
-  service under load does), 3 x Thread.sleep(250) in loadReport and 3 x 200 ms
+- java_service: after a warm-up on the main thread (HotSpot compiles the hot
+  paths, as a service's warm-up traffic has it do), 3 x Thread.sleep(250) in loadReport and 3 x 200 ms
   of CPU in crunchNumbers on the dispatcher, then 6 x 300 ms jobs on a fixed
   pool of 2: stalls of the program's durations named by the Java method, the
   pool of the two "pool-1-thread-N" workers saturated as long as the program
@@ -89,7 +89,6 @@ def no_perf_map_left(proc):
 @test("java_service")
 def t_java_service(cfg, tmpdir):
     def requests(port):
-        get(port, "/warm", timeout=60)
         for _ in range(3):
             get(port, "/sleep")
             get(port, "/cpu")

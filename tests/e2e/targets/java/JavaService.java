@@ -1,8 +1,9 @@
 // e2e target: a Java 17 HTTP service on the JDK's com.sun.net.httpserver,
 // whose dispatcher thread runs the handlers (an epoll_wait loop). /sleep calls
 // Thread.sleep(250) in loadReport, /cpu spins 200 ms in crunchNumbers, /pool
-// queues 6 x 300 ms renderThumbnail jobs on a fixed pool of 2, /warm runs the
-// hot paths until HotSpot compiles them, /ok answers at once. Each slow step
+// queues 6 x 300 ms renderThumbnail jobs on a fixed pool of 2, /ok answers at
+// once; before serving, the main thread runs the hot paths until HotSpot
+// compiles them. Each slow step
 // times itself and prints "TRUTH what ms"; "PORT n" once listening.
 import com.sun.net.httpserver.HttpExchange;
 import com.sun.net.httpserver.HttpServer;
@@ -50,21 +51,20 @@ public class JavaService {
         System.out.flush();
     }
 
+    // What a service's warm-up traffic does: HotSpot compiles the hot paths.
+    // On the main thread, before the server's dispatcher starts.
+    static void warmUp() throws InterruptedException {
+        for (int i = 0; i < 20000; i++)
+            loadReport(0);
+        for (int i = 0; i < 300; i++)
+            crunchNumbers(0);
+    }
+
     public static void main(String[] args) throws Exception {
+        warmUp();
         ExecutorService pool = Executors.newFixedThreadPool(2);
         HttpServer server = HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 64);
         server.createContext("/ok", ex -> reply(ex, "ok"));
-        server.createContext("/warm", ex -> {
-            try {
-                for (int i = 0; i < 20000; i++)
-                    loadReport(0);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-            }
-            for (int i = 0; i < 300; i++)
-                crunchNumbers(0);
-            reply(ex, "warm");
-        });
         server.createContext("/sleep", ex -> {
             long t0 = System.nanoTime();
             try {
