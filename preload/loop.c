@@ -127,6 +127,8 @@ void st_iteration_begin(struct st_tls *t, uint64_t now)
     t->calls_ns = 0;
     s->live_iter_seq++;
     __atomic_store_n(&s->live_iter_start_ns, t->iter_start_ns, __ATOMIC_RELEASE);
+    if (ST_UNLIKELY(__atomic_load_n(&st_hot.watchdog_down, __ATOMIC_RELAXED)))
+        st_watchdog_restart();
 }
 
 /* Any wait but a loop thread's return to its loop wait (recorder.h has
