@@ -8,11 +8,12 @@ the parent and in a followed child, with in-stall sampling intact.
 import os
 import re
 
-from e2e_lib import (CPU_HI, CPU_LO, EXACT_HI, EXACT_LO, Fail, Skip, clean_env, dumps_in,
+from e2e_lib import (CPU_LO, EXACT_HI, EXACT_LO, Fail, Skip, clean_env, dumps_in,
                      expect, fmt_stack, json_report, python_for_minor, run_cmd, start_target,
                      target, test)
 
 SCRIPT = "py_fork_threads.py"
+SPIN_HI = 400.0
 
 
 def fork_lines(out):
@@ -38,9 +39,12 @@ def check_stalls(proc, who):
            "%s: expected one %g..%g ms stall at sleep_after_fork, has %s" % (
                who, EXACT_LO, EXACT_HI, [(round(s["duration_ms"]), python_names(s.get("stack"))[:2])
                                          for s in stalls]), proc)
-    spun = [s for s in stalls if CPU_LO <= s["duration_ms"] <= CPU_HI and s.get("call") is None]
+    # The spin ends by the wall clock, so the stall is never shorter; a
+    # loaded machine may take the CPU away after it (288 ms seen once), and
+    # what is judged here is the sampling, not that.
+    spun = [s for s in stalls if CPU_LO <= s["duration_ms"] <= SPIN_HI and s.get("call") is None]
     expect(len(spun) == 1, "%s: expected one CPU-bound %g..%g ms stall, has %s" % (
-        who, CPU_LO, CPU_HI, [(round(s["duration_ms"]), s.get("call")) for s in stalls]), proc)
+        who, CPU_LO, SPIN_HI, [(round(s["duration_ms"]), s.get("call")) for s in stalls]), proc)
     samples = spun[0].get("samples") or []
     named = [x for x in samples if "spin_after_fork" in python_names(x.get("stack"))]
     expect(len(samples) >= 3 and len(named) * 5 >= len(samples) * 4,
