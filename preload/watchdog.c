@@ -184,11 +184,14 @@ static void *watchdog_main(void *arg)
     (void)arg;
     st_tls.state = ST_T_IGNORED;
     prctl(PR_SET_NAME, "stalltrace", 0, 0, 0);
+    /* Read now: once the program filters its system calls (seccomp), the
+     * way out must make none it did not allow. */
+    int tid = (int)syscall(SYS_gettid);
     for (;;) {
         uint64_t now = st_now_ns();
         if (st_rec.state != ST_ACTIVE || st_rec.hdr == NULL ||
             __atomic_load_n(&stop_asked, __ATOMIC_ACQUIRE)) {
-            __atomic_store_n(&exited_tid, (int)syscall(SYS_gettid), __ATOMIC_RELEASE);
+            __atomic_store_n(&exited_tid, tid, __ATOMIC_RELEASE);
             __atomic_store_n(&watchdog_alive, 0, __ATOMIC_SEQ_CST);
             return NULL;
         }
