@@ -125,6 +125,8 @@ void st_iteration_begin(struct st_tls *t, uint64_t now)
     t->calls_ns = 0;
     s->live_iter_seq++;
     __atomic_store_n(&s->live_iter_start_ns, t->iter_start_ns, __ATOMIC_RELEASE);
+    if (ST_UNLIKELY(__atomic_load_n(&st_hot.watchdog_down, __ATOMIC_RELAXED)))
+        st_watchdog_restart();
 }
 
 /* ---- Before a thread is a loop thread -------------------------------------

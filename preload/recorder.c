@@ -79,7 +79,7 @@ __attribute__((constructor)) static void st_init(void)
     st_tls.recorder_depth++;        /* errno: saved above, for every way out */
     int ok = start_recording(0) == 0;
     if (ok) {
-        pthread_atfork(NULL, NULL, on_fork_child);
+        pthread_atfork(st_watchdog_before_fork, st_watchdog_after_fork_parent, on_fork_child);
         st_jitmap_note_start();
     }
     st_tls.recorder_depth--;

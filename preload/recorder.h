@@ -70,6 +70,7 @@ struct st_hot {
     struct st_clock clock;
     uint64_t slow_bar_ticks;         /* st_rec.slow_bar_ns in ticks */
     uint64_t anchor_ticks;           /* a thread re-anchors after this many */
+    int watchdog_down;               /* a fork stopped it: the next iteration remakes it */
 };
 extern struct st_hot st_hot ST_HIDDEN;
 /* The task queue table in the dump (annotate.c; laid out by dumpfile.c). */
@@ -355,6 +356,10 @@ ST_HIDDEN void st_modules_refresh(void);
 ST_HIDDEN int st_modules_cover(const uintptr_t *frames, unsigned n);
 ST_HIDDEN void st_watchdog_start(void);
 ST_HIDDEN void st_watchdog_forget(void);
+ST_HIDDEN void st_watchdog_restart(void);
+/* fork handlers: no watchdog thread while the program forks. */
+ST_HIDDEN void st_watchdog_before_fork(void);
+ST_HIDDEN void st_watchdog_after_fork_parent(void);
 /* Waits (briefly) until the watchdog thread has seen the recorder off. */
 ST_HIDDEN void st_watchdog_stop(void);
 ST_HIDDEN void st_watchdog_yield_signal(void);

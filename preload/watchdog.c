@@ -2,6 +2,7 @@
  * wrapped call to blame (CPU-bound work) and has the stalled thread sample
  * its own stack from a signal handler, again and again while it lasts.
  */
+#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -27,7 +28,15 @@ struct sampled {
 };
 
 static int started;
+/* Set before the thread is made, cleared by it as it leaves (or by its
+ * maker when it backs off): while set, a thread of ours may exist. */
 static volatile int watchdog_alive;
+/* The watchdog sleeps on this word: non-zero asks it to leave now. */
+static int stop_asked;
+/* The last watchdog's kernel tid, published just before it leaves. */
+static int exited_tid;
+/* A fork is under way: no watchdog may be made until it is done. */
+static int forking;
 static int schedstat_works = 1;
 static struct sampled sampled[1024];
 
@@ -94,6 +103,14 @@ static void sleep_ns(uint64_t ns)
 {
     struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
     syscall(SYS_clock_nanosleep, CLOCK_MONOTONIC, 0, &ts, NULL);
+}
+
+/* Sleeps as sleep_ns does, but a stop request wakes it at once: a fork
+ * waits for the watchdog to be gone and must not wait out its nap. */
+static void nap_ns(uint64_t ns)
+{
+    struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+    syscall(SYS_futex, &stop_asked, FUTEX_WAIT_PRIVATE, 0, &ts, NULL, 0);
 }
 
 /* Signals the loop threads due for a sample; returns how long the watchdog
@@ -168,10 +185,15 @@ static void *watchdog_main(void *arg)
     (void)arg;
     st_tls.state = ST_T_IGNORED;
     prctl(PR_SET_NAME, "stalltrace", 0, 0, 0);
+    /* Read now: once the program filters its system calls (seccomp), the
+     * way out must make none it did not allow. */
+    int tid = (int)syscall(SYS_gettid);
     for (;;) {
         uint64_t now = st_now_ns();
-        if (st_rec.state != ST_ACTIVE || st_rec.hdr == NULL) {
-            __atomic_store_n(&watchdog_alive, 0, __ATOMIC_RELEASE);
+        if (st_rec.state != ST_ACTIVE || st_rec.hdr == NULL ||
+            __atomic_load_n(&stop_asked, __ATOMIC_ACQUIRE)) {
+            __atomic_store_n(&exited_tid, tid, __ATOMIC_RELEASE);
+            __atomic_store_n(&watchdog_alive, 0, __ATOMIC_SEQ_CST);
             return NULL;
         }
         st_rec.hdr->last_update_ns = now;
@@ -179,7 +201,7 @@ static void *watchdog_main(void *arg)
             st_rec.modules_stale = 0;
             st_modules_refresh();
         }
-        sleep_ns(scan_loops(now));
+        nap_ns(scan_loops(now));
     }
 }
 
@@ -201,18 +223,19 @@ static int install_handler(void)
     return sigaction(sig, &sa, NULL) == 0;
 }
 
-void st_watchdog_start(void)
+/* Makes the watchdog thread, unless a fork is under way (then the next
+ * loop iteration tries again). */
+static void spawn(void)
 {
-    if (__atomic_exchange_n(&started, 1, __ATOMIC_ACQ_REL))
+    __atomic_store_n(&stop_asked, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&watchdog_alive, 1, __ATOMIC_SEQ_CST);
+    /* Paired with the forking thread's store to forking and load of
+     * watchdog_alive: one of the two sees the other. */
+    if (__atomic_load_n(&forking, __ATOMIC_SEQ_CST)) {
+        __atomic_store_n(&watchdog_alive, 0, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&st_hot.watchdog_down, 1, __ATOMIC_RELEASE);
         return;
-    int saved_errno = st_recorder_enter(&st_tls);   /* our own sigaction calls must not make us yield */
-    int installed = install_handler();
-    st_recorder_leave(&st_tls, saved_errno);
-    if (installed)
-        __atomic_fetch_or(&st_rec.hdr->flags, ST_FLAG_SAMPLING, __ATOMIC_RELAXED);
-    else
-        st_rec.sample_signal = 0;
-
+    }
     /* The watchdog must never take a signal meant for the target. */
     sigset_t all, old;
     sigfillset(&all);
@@ -224,13 +247,100 @@ void st_watchdog_start(void)
     pthread_t tid;
     int (*create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *) =
         ST_REAL(pthread_create);
-    __atomic_store_n(&watchdog_alive, 1, __ATOMIC_RELEASE);
     if (create == NULL || create(&tid, &attr, watchdog_main, NULL) != 0) {
         st_rec.sample_signal = 0;
-        __atomic_store_n(&watchdog_alive, 0, __ATOMIC_RELEASE);
+        __atomic_store_n(&watchdog_alive, 0, __ATOMIC_SEQ_CST);
     }
     pthread_attr_destroy(&attr);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+void st_watchdog_start(void)
+{
+    if (__atomic_exchange_n(&started, 1, __ATOMIC_ACQ_REL))
+        return;
+    int saved_errno = st_recorder_enter(&st_tls);   /* our own sigaction calls must not make us yield */
+    int installed = install_handler();
+    st_recorder_leave(&st_tls, saved_errno);
+    if (installed)
+        __atomic_fetch_or(&st_rec.hdr->flags, ST_FLAG_SAMPLING, __ATOMIC_RELAXED);
+    else
+        st_rec.sample_signal = 0;
+    spawn();
+}
+
+/* A loop iteration begins while the watchdog is down (a fork stopped it):
+ * it is made again, by the first loop thread to get here. */
+void st_watchdog_restart(void)
+{
+    int expected = 1;
+    if (!__atomic_compare_exchange_n(&st_hot.watchdog_down, &expected, 0, 0, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_RELAXED))
+        return;
+    if (st_rec.state != ST_ACTIVE)
+        return;
+    if (__atomic_load_n(&watchdog_alive, __ATOMIC_SEQ_CST)) {
+        /* The one asked to stop has not left yet: the next iteration looks again. */
+        __atomic_store_n(&st_hot.watchdog_down, 1, __ATOMIC_RELEASE);
+        return;
+    }
+    int saved_errno = st_recorder_enter(&st_tls);
+    spawn();
+    st_recorder_leave(&st_tls, saved_errno);
+}
+
+/* Waits for the thread with kernel id tid to be reaped: pthread_join's
+ * signal (the cleared tid) comes before the kernel counts it out of the
+ * process, and CPython reads that count (/proc/self/stat) after fork. */
+static void wait_reaped(int tid, uint64_t limit_ns)
+{
+    for (uint64_t waited = 0; waited < limit_ns; waited += 20000u) {
+        if (syscall(SYS_tgkill, st_rec.proc_pid, tid, 0) != 0 && errno == ESRCH)
+            return;
+        sleep_ns(20000u);
+    }
+}
+
+/* Asks the watchdog to leave and waits (at most limit_ns) until it is gone;
+ * 0 once no thread of ours is left. */
+static int stop_and_wait(uint64_t limit_ns)
+{
+    __atomic_store_n(&stop_asked, 1, __ATOMIC_SEQ_CST);
+    syscall(SYS_futex, &stop_asked, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    uint64_t waited = 0;
+    while (__atomic_load_n(&watchdog_alive, __ATOMIC_SEQ_CST)) {
+        if (waited >= limit_ns)
+            return -1;
+        sleep_ns(50000u);
+        waited += 50000u;
+    }
+    int tid = __atomic_exchange_n(&exited_tid, 0, __ATOMIC_ACQ_REL);
+    if (tid > 0)
+        wait_reaped(tid, limit_ns);
+    return 0;
+}
+
+/* fork (not vfork, not posix_spawn: they run no fork handlers): the
+ * program counts its threads (CPython 3.12 warns when it has more than one)
+ * and the watchdog must not be among them. It runs in the forking thread;
+ * the watchdog, mid-scan or asleep, leaves at its next look, which takes
+ * no lock the forking thread may hold. */
+void st_watchdog_before_fork(void)
+{
+    int saved_errno = errno;
+    __atomic_store_n(&forking, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&watchdog_alive, __ATOMIC_SEQ_CST)) {
+        /* Gone or not (bounded: a fork must not hang), it is made again
+         * at the next loop iteration. */
+        stop_and_wait(500000000u);
+        __atomic_store_n(&st_hot.watchdog_down, 1, __ATOMIC_RELEASE);
+    }
+    errno = saved_errno;
+}
+
+void st_watchdog_after_fork_parent(void)
+{
+    __atomic_store_n(&forking, 0, __ATOMIC_SEQ_CST);
 }
 
 /* The target wants the signal: stop sending it. A sample already in flight
@@ -246,12 +356,9 @@ void st_watchdog_yield_signal(void)
 void st_watchdog_stop(void)
 {
     __atomic_store_n(&st_rec.sample_signal, 0, __ATOMIC_SEQ_CST);
-    /* It looks at the state at least every half threshold. */
-    uint64_t waited = 0, limit = st_rec.threshold_ns + 100000000u;
-    while (__atomic_load_n(&watchdog_alive, __ATOMIC_ACQUIRE) && waited < limit) {
-        sleep_ns(1000000u);
-        waited += 1000000u;
-    }
+    __atomic_store_n(&st_hot.watchdog_down, 0, __ATOMIC_RELEASE);
+    if (__atomic_load_n(&watchdog_alive, __ATOMIC_SEQ_CST))
+        stop_and_wait(st_rec.threshold_ns + 100000000u);
 }
 
 /* After fork: the child has no watchdog thread. */
@@ -259,5 +366,9 @@ void st_watchdog_forget(void)
 {
     started = 0;
     watchdog_alive = 0;
+    stop_asked = 0;
+    exited_tid = 0;
+    forking = 0;
+    st_hot.watchdog_down = 0;
     memset(sampled, 0, sizeof sampled);
 }

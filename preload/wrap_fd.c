@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -133,15 +134,47 @@ ST_EXPORT int socketpair(int domain, int type, int protocol, int fds[2])
                      fds, type & SOCK_NONBLOCK);
 }
 
+/* A pipe the recorder makes for itself (libunwind's, to test addresses,
+ * made at a loop thread's first stack) would take the lowest free numbers,
+ * the ones the program expects its next fds to get (CPython's test_os
+ * wants two consecutive ones): it moves near the top of the first 1024. */
+static void move_out_of_the_way(int r, int fds[2], int flags)
+{
+    struct rlimit rl;
+    if (r != 0 || syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, NULL, &rl) != 0 || rl.rlim_cur < 256)
+        return;
+    long floor = (long)(rl.rlim_cur < 1024 ? rl.rlim_cur : 1024) - 64;
+    int cmd = (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD;
+    for (int i = 0; i < 2; i++) {
+        if (fds[i] >= floor)
+            continue;
+        long high = syscall(SYS_fcntl, fds[i], cmd, floor);
+        if (high >= 0) {
+            syscall(SYS_close, fds[i]);
+            fds[i] = (int)high;
+        }
+    }
+}
+
+static int own_pipe(int r, int fds[2], int flags)
+{
+    if (ST_UNLIKELY(st_tls.recorder_depth)) {
+        int saved_errno = errno;
+        move_out_of_the_way(r, fds, flags);
+        errno = saved_errno;
+    }
+    return born_pair(r, fds, flags & O_NONBLOCK);
+}
+
 ST_EXPORT int pipe(int fds[2])
 {
     __typeof__(&pipe) real = ST_REAL(pipe);
-    return born_pair(real != NULL ? real(fds) : (int)syscall(SYS_pipe2, fds, 0), fds, 0);
+    return own_pipe(real != NULL ? real(fds) : (int)syscall(SYS_pipe2, fds, 0), fds, 0);
 }
 
 ST_EXPORT int pipe2(int fds[2], int flags)
 {
     __typeof__(&pipe2) real = ST_REAL(pipe2);
-    return born_pair(real != NULL ? real(fds, flags) : (int)syscall(SYS_pipe2, fds, flags), fds,
-                     flags & O_NONBLOCK);
+    return own_pipe(real != NULL ? real(fds, flags) : (int)syscall(SYS_pipe2, fds, flags), fds,
+                    flags);
 }

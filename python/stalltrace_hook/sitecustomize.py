@@ -34,8 +34,9 @@ all of their threads busy is not all of them they may have.
 
 The task id is the id() of an executor's future, a counter's value
 elsewhere.  Return values, exceptions, cancellation, thread names and the
-order of everything are those of the unpatched code: the wrappers only add
-the marks around it (an exception's traceback from an anyio or Twisted task
+order of everything are those of the unpatched code, even when the hook's
+own code fails (the task then goes unmarked): the wrappers only add the
+marks around it (an exception's traceback from an anyio or Twisted task
 has one more frame, the wrapper's).
 """
 
@@ -119,33 +120,48 @@ def _patch_executor(module, marks):
             name = names[(prefix, most)] = _queue_name(prefix, "cpython-executor", most)
         return name
 
+    # Whatever our own code meets (a prefix that is no str, a subclass's
+    # odd attributes), the program's call goes on as without us: the task
+    # is then left unmarked, never made to fail or to log an error.
     def done(future):
-        entry = in_flight.pop(id(future), None)
-        if entry is not None:
-            # Read without the future's lock: it is final by now.
-            (discarded if future._state in cancelled_states else finished)(*entry)
+        try:
+            entry = in_flight.pop(id(future), None)
+            if entry is not None:
+                # Read without the future's lock: it is final by now.
+                (discarded if future._state in cancelled_states else finished)(*entry)
+        except Exception:
+            pass
 
-    def __init__(self, *args, **kwargs):
-        orig_init(self, *args, **kwargs)
-        caller = getframe(1)
-        if caller.f_code is not submit_code:
-            return
+    def mark_submitted(work, caller):
         # submit(self, fn, /, ...); 3.8's is submit(*args, **kwargs).
         frame_locals = caller.f_locals
         ex = frame_locals["self"] if "self" in frame_locals else frame_locals["args"][0]
-        future = self.future
-        entry = in_flight[id(future)] = (queue_name(ex), id(future))
+        future = work.future
+        entry = (queue_name(ex), id(future))
         # The future is new and not yet shared: no lock needed to add the
         # first callback, which then runs before any of the program's.
         future._done_callbacks.append(done)
+        in_flight[id(future)] = entry
         submitted(*entry)      # before submit queues the work item
+
+    def __init__(self, *args, **kwargs):
+        orig_init(self, *args, **kwargs)
+        try:
+            caller = getframe(1)
+            if caller.f_code is submit_code:
+                mark_submitted(self, caller)
+        except Exception:
+            pass
 
     def set_running_or_notify_cancel(self):
         running = orig_set_running(self)
         if running:
-            entry = in_flight.get(id(self))
-            if entry is not None:
-                started(*entry)
+            try:
+                entry = in_flight.get(id(self))
+                if entry is not None:
+                    started(*entry)
+            except Exception:
+                pass
         return running
 
     _same_face(__init__, orig_init)
@@ -166,13 +182,16 @@ def _patch_anyio(module, marks):
     default_limiter = owner.current_default_thread_limiter
 
     async def run_sync_in_worker_thread(func, *args, **kwargs):
-        limiter = kwargs.get("limiter") or default_limiter()
-        total = getattr(limiter, "total_tokens", None)
-        queue = _queue_name("anyio", "anyio", total if isinstance(total, int) else None)
-        key = next(_task_ids)
-        ran = []
-        task = _marked_call(marks, queue, key, func, ran)
-        submitted(queue, key)
+        try:
+            limiter = kwargs.get("limiter") or default_limiter()
+            total = getattr(limiter, "total_tokens", None)
+            queue = _queue_name("anyio", "anyio", total if isinstance(total, int) else None)
+            key = next(_task_ids)
+            ran = []
+            task = _marked_call(marks, queue, key, func, ran)
+            submitted(queue, key)
+        except Exception:          # unmarked, as without us
+            return await orig(func, *args, **kwargs)
         try:
             return await orig(task, *args, **kwargs)
         finally:
@@ -195,10 +214,13 @@ def _patch_twisted(module, marks):
     def callInThreadWithCallback(self, onResult, func, *args, **kw):
         if self.joined:
             return orig(self, onResult, func, *args, **kw)
-        most = getattr(self, "max", None)
-        queue = _queue_name(self.name or "twisted", "twisted", most if isinstance(most, int) else None)
-        key = next(_task_ids)
-        submitted(queue, key)
+        try:
+            most = getattr(self, "max", None)
+            queue = _queue_name(self.name or "twisted", "twisted", most if isinstance(most, int) else None)
+            key = next(_task_ids)
+            submitted(queue, key)
+        except Exception:          # unmarked, as without us
+            return orig(self, onResult, func, *args, **kw)
         return orig(self, onResult, _marked_call(marks, queue, key, func), *args, **kw)
 
     _same_face(callInThreadWithCallback, orig)

@@ -336,3 +336,27 @@ def t_watchdog_idle_cost(cfg, tmpdir):
     samples = sum(len(s.get("samples") or []) for p in procs for s in p["stalls"])
     expect(samples == 0, "%d samples taken while nothing stalled" % samples)
     return "watchdog CPU %.0f ms over 3 s of a healthy loop, no sample, no signal" % cpu_ms
+
+
+@test("own_fds_out_of_the_way")
+def t_own_fds(cfg, tmpdir):
+    """The recorder's own fds (libunwind's pipe) do not take the low numbers
+    the program's next fds get (issue 13: test_os's closerange tests skipped)."""
+    python, _ = python_for_minor(11)
+    cmd = [python, target("py_fd_numbers.py")]
+    rc, plain, err = run_cmd(cmd, env=clean_env())
+    expect(rc == 0 and "NEXT" in plain, "plain run failed: %s" % (plain + err)[-300:])
+    rc, out, err = run_target(cfg, tmpdir, cmd)
+    expect(rc == 0, "py_fd_numbers.py under stalltrace run: %s" % (out + err)[-5:])
+    seen = [l for l in out if l.split(" ", 1)[0] in ("START", "AFTER", "NEXT")]
+
+    def low(lines):
+        """Each line's fd numbers below 900: the recorder keeps its own above."""
+        return [(l.split(" ", 1)[0], [n for n in map(int, re.findall(r"\d+", l)) if n < 900])
+                for l in lines]
+    expect(low(seen) == low(plain.split("\n")), "the program's fd numbers differ from a plain "
+           "run:\n  plain: %s\n  traced: %s" % (plain.split("\n"), seen))
+    procs = [p for ps in processes_by_pid(cfg, tmpdir).values() for p in ps]
+    expect(any(t.get("role") == "loop" for p in procs for t in p.get("threads") or []),
+           "no loop thread recorded: the recorder never took a stack")
+    return "as plain: %s" % " | ".join(seen[1:])

@@ -3,10 +3,12 @@ submit()'s errors, printed so that a run under the stalltrace hook can be
 compared line for line with a plain run: the traceback of submit() after
 shutdown, traceback.extract_stack() inside a task (ThreadPoolExecutor and
 loop.run_in_executor), a task's exception as future.result() raises it, the
-callbacks' view and the order of done-callbacks."""
+callbacks' view and the order of done-callbacks; pools whose thread-name
+prefix the hook cannot make a queue name of still work."""
 import asyncio
 import concurrent.futures
 import sys
+import threading
 import traceback
 
 
@@ -41,6 +43,12 @@ def main():
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, stack_here)
     print("EXECUTOR-STACK", asyncio.run(in_loop()))
+    # Any object is a prefix to the pool (its threads are named "%s_%d");
+    # the hook's own code fails on these, submit() must not.
+    for prefix in (b"io", ["pool"]):
+        odd = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=prefix)
+        print("ODD-PREFIX", odd.submit(lambda: threading.current_thread().name).result())
+        odd.shutdown(wait=True)
     print("DONE", sys.version_info[:2])
 
 
