@@ -89,6 +89,7 @@ def no_perf_map_left(proc):
 @test("java_service")
 def t_java_service(cfg, tmpdir):
     def requests(port):
+        get(port, "/ok")        # the first request loads the server's classes (java_healthy)
         for _ in range(3):
             get(port, "/sleep")
             get(port, "/cpu")
