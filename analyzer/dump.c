@@ -739,10 +739,12 @@ static int open_regular(const char *path, struct stat *st, char **err)
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY);
 
     if (fd < 0) {
-        if (errno == ELOOP)
+        int e = errno;             /* kept for callers that tell EMFILE apart */
+        if (e == ELOOP)
             set_err(err, path, "not a regular file (a symbolic link; give its target)");
         else
-            set_err(err, path, "%s", strerror(errno));
+            set_err(err, path, "%s", strerror(e));
+        errno = e;
         return -1;
     }
     if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode)) {

@@ -124,7 +124,8 @@ uint64_t dump_read_limit(void);
  * link is refused without blocking), its header checked before anything
  * is allocated, at most its header's file size and dump_read_limit() copied,
  * once. On failure returns NULL and sets *err to one line
- * ("PATH: not a stalltrace dump (bad magic)"), to be freed by the caller. */
+ * ("PATH: not a stalltrace dump (bad magic)"), to be freed by the caller;
+ * when open() itself failed, errno is its error (EMFILE: no fd left). */
 struct dump *dump_open_path(const char *path, char **err);
 
 /* The same from bytes in memory (tests, fuzzing); NAME is used in messages. */

@@ -14,11 +14,10 @@ is read, next to a real dump of tests/e2e/targets/py_sleep.py.
 - hostile_rewrite: a dump rewritten in place (its bytes, then garbage, then
   truncated) while `report` and scrapes read it: each `report` ends 0 or 2
   with one line, never a crash, and every scrape is answered with 200.
-- hostile_stop: SIGTERM while scrapes are in flight stops `metrics` with 0
-  within 3 s.
+- hostile_stop: SIGTERM in the middle of a render of live dumps with 256 MB
+  rings, 20 scrapes waiting, stops `metrics` with 0 within 3.5 s.
 """
 
-import http.client
 import os
 import re
 import shutil
@@ -26,7 +25,9 @@ import signal
 import threading
 import time
 
-from e2e_lib import Fail, Proc, Skip, clean_env, expect, run_cmd, start_target, target, test
+from e2e_lib import (
+    Proc, Skip, clean_env, expect, metric_value, proc_status_kb, run_cmd, scrape_metrics,
+    start_metrics, start_target, target, test)
 
 GIB = 1 << 30
 
@@ -57,36 +58,12 @@ def place_dump(cfg, tmpdir, name="real.dump"):
     return path
 
 
-def start_metrics(cfg, pattern, env=None):
-    m = Proc([cfg.stalltrace, "metrics", "--listen", "127.0.0.1:0", pattern], env=clean_env(**(env or {})))
-    line = m.wait_for_line(r"^listening on ", 20)
-    mm = re.match(r"^listening on 127\.0\.0\.1:(\d+)$", line)
-    expect(mm, "metrics printed %r" % line)
-    return m, int(mm.group(1))
 
 
-def scrape(port, timeout=30):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", "/metrics")
-        r = conn.getresponse()
-        return r.status, r.read().decode("utf-8", "replace")
-    finally:
-        conn.close()
 
 
-def gauge(body, name):
-    m = re.search(r"^%s (\S+)$" % name, body, re.M)
-    expect(m, "no %s in the scrape:\n%s" % (name, body[:600]))
-    return float(m.group(1))
 
 
-def proc_status_kb(pid, field):
-    with open("/proc/%d/status" % pid) as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise Fail("no %s in /proc/%d/status" % (field, pid))
 
 
 def timed_cmd(argv, timeout=30):
@@ -140,11 +117,11 @@ def t_fifo(cfg, tmpdir):
     m, port = start_metrics(cfg, os.path.join(tmpdir, "*.dump"))
     try:
         t0 = time.monotonic()
-        status, body = scrape(port, timeout=10)
+        status, body = scrape_metrics(port, timeout=10)
         took = time.monotonic() - t0
         expect(status == 200, "scrape with FIFOs in the glob answered %d" % status)
-        expect(gauge(body, "stalltrace_scrape_dumps") == 1, "the real dump is not exposed:\n%s" % body[:600])
-        expect(gauge(body, "stalltrace_scrape_dump_errors") == 2, "the FIFOs are not counted as unreadable")
+        expect(metric_value(body, "stalltrace_scrape_dumps") == 1, "the real dump is not exposed:\n%s" % body[:600])
+        expect(metric_value(body, "stalltrace_scrape_dump_errors") == 2, "the FIFOs are not counted as unreadable")
         os.kill(m.popen.pid, signal.SIGTERM)
         rc = m.wait(5)
         expect(rc == 0, "metrics exited %d on SIGTERM" % rc)
@@ -174,10 +151,10 @@ def t_sparse(cfg, tmpdir):
         times = []
         for _ in range(3):
             t0 = time.monotonic()
-            status, body = scrape(port)
+            status, body = scrape_metrics(port)
             times.append(time.monotonic() - t0)
-            expect(status == 200 and gauge(body, "stalltrace_scrape_dumps") == 1 and
-                   gauge(body, "stalltrace_scrape_dump_errors") == 1,
+            expect(status == 200 and metric_value(body, "stalltrace_scrape_dumps") == 1 and
+                   metric_value(body, "stalltrace_scrape_dump_errors") == 1,
                    "scrape with the sparse file: %d\n%s" % (status, body[:600]))
         peak = proc_status_kb(m.popen.pid, "VmHWM")
         expect(peak < 128 * 1024, "the server's peak RSS with a 2 GiB file in the glob is %d kB" % peak)
@@ -239,7 +216,7 @@ def t_rewrite(cfg, tmpdir):
             if rc == 2:
                 expect(len(err.strip().splitlines()) == 1, "report says more than one line: %r" % err)
             outcomes[rc] += 1
-            status, body = scrape(port)
+            status, body = scrape_metrics(port)
             expect(status == 200 and body.rstrip().endswith("# EOF"), "a scrape answered %d" % status)
             scrapes += 1
         expect(m.popen.poll() is None, "metrics died while the dump was rewritten%s" % m.tail())
@@ -254,26 +231,35 @@ def t_rewrite(cfg, tmpdir):
 
 @test("hostile_stop")
 def t_stop(cfg, tmpdir):
-    for i in range(4):
-        place_dump(cfg, tmpdir, "copy%d.dump" % i)
-    m, port = start_metrics(cfg, os.path.join(tmpdir, "*.dump"))
+    """SIGTERM in the middle of a render of live dumps with 256 MB rings."""
+    p = Proc([cfg.stalltrace, "run", "-o", os.path.join(tmpdir, "live.dump"), "--buffer-mb", "256", "--",
+              "/usr/bin/python3", "-c", "import time; print('up', flush=True); time.sleep(60)"], env=clean_env())
+    m = None
     try:
+        p.wait_for_line(r"^up$", 20)
+        for i in range(4):
+            rc, _, err = run_cmd(["cp", "--sparse=always", os.path.join(tmpdir, "live.dump"),
+                                  os.path.join(tmpdir, "copy%d.dump" % i)])
+            expect(rc == 0, "cp: %s" % err)
+        m, port = start_metrics(cfg, os.path.join(tmpdir, "*.dump"))
         threads = [threading.Thread(target=lambda: _quiet_scrape(port), daemon=True) for _ in range(20)]
         for t in threads:
             t.start()
-        time.sleep(0.05)
+        time.sleep(0.5)            # the render of five 256 MB rings takes seconds
         t0 = time.monotonic()
         os.kill(m.popen.pid, signal.SIGTERM)
         rc = m.wait(10)
         took = time.monotonic() - t0
-        expect(rc == 0 and took < 3, "SIGTERM with scrapes in flight: exit %d after %.1f s" % (rc, took))
+        expect(rc == 0 and took < 3.5, "SIGTERM during a render: exit %d after %.1f s" % (rc, took))
     finally:
-        m.close()
-    return "SIGTERM with 20 scrapes in flight: exit 0 in %.2f s" % took
+        if m:
+            m.close()
+        p.close()
+    return "SIGTERM during a render with 20 scrapes waiting: exit 0 in %.2f s" % took
 
 
 def _quiet_scrape(port):
     try:
-        scrape(port, timeout=10)
+        scrape_metrics(port, timeout=10)
     except Exception:  # noqa: BLE001 - the server stops under it on purpose
         pass
