@@ -13,6 +13,7 @@
 #include "model.h"
 #include "report.h"
 #include "metrics_scrape.h"
+#include "metrics_trust.h"
 
 /* A file a pattern matched. A finished dump never changes again: its
  * figures are kept as exposition text, and its dump, model and fds are let
@@ -22,7 +23,7 @@ struct source {
     dev_t dev;
     ino_t ino;
     off_t size;
-    struct timespec mtime;
+    struct timespec mtime, ctime;
     char *figures;                 /* a finished dump's families, "# EOF" cut */
     size_t figures_len;
     int32_t pid;
@@ -37,6 +38,11 @@ struct entry {
     int32_t pid;
     uint64_t start_ns;
     unsigned owner;
+    dev_t dev;
+    ino_t ino;
+    struct timespec ctime;         /* set by the kernel, not by the writer */
+    size_t conflicts;              /* other trusted dumps claiming its pid */
+    const char *why;               /* how it won over them */
     const char *text;
     size_t len;
     char *own;                     /* text rendered for this scrape alone */
@@ -155,6 +161,9 @@ static int scrape_source(struct source *src, struct entry *e, char **fatal)
         note_error(src, line("%s: %s", src->path, strerror(errno)));
         return 0;
     }
+    e->dev = st.st_dev;
+    e->ino = st.st_ino;
+    e->ctime = st.st_ctim;
     if (src->figures && same_file(src, &st))
         goto cached;
     free(src->figures);
@@ -199,6 +208,7 @@ static int scrape_source(struct source *src, struct entry *e, char **fatal)
     src->ino = st.st_ino;
     src->size = st.st_size;
     src->mtime = st.st_mtim;
+    src->ctime = st.st_ctim;
 cached:
     e->pid = src->pid;
     e->start_ns = src->start_ns;
@@ -279,6 +289,86 @@ out:
     return rc;
 }
 
+/* ---- One dump per pid -------------------------------------------------- */
+
+static int by_pid(const void *a, const void *b)
+{
+    const struct entry *x = a, *y = b;
+
+    if (x->pid != y->pid)
+        return x->pid < y->pid ? -1 : 1;
+    return strcmp(x->path, y->path);
+}
+
+static bool changed_later(const struct entry *a, const struct entry *b)
+{
+    return a->ctime.tv_sec != b->ctime.tv_sec ? a->ctime.tv_sec > b->ctime.tv_sec
+                                              : a->ctime.tv_nsec > b->ctime.tv_nsec;
+}
+
+/* Several trusted dumps claiming one pid: the one the running process maps
+ * is its own; else the one the kernel saw changed last (a pid reused after
+ * a restart). Never a field the writer chose, such as its start time.
+ * Keeps one entry per pid, in pid order; returns how many; *npids: pids
+ * that had a conflict. */
+static size_t settle_conflicts(struct entry *es, size_t n, size_t *npids)
+{
+    size_t out = 0, i = 0;
+
+    *npids = 0;
+    qsort(es, n, sizeof(*es), by_pid);
+    while (i < n) {
+        size_t j = i + 1, best = i;
+        const char *why = NULL;
+
+        while (j < n && es[j].pid == es[i].pid)
+            j++;
+        if (j - i > 1) {
+            (*npids)++;
+            why = "the last changed";
+            for (size_t k = i + 1; k < j; k++)
+                if (changed_later(&es[k], &es[best]))
+                    best = k;
+            for (size_t k = i; k < j; k++)
+                if (pid_maps_file(es[k].pid, es[k].dev, es[k].ino)) {
+                    best = k;
+                    why = "the one the process maps";
+                    break;
+                }
+        }
+        for (size_t k = i; k < j; k++)
+            if (k != best)
+                free(es[k].own);
+        es[out] = es[best];
+        es[out].conflicts = j - i - 1;
+        es[out].why = why;
+        out++;
+        i = j;
+    }
+    return out;
+}
+
+/* A path in a comment line: no line breaks or control bytes. */
+static void comment_path(FILE *out, const char *path)
+{
+    for (const unsigned char *c = (const unsigned char *)path; *c; c++)
+        fputc(*c < 0x20 || *c == 0x7f ? '?' : *c, out);
+}
+
+static void write_conflicts(FILE *out, const struct entry *es, size_t n, size_t npids)
+{
+    fputs("# HELP stalltrace_dump_conflicts Other trusted dumps claiming the pid of the exposed one.\n"
+          "# TYPE stalltrace_dump_conflicts gauge\n", out);
+    for (size_t i = 0; npids && i < n; i++) {
+        if (!es[i].conflicts)
+            continue;
+        fprintf(out, "# pid %d is claimed by %zu dumps; exposing %s: ", es[i].pid, es[i].conflicts + 1,
+                es[i].why);
+        comment_path(out, es[i].path);
+        fprintf(out, "\nstalltrace_dump_conflicts{pid=\"%d\"} %zu\n", es[i].pid, es[i].conflicts);
+    }
+}
+
 /* ---- A scrape ------------------------------------------------------------ */
 
 static int glob_error(const char *path, int err)
@@ -336,7 +426,7 @@ int scraper_render(struct scraper *s, char **body, size_t *len, char **error)
 {
     char **paths = NULL;
     struct entry *es = NULL;
-    size_t npaths = 0, nes = 0, errors = 0, i, j;
+    size_t npaths = 0, nes = 0, errors = 0, untrusted = 0, nconflicts = 0, i;
     FILE *out = NULL;
     int rc = -1;
 
@@ -368,20 +458,18 @@ int scraper_render(struct scraper *s, char **body, size_t *len, char **error)
             errors++;
             continue;
         }
-        /* One process per pid: a pid reused by a later process replaces
-         * the stale dump, or the series would be duplicated. */
-        for (j = 0; j < nes; j++)
-            if (es[j].pid == e.pid)
-                break;
-        if (j == nes) {
-            es[nes++] = e;
-        } else if (e.start_ns > es[j].start_ns) {
-            free(es[j].own);
-            es[j] = e;
-        } else {
+        if (!trust_dump(e.owner, e.pid)) {
+            char uid[16];
+            snprintf(uid, sizeof(uid), "%u", e.owner);
+            note_error(src, line("%s: not trusted: owned by uid %s, neither this server's user nor the owner "
+                                 "of the pid it claims", src->path, uid));
+            untrusted++;
             free(e.own);
+            continue;
         }
+        es[nes++] = e;
     }
+    nes = settle_conflicts(es, nes, &nconflicts);
     /* Forget files no pattern matches any more (deleted dumps). */
     for (i = 0; i < s->nsources;) {
         if (s->sources[i].seen) {
@@ -399,8 +487,12 @@ int scraper_render(struct scraper *s, char **body, size_t *len, char **error)
                  "stalltrace_scrape_dumps %zu\n"
                  "# HELP stalltrace_scrape_dump_errors Files the dump patterns matched that could not be read as dumps.\n"
                  "# TYPE stalltrace_scrape_dump_errors gauge\n"
-                 "stalltrace_scrape_dump_errors %zu\n",
-            nes, errors);
+                 "stalltrace_scrape_dump_errors %zu\n"
+                 "# HELP stalltrace_scrape_dumps_untrusted Dumps left out: owned by neither this server's user nor the owner of the pid they claim.\n"
+                 "# TYPE stalltrace_scrape_dumps_untrusted gauge\n"
+                 "stalltrace_scrape_dumps_untrusted %zu\n",
+            nes, errors, untrusted);
+    write_conflicts(out, es, nes, nconflicts);
     if (nes == 0) {
         /* The families still, empty: a dashboard sees them exist. */
         struct m_process *none = NULL;

@@ -13,6 +13,12 @@
   (prlimit on the running server), a scrape fails with 500 and one error
   line naming EMFILE, never an answer with no dumps; with the limit given
   back, the next scrape has every dump.
+- metrics_trust: next to the live dump of a root asyncio program, a copy
+  claiming its pid owned by nobody is left out (untrusted), a root copy
+  with a later start and change time is a conflict reported by
+  stalltrace_dump_conflicts and a comment, settled for the dump the process
+  maps (its iterations grow), and nobody's dump of nobody's own live
+  process is exposed.
 """
 
 import os
@@ -20,11 +26,12 @@ import re
 import selectors
 import shutil
 import socket
+import struct
 import subprocess
 import time
 
 from e2e_lib import (
-    Proc, Skip, clean_env, expect, metric_value, proc_status_kb, run_cmd, scrape_metrics,
+    REPO, Proc, Skip, clean_env, expect, metric_value, proc_status_kb, run_cmd, scrape_metrics,
     start_metrics, test)
 
 N_DUMPS = 200
@@ -226,3 +233,96 @@ def t_emfile(cfg, tmpdir):
     finally:
         m.close()
     return "out of fds: %d %r, stderr %r; fds back: every dump" % (failed[0], failed[1].strip(), errs[0])
+
+
+def header_offsets(cfg, tmpdir):
+    """offsetof start_real_ns and process_offset in st_file_header, from format.h."""
+    src = os.path.join(tmpdir, "offsets.c")
+    with open(src, "w") as fh:
+        fh.write('#include <stddef.h>\n#include <stdio.h>\n#include "stalltrace/format.h"\n'
+                 'int main(void) { printf("%zu %zu\\n", offsetof(struct st_file_header, start_real_ns),'
+                 ' offsetof(struct st_file_header, process_offset)); return 0; }\n')
+    exe = os.path.join(tmpdir, "offsets")
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        raise Skip("no C compiler to read format.h's offsets")
+    rc, _, err = run_cmd([cc, "-I", os.path.join(REPO, "include"), "-o", exe, src])
+    expect(rc == 0, "cannot build the offsets probe: %s" % err[:300])
+    rc, out, _ = run_cmd([exe])
+    start_off, proc_off = (int(x) for x in out.split())
+    return start_off, proc_off
+
+
+def forge(src, dst, start_off, proc_off, later_s=10, pid=None):
+    """A copy of dump src claiming a later start, and pid if given."""
+    data = bytearray(open(src, "rb").read())
+    start, = struct.unpack_from("<Q", data, start_off)
+    struct.pack_into("<Q", data, start_off, start + int(later_s * 1e9))
+    if pid is not None:
+        where, = struct.unpack_from("<Q", data, proc_off)
+        struct.pack_into("<i", data, where, pid)
+    with open(dst, "wb") as fh:
+        fh.write(data)
+
+
+@test("metrics_trust")
+def t_trust(cfg, tmpdir):
+    nobody = 65534
+    start_off, proc_off = header_offsets(cfg, tmpdir)
+    glob_dir = os.path.join(tmpdir, "dumps")
+    os.mkdir(glob_dir)
+    os.chmod(tmpdir, 0o755)
+    live = Proc([cfg.stalltrace, "run", "-o", os.path.join(glob_dir, "real.%p.dump"), "--",
+                 "/usr/bin/python3", "-c",
+                 "import asyncio\nasync def main():\n print('up', flush=True)\n"
+                 " while True:\n  await asyncio.sleep(0.002)\nasyncio.run(main())"], env=clean_env())
+    other = Proc(["setpriv", "--reuid=%d" % nobody, "--regid=%d" % nobody, "--clear-groups", "/bin/sleep", "60"])
+    m = None
+    try:
+        live.wait_for_line(r"^up$", 20)
+        time.sleep(0.5)
+        real = [f for f in os.listdir(glob_dir) if f.startswith("real.")]
+        expect(len(real) == 1, "the live program left %r" % real)
+        real = os.path.join(glob_dir, real[0])
+        pid = int(real.split(".")[-2])
+        # Claims on the live root process: by another user (untrusted),
+        # and by root with a later start and the latest change (a conflict).
+        forge(real, os.path.join(glob_dir, "forged_nobody.dump"), start_off, proc_off)
+        os.chown(os.path.join(glob_dir, "forged_nobody.dump"), nobody, nobody)
+        forged_root = os.path.join(glob_dir, "forged_root.dump")
+        forge(real, forged_root, start_off, proc_off)
+        # A dump of nobody's own live process, owned by nobody: trusted.
+        theirs = os.path.join(glob_dir, "theirs.dump")
+        forge(real, theirs, start_off, proc_off, later_s=0, pid=other.popen.pid)
+        os.chown(theirs, nobody, nobody)
+        os.utime(forged_root)
+
+        m, port = start_metrics(cfg, os.path.join(glob_dir, "*.dump"))
+        bodies = []
+        for i in range(2):
+            if i:
+                time.sleep(1.0)
+            status, body = scrape_metrics(port)
+            expect(status == 200, "scrape answered %d" % status)
+            bodies.append(body)
+        body = bodies[1]
+        expect(metric_value(body, "stalltrace_scrape_dumps") == 2, "exposed dumps:\n%s" % body[:800])
+        expect(metric_value(body, "stalltrace_scrape_dumps_untrusted") == 1, "the other user's claim was not left out")
+        expect('stalltrace_dump_conflicts{pid="%d"} 1' % pid in body, "no conflict reported for pid %d:\n%s"
+               % (pid, body[:1200]))
+        expect(("# pid %d is claimed by 2 dumps; exposing the one the process maps: %s" % (pid, real)) in body,
+               "the comment does not name the mapped dump:\n%s" % body[:1200])
+        expect('stalltrace_recording_seconds{pid="%d"}' % other.popen.pid in body,
+               "nobody's dump of nobody's process is not exposed")
+        pat = r'^stalltrace_loop_iterations_total\{pid="%d",tid="%d"[^}]*\} (\S+)$' % (pid, pid)
+        iters = [float(re.search(pat, b, re.M).group(1)) for b in bodies]
+        expect(iters[1] > iters[0], "the frozen forged copy is exposed: iterations %s" % iters)
+        expect(any("not trusted" in l and "forged_nobody" in l for l in m.err), "no line about the untrusted dump")
+        note = promtool_check(tmpdir, body)
+    finally:
+        if m:
+            m.close()
+        other.close()
+        live.close()
+    return ("untrusted 1 (nobody's claim on root's pid), conflict on pid %d settled by the mapping "
+            "(iterations %g -> %g), nobody's own dump exposed; %s" % (pid, iters[0], iters[1], note))
