@@ -16,6 +16,7 @@
 #include "cmd.h"
 #include "metrics_scrape.h"
 #include "metrics_server.h"
+#include "metrics_webconfig.h"
 
 #define THREADS 4                  /* libmicrohttpd's pool: parsing and sending only */
 #define FDS_KEPT 64                /* for reading dumps and the modules they name */
@@ -107,10 +108,11 @@ int cmd_metrics(int argc, char **argv)
     static const struct option opts[] = {
         {"listen", required_argument, NULL, 'l'},
         {"timeout", required_argument, NULL, 't'},
+        {"web.config.file", required_argument, NULL, 'w'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *listen_spec = NULL;
+    const char *listen_spec = NULL, *web_file = NULL;
     char shown[NI_MAXHOST + NI_MAXSERV + 4], *end;
     unsigned timeout_s = 10;
     sigset_t stop;
@@ -132,12 +134,17 @@ int cmd_metrics(int argc, char **argv)
                 return 2;
             }
             break;
+        case 'w':
+            web_file = optarg;
+            break;
         case 'h':
-            printf("usage: stalltrace metrics --listen ADDR:PORT [--timeout S] DUMP...\n"
+            printf("usage: stalltrace metrics --listen ADDR:PORT [--timeout S] [--web.config.file YAML] DUMP...\n"
                    "  serves GET /metrics: the OpenMetrics figures of the dumps, re-read on every\n"
                    "  scrape; quote a glob (\"/var/tmp/stalltrace/*.dump\") to pick up new processes.\n"
                    "  --timeout: an idle connection is closed after S seconds (10); a scrape\n"
-                   "  being rendered is answered however long it takes\n");
+                   "  being rendered is answered however long it takes.\n"
+                   "  --web.config.file: TLS (tls_server_config: cert_file, key_file) and basic\n"
+                   "  auth (basic_auth_users: NAME: BCRYPT-HASH) as Prometheus exporters read it\n");
             return 0;
         default:
             fprintf(stderr, "stalltrace: metrics: bad option '%s' (see stalltrace metrics --help)\n",
@@ -171,18 +178,25 @@ int cmd_metrics(int argc, char **argv)
         fprintf(stderr, "stalltrace: metrics: out of memory\n");
         return 2;
     }
+    if (web_file) {
+        char *err = NULL;
+        if (!(cfg.web = web_config_load(web_file, &err))) {
+            fprintf(stderr, "stalltrace: metrics: --web.config.file %s\n", err ? err : "out of memory");
+            free(err);
+            scraper_free(cfg.scraper);
+            return 2;
+        }
+    }
     cfg.listen_fd = listen_on(listen_spec, shown, sizeof(shown));
-    if (cfg.listen_fd < 0) {
-        scraper_free(cfg.scraper);
-        return 2;
-    }
-    struct metrics_server *srv = metrics_server_start(&cfg);
+    struct metrics_server *srv = cfg.listen_fd < 0 ? NULL : metrics_server_start(&cfg);
     if (!srv) {
-        close(cfg.listen_fd);
+        if (cfg.listen_fd >= 0)
+            close(cfg.listen_fd);
+        web_config_free(cfg.web);
         scraper_free(cfg.scraper);
         return 2;
     }
-    printf("listening on %s\n", shown);
+    printf("listening on %s%s\n", shown, cfg.web && cfg.web->cert_pem ? " (TLS)" : "");
     fflush(stdout);
     while (sigwait(&stop, &sig) != 0)
         ;
@@ -192,6 +206,7 @@ int cmd_metrics(int argc, char **argv)
         _exit(0);
     }
     close(cfg.listen_fd);
+    web_config_free(cfg.web);
     scraper_free(cfg.scraper);
     return 0;
 }

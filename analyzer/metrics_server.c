@@ -1,6 +1,7 @@
 /* metrics_server.c - GET /metrics on libmicrohttpd: requests are suspended
  * while one renderer thread scrapes for all that arrived, then resumed. */
 #include <errno.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -34,6 +35,7 @@ struct pending {
 struct metrics_server {
     struct MHD_Daemon *daemon;
     struct scraper *scraper;
+    struct web_config *web;
     pthread_t renderer;
     pthread_mutex_t lock;
     pthread_cond_t wake, done;
@@ -76,6 +78,37 @@ static enum MHD_Result respond_line(struct MHD_Connection *c, int status, const 
                    MHD_RESPMEM_MUST_COPY);
 }
 
+/* basic_auth_users: every path asks for them, as exporter-toolkit does. */
+static bool authorized(struct web_config *web, struct MHD_Connection *c)
+{
+    char *password = NULL;
+    char *user = MHD_basic_auth_get_username_password(c, &password);
+    bool ok = user && password && web_config_allows(web, user, password);
+
+    if (password) {
+        explicit_bzero(password, strlen(password));
+        MHD_free(password);
+    }
+    if (user)
+        MHD_free(user);
+    return ok;
+}
+
+static enum MHD_Result refuse(struct MHD_Connection *c)
+{
+    static const char msg[] = "401 Unauthorized\n";
+    struct MHD_Response *r = MHD_create_response_from_buffer(sizeof(msg) - 1, (void *)msg,
+                                                              MHD_RESPMEM_PERSISTENT);
+    enum MHD_Result rc;
+
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
+    rc = MHD_queue_basic_auth_fail_response(c, "stalltrace", r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls)
@@ -86,6 +119,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     (void)version;
     (void)upload;
     if (!p) {
+        if (srv->web && srv->web->nusers && !authorized(srv->web, c))
+            return refuse(c);
         if (strcmp(url, "/metrics") != 0)
             return respond_line(c, MHD_HTTP_NOT_FOUND, "Not Found: this server serves GET /metrics only");
         if (strcmp(method, MHD_HTTP_METHOD_GET) != 0)
@@ -223,16 +258,29 @@ struct metrics_server *metrics_server_start(const struct metrics_server_config *
         free(srv);
         return NULL;
     }
-    srv->daemon = MHD_start_daemon(
-        MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-        on_request, srv,
-        MHD_OPTION_LISTEN_SOCKET, cfg->listen_fd,
-        MHD_OPTION_THREAD_POOL_SIZE, cfg->threads,
-        MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit,
-        MHD_OPTION_CONNECTION_TIMEOUT, cfg->timeout_s,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
-        MHD_OPTION_END);
+    srv->web = cfg->web;
+    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    struct MHD_OptionItem opts[12];
+    size_t n = 0;
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, srv};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, cfg->listen_fd, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, cfg->threads, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, cfg->timeout_s, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, srv};
+    if (cfg->web && cfg->web->cert_pem) {
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+            fprintf(stderr, "stalltrace: metrics: this libmicrohttpd was built without TLS\n");
+            metrics_server_stop(srv, 1000);
+            return NULL;
+        }
+        flags |= MHD_USE_TLS;
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, cfg->web->cert_pem};
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, cfg->web->key_pem};
+    }
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    srv->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_ARRAY, opts,
+                                   MHD_OPTION_END);
     if (!srv->daemon) {
         fprintf(stderr, "stalltrace: metrics: libmicrohttpd did not start: %s\n", strerror(errno));
         metrics_server_stop(srv, 1000);

@@ -4,6 +4,7 @@
 #define STALLTRACE_METRICS_SERVER_H
 
 #include "metrics_scrape.h"
+#include "metrics_webconfig.h"
 
 struct metrics_server_config {
     int listen_fd;                 /* bound and listening; the server owns it */
@@ -11,6 +12,7 @@ struct metrics_server_config {
     unsigned connection_limit;     /* beyond it, clients wait in the backlog */
     unsigned timeout_s;            /* an idle connection is closed after it */
     struct scraper *scraper;
+    struct web_config *web;        /* NULL: plain HTTP, no auth */
 };
 
 struct metrics_server;

@@ -23,7 +23,7 @@ apt_get() { "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "$@"; }
 # Python web frameworks, and servers with their load generators.
 packages=(meson ninja-build pkg-config gcc libc6-dev libunwind-dev libcriterion-dev
           libdw-dev libelf-dev libjansson-dev protobuf-c-compiler libprotobuf-c-dev zlib1g-dev
-          libmicrohttpd-dev
+          libmicrohttpd-dev libyaml-dev libcrypt-dev libgnutls28-dev openssl
           python3 python3-uvloop prometheus chromium golang-go openjdk-17-jdk-headless
           clang libclang-rt-14-dev
           python3-fastapi python3-uvicorn python3-aiohttp python3-tornado python3-gevent

@@ -722,7 +722,7 @@ def start_metrics(cfg, pattern, extra=(), env=None):
     m = Proc([cfg.stalltrace, "metrics", "--listen", "127.0.0.1:0"] + list(extra) + [pattern],
              env=clean_env(**(env or {})))
     line = m.wait_for_line(r"^listening on ", 20)
-    mm = re.match(r"^listening on 127\.0\.0\.1:(\d+)$", line)
+    mm = re.match(r"^listening on 127\.0\.0\.1:(\d+)( \(TLS\))?$", line)
     expect(mm, "metrics printed %r" % line)
     return m, int(mm.group(1))
 
