@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,10 +63,11 @@ static bool section_inside(uint64_t off, uint64_t count, uint64_t size, size_t l
 }
 
 /* The checks that need only the header; fills *h. 0 or -1 with *err set. */
-static int check_header(const uint8_t *buf, size_t len, const char *name,
+static int check_header(const uint8_t *buf, size_t avail, uint64_t file_len, const char *name,
                         struct st_file_header *h, char **err)
 {
     uint32_t version, endian;
+    size_t len = avail;
 
     if (len < sizeof(h->magic) || memcmp(buf, ST_MAGIC, sizeof(h->magic)) != 0) {
         if (len < sizeof(h->magic) && len > 0 && memcmp(buf, ST_MAGIC, len) == 0)
@@ -100,6 +102,9 @@ static int check_header(const uint8_t *buf, size_t len, const char *name,
                 len, sizeof(*h));
         return -1;
     }
+    /* From here on the sizes are the file's, which may be more than the
+     * bytes at hand when only the header was read. */
+    len = file_len > SIZE_MAX ? SIZE_MAX : (size_t)file_len;
     memcpy(h, buf, sizeof(*h));
     if (h->header_size != sizeof(*h)) {
         set_err(err, name, "corrupted (header size %u, expected %zu)", h->header_size, sizeof(*h));
@@ -299,14 +304,18 @@ static int load_queues(struct dump *d, const uint8_t *buf)
 }
 
 /* Copy n bytes at absolute ring position pos, following the wrap. */
-static void ring_copy(const uint8_t *ring, uint64_t ring_size, uint64_t pos, void *dst, size_t n)
+/* The part of a record that wraps is read from wrap: for a live dump, the
+ * ring's first bytes copied again after the whole ring, since the first copy
+ * of them was taken before the record's header (and its commit) was. */
+static void ring_copy(const uint8_t *ring, const uint8_t *wrap, uint64_t ring_size, uint64_t pos,
+                      void *dst, size_t n)
 {
     uint64_t off = pos & (ring_size - 1);
     size_t first = n <= ring_size - off ? n : (size_t)(ring_size - off);
 
     memcpy(dst, ring + off, first);
     if (first < n)
-        memcpy((uint8_t *)dst + first, ring, n - first);
+        memcpy((uint8_t *)dst + first, wrap, n - first);
 }
 
 /* Growable outputs of the ring walk. */
@@ -555,13 +564,13 @@ static int decode_record(const uint8_t *rec, size_t size, uint16_t type,
     }
 }
 
-/* Walk the live window of the ring as format.h describes. ring is the copy
- * the commit words are checked in; data (may equal ring) the copy taken
- * after it, which payloads are read from; head_after is ring_head as read
- * after that second copy (0 if none), so records it may have overwritten
- * are left out. */
-static int walk_ring(struct dump *d, const uint8_t *ring, const uint8_t *data,
-                     uint64_t head_after, struct walk *w)
+/* Walk the live window of the ring as format.h describes. head_after is
+ * ring_head as read again after the ring was copied (0 if not): writers
+ * only write below the head they reserved, so a record at or past
+ * head_after - ring_size was not overwritten while it was copied. wrap:
+ * see ring_copy (NULL: the ring itself). */
+static int walk_ring(struct dump *d, const uint8_t *ring, const uint8_t *wrap, uint64_t head_after,
+                     struct walk *w)
 {
     uint64_t size = d->hdr.ring_size, head = d->hdr.ring_head;
     uint64_t lo = head > size ? head - size : 0;
@@ -587,15 +596,11 @@ static int walk_ring(struct dump *d, const uint8_t *ring, const uint8_t *data,
             pos += ST_RECORD_ALIGN;  /* torn or stale: resynchronise */
             continue;
         }
-        if (data != ring && memcmp(data + off, &r, sizeof(r)) != 0) {
-            pos += r.size;           /* rewritten while we copied */
-            continue;
-        }
 
         size_t n = r.size < REC_COPY_MAX ? r.size : REC_COPY_MAX;
         struct dump_event ev;
         const uint64_t *frames;
-        ring_copy(data, size, pos, rec, n);
+        ring_copy(ring, wrap ? wrap : ring, size, pos, rec, n);
         int kind = decode_record(rec, n, r.type, &ev, &frames);
         if (r.type == ST_REC_JITSYM) {
             int got = jitsym_add(d, rec, n);
@@ -629,7 +634,7 @@ static int walk_ring(struct dump *d, const uint8_t *ring, const uint8_t *data,
 }
 
 static struct dump *parse(const char *name, const uint8_t *buf, size_t len,
-                          const uint8_t *ring2, uint64_t head_after, char **err)
+                          uint64_t head_after, const uint8_t *wrap, char **err)
 {
     struct dump *d = calloc(1, sizeof(*d));
     struct walk w = {0};
@@ -642,7 +647,7 @@ static struct dump *parse(const char *name, const uint8_t *buf, size_t len,
         set_err(err, name, "out of memory");
         return NULL;
     }
-    if (check_header(buf, len, name, &d->hdr, err) < 0) {
+    if (check_header(buf, len, len, name, &d->hdr, err) < 0) {
         dump_free(d);
         return NULL;
     }
@@ -655,7 +660,7 @@ static struct dump *parse(const char *name, const uint8_t *buf, size_t len,
         goto oom;
 
     const uint8_t *ring = buf + d->hdr.ring_offset;
-    if (walk_ring(d, ring, ring2 ? ring2 : ring, ring2 ? head_after : 0, &w) < 0)
+    if (walk_ring(d, ring, wrap, head_after, &w) < 0)
         goto oom;
     py_codes_finish(&d->pycodes);
     for (i = 0; i < w.nevents; i++) {
@@ -688,7 +693,7 @@ oom:
 
 struct dump *dump_open_mem(const void *buf, size_t len, const char *name, char **err)
 {
-    return parse(name, buf, len, NULL, 0, err);
+    return parse(name, buf, len, 0, NULL, err);
 }
 
 /* Read up to n bytes at off; returns the count read, or -1. */
@@ -709,69 +714,118 @@ static ssize_t read_at(int fd, void *dst, size_t n, off_t off)
     return (ssize_t)got;
 }
 
+/* The most a reader copies from one dump: STALLTRACE_READ_MAX_MB, else room
+ * for the recorder's largest ring (4096 MB) and its tables. */
+uint64_t dump_read_limit(void)
+{
+    const char *v = getenv("STALLTRACE_READ_MAX_MB");
+    char *end = NULL;
+    unsigned long long mb;
+
+    if (v && *v) {
+        errno = 0;
+        mb = strtoull(v, &end, 10);
+        if (errno == 0 && end && *end == '\0' && mb >= 1 && mb <= ((uint64_t)1 << 24))
+            return (uint64_t)mb << 20;
+    }
+    return (uint64_t)DUMP_READ_MAX_MB_DEFAULT << 20;
+}
+
+/* Open PATH for reading only if it is a regular file: O_NONBLOCK so a FIFO
+ * or a device cannot block open(), O_NOFOLLOW so a planted link is not
+ * followed. Returns the fd with *st filled, or -1 with *err set. */
+static int open_regular(const char *path, struct stat *st, char **err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY);
+
+    if (fd < 0) {
+        int e = errno;             /* kept for callers that tell EMFILE apart */
+        if (e == ELOOP)
+            set_err(err, path, "not a regular file (a symbolic link; give its target)");
+        else
+            set_err(err, path, "%s", strerror(e));
+        errno = e;
+        return -1;
+    }
+    if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode)) {
+        set_err(err, path, "not a regular file");
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 struct dump *dump_open_path(const char *path, char **err)
 {
     struct stat st;
     struct st_file_header h;
-    uint8_t *buf = NULL, *ring2 = NULL;
-    uint64_t head_after = 0;
+    uint8_t raw[sizeof(h)];
+    uint8_t *buf = NULL;
+    uint64_t wrap_words[REC_COPY_MAX / 8];
+    uint8_t *wrap = (uint8_t *)wrap_words;
+    uint64_t head_after = 0, len, limit = dump_read_limit();
     struct dump *d = NULL;
     ssize_t got;
     int fd;
 
     if (err)
         *err = NULL;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        set_err(err, path, "%s", strerror(errno));
+    fd = open_regular(path, &st, err);
+    if (fd < 0)
         return NULL;
-    }
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        set_err(err, path, "not a regular file");
-        goto out;
-    }
-    /* The file size is real, but still bound what we are willing to copy. */
-    if ((uint64_t)st.st_size > ((uint64_t)1 << 40)) {
-        set_err(err, path, "not a stalltrace dump (file is too large)");
-        goto out;
-    }
-    buf = malloc(st.st_size ? (size_t)st.st_size : 1);
-    if (!buf) {
-        set_err(err, path, "out of memory reading %lld bytes", (long long)st.st_size);
-        goto out;
-    }
-    /* read(), not mmap: a file shrinking under us cannot raise SIGBUS. */
-    got = read_at(fd, buf, (size_t)st.st_size, 0);
+
+    /* The header first: nothing is allocated for a file that is not a
+     * dump, or for more than its header says it holds. */
+    got = read_at(fd, raw, sizeof(raw), 0);
     if (got < 0) {
         set_err(err, path, "%s", strerror(errno));
         goto out;
     }
-
+    len = (uint64_t)st.st_size;
     /* A recorder that shrank its dump in place says so in file_size before
      * it truncates the file: the bytes past it, if it died in between, are
      * what it gave back. */
-    if ((size_t)got >= sizeof(h) && memcmp(buf, ST_MAGIC, 8) == 0) {
+    if ((size_t)got == sizeof(h) && memcmp(raw, ST_MAGIC, 8) == 0) {
         uint64_t said;
-        memcpy(&said, buf + offsetof(struct st_file_header, file_size), sizeof(said));
-        if (said >= sizeof(h) && said < (uint64_t)got)
-            got = (ssize_t)said;
+        memcpy(&said, raw + offsetof(struct st_file_header, file_size), sizeof(said));
+        if (said >= sizeof(h) && said < len)
+            len = said;
     }
-
-    /* A dump still being written: copy the ring a second time and read the
-     * head after that, so the walk can tell which records stayed intact. */
-    if (check_header(buf, (size_t)got, path, &h, NULL) == 0 && !(h.flags & ST_FLAG_COMPLETE)) {
-        ring2 = malloc(h.ring_size);
-        if (ring2 && read_at(fd, ring2, h.ring_size, (off_t)h.ring_offset) == (ssize_t)h.ring_size &&
+    if (check_header(raw, (size_t)got, len, path, &h, err) < 0)
+        goto out;
+    if (len > limit) {
+        set_err(err, path, "dump of %llu MB, more than the %llu MB readers copy "
+                "(STALLTRACE_READ_MAX_MB raises it)",
+                (unsigned long long)(len >> 20), (unsigned long long)(limit >> 20));
+        goto out;
+    }
+    buf = malloc(len ? (size_t)len : 1);
+    if (!buf) {
+        set_err(err, path, "out of memory reading %llu bytes", (unsigned long long)len);
+        goto out;
+    }
+    /* read(), not mmap: a file shrinking under us cannot raise SIGBUS. One
+     * copy of a live dump, then the head again: records the writer may have
+     * overwritten while we copied are left out by the walk. */
+    got = read_at(fd, buf, (size_t)len, 0);
+    if (got < 0) {
+        set_err(err, path, "%s", strerror(errno));
+        goto out;
+    }
+    if (!(h.flags & ST_FLAG_COMPLETE)) {
+        size_t wrap_len = h.ring_size < REC_COPY_MAX ? (size_t)h.ring_size : REC_COPY_MAX;
+        if (read_at(fd, wrap, wrap_len, (off_t)h.ring_offset) != (ssize_t)wrap_len ||
             read_at(fd, &head_after, sizeof(head_after),
-                    offsetof(struct st_file_header, ring_head)) == sizeof(head_after)) {
-            d = parse(path, buf, (size_t)got, ring2, head_after, err);
-            goto out;
+                    offsetof(struct st_file_header, ring_head)) != sizeof(head_after)) {
+            /* Shrunk under us: the copy is cut short and fails as such. */
+            head_after = 0;
+            memcpy(wrap, buf + h.ring_offset, wrap_len);
         }
-        /* The file changed size under us; read what the first copy has. */
     }
-    d = parse(path, buf, (size_t)got, NULL, 0, err);
+    d = parse(path, buf, (size_t)got, head_after, h.flags & ST_FLAG_COMPLETE ? NULL : wrap, err);
+    if (d)
+        d->owner = (unsigned)st.st_uid;
 out:
-    free(ring2);
     free(buf);
     close(fd);
     return d;
@@ -780,8 +834,9 @@ out:
 int dump_peek_start(const char *path, uint64_t *start_real_ns, int32_t *pid)
 {
     struct st_file_header h;
+    struct stat st;
     uint8_t raw[sizeof(h)];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open_regular(path, &st, NULL);
     ssize_t got;
 
     if (fd < 0)

@@ -104,6 +104,7 @@ struct dump {
     uint64_t dropped;              /* ring_records - accepted, clamped at 0 */
     uint64_t overwritten_bytes;    /* ring bytes before the live window */
     int live;                      /* not marked complete: read as a live dump */
+    unsigned owner;                /* uid owning the file (dump_open_path), else 0 */
 
     uint64_t *arena;               /* stack frames of all events */
     struct dump_pyframe *pyarena;  /* Python frames of all events */
@@ -114,8 +115,17 @@ struct dump {
     size_t ncode_copies, code_copies_cap;
 };
 
-/* Open and validate PATH. On failure returns NULL and sets *err to one line
- * ("PATH: not a stalltrace dump (bad magic)"), to be freed by the caller. */
+/* Readers copy at most this much of one dump unless STALLTRACE_READ_MAX_MB
+ * says otherwise: the recorder's largest ring (4096 MB) and its tables. */
+#define DUMP_READ_MAX_MB_DEFAULT 4160u
+uint64_t dump_read_limit(void);
+
+/* Open and validate PATH: a regular file only (a FIFO, device or symbolic
+ * link is refused without blocking), its header checked before anything
+ * is allocated, at most its header's file size and dump_read_limit() copied,
+ * once. On failure returns NULL and sets *err to one line
+ * ("PATH: not a stalltrace dump (bad magic)"), to be freed by the caller;
+ * when open() itself failed, errno is its error (EMFILE: no fd left). */
 struct dump *dump_open_path(const char *path, char **err);
 
 /* The same from bytes in memory (tests, fuzzing); NAME is used in messages. */

@@ -22,7 +22,9 @@ import tempfile
 # Top to bottom. A header sits at the layer of what it declares.
 LAYERS = [
     ("commands", ["main.c", "cmd.h", "cmd_report.c", "cmd_run.c", "cmd_check.c", "cmd_diff.c",
-                  "cmd_top.c", "cmd_metrics.c"]),
+                  "cmd_top.c", "cmd_metrics.c", "metrics_server.h", "metrics_server.c",
+                  "metrics_scrape.h", "metrics_scrape.c", "metrics_trust.h", "metrics_trust.c",
+                  "metrics_webconfig.h", "metrics_webconfig.c"]),
     ("formats", ["report.h", "report_formats.c", "report_text.c", "report_json.c", "report_html.c",
                  "report_folded.c", "report_chrome.c", "report_openmetrics.c", "report_html_views.c", "report_pprof.c",
                  "report_util.h",
@@ -33,7 +35,7 @@ LAYERS = [
     ("helpers", ["model.h", "model_helpers.h", "model_stack.c", "model_lookup.c", "frames.h",
                  "frames.c", "pyframes.h", "pyframes.c"]),
     ("reader", ["dump.h", "dump.c", "symbolize.h", "symbolize.c", "pycode.h", "pycode.c",
-                "http.h", "http.c", "grow.h"]),
+                "grow.h"]),
 ]
 
 WORD = re.compile(r"[A-Za-z_]\w*")

@@ -25,6 +25,7 @@ apt_get() { "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "$@"; }
 packages=(meson ninja-build pkg-config gcc libc6-dev libunwind-dev libcriterion-dev
           libdw-dev libelf-dev libjansson-dev libiberty-dev protobuf-c-compiler libprotobuf-c-dev
           zlib1g-dev python3 python3-uvloop prometheus chromium golang-go openjdk-17-jdk-headless
+          libmicrohttpd-dev libyaml-dev libcrypt-dev libgnutls28-dev openssl
           clang libclang-rt-14-dev
           python3-fastapi python3-uvicorn python3-aiohttp python3-tornado python3-gevent
           python3-twisted python3-requests python3-httpx

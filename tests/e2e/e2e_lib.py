@@ -10,6 +10,7 @@ only (Debian's /usr/bin/python3).  The runner is tests/e2e/run_e2e.py.
 
 import copy
 import glob
+import http.client
 import json
 import os
 import re
@@ -710,3 +711,44 @@ def c_target_binary(cfg, tmpdir, name, extra_args=()):
     return out, " (built by the harness: %s missing)" % os.path.relpath(built, REPO)
 
 
+
+
+# ---------------------------------------------------------------------------
+# The metrics server (tests/e2e/test_metrics_server.py, test_hostile_files.py)
+
+
+def start_metrics(cfg, pattern, extra=(), env=None):
+    """`stalltrace metrics` on 127.0.0.1:0 for pattern: (Proc, port)."""
+    m = Proc([cfg.stalltrace, "metrics", "--listen", "127.0.0.1:0"] + list(extra) + [pattern],
+             env=clean_env(**(env or {})))
+    line = m.wait_for_line(r"^listening on ", 20)
+    mm = re.match(r"^listening on 127\.0\.0\.1:(\d+)( \(TLS\))?$", line)
+    expect(mm, "metrics printed %r" % line)
+    return m, int(mm.group(1))
+
+
+def scrape_metrics(port, timeout=60):
+    """GET /metrics: (status, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", "/metrics")
+        r = conn.getresponse()
+        return r.status, r.read().decode("utf-8", "replace")
+    finally:
+        conn.close()
+
+
+def metric_value(body, name):
+    """The value of an unlabelled sample in a scrape; Fail when missing."""
+    m = re.search(r"^%s (\S+)$" % name, body, re.M)
+    expect(m, "no %s in the scrape:\n%s" % (name, body[:600]))
+    return float(m.group(1))
+
+
+def proc_status_kb(pid, field):
+    """A kB figure of /proc/PID/status (VmRSS, VmHWM)."""
+    with open("/proc/%d/status" % pid) as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise Fail("no %s in /proc/%d/status" % (field, pid))

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -308,6 +309,54 @@ Test(dump_reader, opens_files_and_reports_missing_ones)
     cr_assert_null(d);
     cr_assert(strstr(err, "not a regular file"), "%s", err);
     free(err);
+    db_free(b);
+}
+
+/* A FIFO or a link is refused without blocking in open(), and a dump larger
+ * than STALLTRACE_READ_MAX_MB is refused before anything is copied. */
+Test(dump_reader, refuses_fifos_links_and_dumps_over_the_limit)
+{
+    struct dump_builder *b = db_new(2, 2, 1024);
+    char path[] = "/tmp/st_reader_XXXXXX", fifo[64], link[64];
+    char *err = NULL;
+    uint64_t start;
+    int32_t pid;
+
+    write_one_stall(b, path, ST_FLAG_COMPLETE);
+    snprintf(fifo, sizeof fifo, "%s.fifo", path);
+    snprintf(link, sizeof link, "%s.link", path);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    cr_assert_eq(symlink(path, link), 0);
+
+    cr_assert_null(dump_open_path(fifo, &err));
+    cr_assert(strstr(err, "not a regular file"), "%s", err);
+    free(err);
+    cr_assert_eq(dump_peek_start(fifo, &start, &pid), -1);
+    cr_assert_null(dump_open_path(link, &err));
+    cr_assert(strstr(err, "symbolic link"), "%s", err);
+    free(err);
+
+    /* The builder's dump is under 1 MB: a limit of 1 MB lets it through. */
+    setenv("STALLTRACE_READ_MAX_MB", "1", 1);
+    cr_assert_eq(dump_read_limit(), (uint64_t)1 << 20);
+    struct dump *d = dump_open_path(path, &err);
+    cr_assert_not_null(d, "%s", err);
+    dump_free(d);
+    struct dump_builder *big = db_new(1, 1, 2u << 20);
+    char bigpath[] = "/tmp/st_reader_XXXXXX";
+    write_one_stall(big, bigpath, ST_FLAG_COMPLETE);
+    cr_assert_null(dump_open_path(bigpath, &err));
+    cr_assert(strstr(err, "STALLTRACE_READ_MAX_MB"), "%s", err);
+    free(err);
+    unlink(bigpath);
+    db_free(big);
+    setenv("STALLTRACE_READ_MAX_MB", "lots", 1);
+    cr_assert_eq(dump_read_limit(), (uint64_t)DUMP_READ_MAX_MB_DEFAULT << 20);
+    unsetenv("STALLTRACE_READ_MAX_MB");
+
+    unlink(fifo);
+    unlink(link);
+    unlink(path);
     db_free(b);
 }
 
