@@ -63,9 +63,14 @@ static unsigned candidate_slot(struct st_tls *t, const struct st_wait_key *key)
     return least;
 }
 
-/* Is this wait (not the loop wait) the loop wait from now on? */
-static int claims_loop(struct st_tls *t, const struct st_wait_key *key)
+/* Is this wait (not the loop wait) the loop wait from now on? A probe is
+ * not: puma's request threads ppoll their client with a zero (or 200 ms)
+ * timeout before each job and then idle on a condition, which is a pool
+ * worker's life, not a loop's. */
+static int claims_loop(struct st_tls *t, const struct st_wait_key *key, int probe)
 {
+    if (probe)
+        return 0;
     if (t->is_loop) {
         if (!is_epoll(key->call))
             return 0;
@@ -130,7 +135,7 @@ void st_iteration_begin(struct st_tls *t, uint64_t now)
 /* Any wait but a loop thread's return to its loop wait (recorder.h has
  * that one): the first calls of a thread, a blocking call inside an
  * iteration, or the wait that makes a thread a loop thread. */
-void st_wait_enter_other(struct st_wait *w, uint16_t call, int fd, uintptr_t site)
+void st_wait_enter_other(struct st_wait *w, uint16_t call, int fd, uintptr_t site, int probe)
 {
     struct st_tls *t = &st_tls;
     w->kind = ST_WAIT_PASS;
@@ -141,7 +146,7 @@ void st_wait_enter_other(struct st_wait *w, uint16_t call, int fd, uintptr_t sit
     int epoll = is_epoll(call);
     struct st_wait_key key = {call, epoll ? fd : -1, epoll ? 0 : site};
     int saved_errno = errno;
-    int loop = (t->is_loop && key_eq(&key, &t->loop_key)) || claims_loop(t, &key);
+    int loop = (t->is_loop && key_eq(&key, &t->loop_key)) || claims_loop(t, &key, probe);
     errno = saved_errno;
     if (!loop) {
         w->kind = ST_WAIT_CALL;

@@ -20,10 +20,34 @@ int __ppoll_chk(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout,
  * see an EINTR it would not have had without us, so such a wait is redone. */
 #define SAMPLER_EINTR(r) ((r) < 0 && errno == EINTR && st_tls.sampler_hit)
 
-#define EVENT_WAIT(call_id, fd, real, args)                                   \
+/* A wait on one fd for at most this long probes that fd (a socket timeout,
+ * puma's keep-alive check) rather than waits for events. */
+#define PROBE_MAX_MS 1000
+
+static int ts_probe(const struct timespec *ts, nfds_t nfds)
+{
+    if (ts == NULL)
+        return 0;
+    if (ts->tv_sec == 0 && ts->tv_nsec == 0)
+        return 1;
+    return nfds == 1 && ts->tv_sec >= 0 &&
+           (ts->tv_sec < PROBE_MAX_MS / 1000 || (ts->tv_sec == PROBE_MAX_MS / 1000 && ts->tv_nsec == 0));
+}
+
+static int ms_probe(int timeout, nfds_t nfds)
+{
+    return timeout == 0 || (nfds == 1 && timeout > 0 && timeout <= PROBE_MAX_MS);
+}
+
+static int tv_probe(const struct timeval *tv)
+{
+    return tv != NULL && tv->tv_sec == 0 && tv->tv_usec == 0;
+}
+
+#define EVENT_WAIT(call_id, fd, probe, real, args)                            \
     do {                                                                      \
         struct st_wait w_;                                                    \
-        st_wait_enter(&w_, call_id, fd, CALL_SITE);                           \
+        st_wait_enter(&w_, call_id, fd, CALL_SITE, probe);                    \
         do {                                                                  \
             st_tls.sampler_hit = 0;                                           \
             r = real args;                                                    \
@@ -37,7 +61,7 @@ ST_EXPORT int epoll_wait(int epfd, struct epoll_event *events, int max, int time
     int r;
     if (real == NULL)
         return (int)syscall(SYS_epoll_wait, epfd, events, max, timeout);
-    EVENT_WAIT(ST_CALL_EPOLL_WAIT, epfd, real, (epfd, events, max, timeout));
+    EVENT_WAIT(ST_CALL_EPOLL_WAIT, epfd, timeout == 0, real, (epfd, events, max, timeout));
     return r;
 }
 
@@ -48,7 +72,7 @@ ST_EXPORT int epoll_pwait(int epfd, struct epoll_event *events, int max, int tim
     int r;
     if (real == NULL)
         return (int)syscall(SYS_epoll_pwait, epfd, events, max, timeout, sigmask, _NSIG / 8);
-    EVENT_WAIT(ST_CALL_EPOLL_PWAIT, epfd, real, (epfd, events, max, timeout, sigmask));
+    EVENT_WAIT(ST_CALL_EPOLL_PWAIT, epfd, timeout == 0, real, (epfd, events, max, timeout, sigmask));
     return r;
 }
 
@@ -59,7 +83,7 @@ ST_EXPORT int epoll_pwait2(int epfd, struct epoll_event *events, int max,
     int r;
     if (real == NULL)
         return errno = ENOSYS, -1;
-    EVENT_WAIT(ST_CALL_EPOLL_PWAIT2, epfd, real, (epfd, events, max, timeout, sigmask));
+    EVENT_WAIT(ST_CALL_EPOLL_PWAIT2, epfd, ts_probe(timeout, 0), real, (epfd, events, max, timeout, sigmask));
     return r;
 }
 
@@ -69,7 +93,7 @@ ST_EXPORT int poll(struct pollfd *fds, nfds_t nfds, int timeout)
     int r;
     if (real == NULL)
         return (int)syscall(SYS_poll, fds, nfds, timeout);
-    EVENT_WAIT(ST_CALL_POLL, -1, real, (fds, nfds, timeout));
+    EVENT_WAIT(ST_CALL_POLL, -1, ms_probe(timeout, nfds), real, (fds, nfds, timeout));
     return r;
 }
 
@@ -79,7 +103,7 @@ ST_EXPORT int __poll_chk(struct pollfd *fds, nfds_t nfds, int timeout, size_t fd
     int r;
     if (real == NULL)
         return (int)syscall(SYS_poll, fds, nfds, timeout);
-    EVENT_WAIT(ST_CALL_POLL, -1, real, (fds, nfds, timeout, fdslen));
+    EVENT_WAIT(ST_CALL_POLL, -1, ms_probe(timeout, nfds), real, (fds, nfds, timeout, fdslen));
     return r;
 }
 
@@ -90,7 +114,7 @@ ST_EXPORT int ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *time
     int r;
     if (real == NULL)
         return (int)syscall(SYS_ppoll, fds, nfds, timeout, sigmask, _NSIG / 8);
-    EVENT_WAIT(ST_CALL_PPOLL, -1, real, (fds, nfds, timeout, sigmask));
+    EVENT_WAIT(ST_CALL_PPOLL, -1, ts_probe(timeout, nfds), real, (fds, nfds, timeout, sigmask));
     return r;
 }
 
@@ -101,7 +125,7 @@ ST_EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t nfds, const struct timespec
     int r;
     if (real == NULL)
         return (int)syscall(SYS_ppoll, fds, nfds, timeout, sigmask, _NSIG / 8);
-    EVENT_WAIT(ST_CALL_PPOLL, -1, real, (fds, nfds, timeout, sigmask, fdslen));
+    EVENT_WAIT(ST_CALL_PPOLL, -1, ts_probe(timeout, nfds), real, (fds, nfds, timeout, sigmask, fdslen));
     return r;
 }
 
@@ -113,7 +137,7 @@ ST_EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeva
     int r;
     if (real == NULL)
         return (int)syscall(SYS_select, nfds, rd, wr, ex, timeout);
-    EVENT_WAIT(ST_CALL_SELECT, -1, real, (nfds, rd, wr, ex, timeout));
+    EVENT_WAIT(ST_CALL_SELECT, -1, tv_probe(timeout), real, (nfds, rd, wr, ex, timeout));
     return r;
 }
 
@@ -124,6 +148,6 @@ ST_EXPORT int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex,
     int r;
     if (real == NULL)
         return errno = ENOSYS, -1;
-    EVENT_WAIT(ST_CALL_PSELECT, -1, real, (nfds, rd, wr, ex, timeout, sigmask));
+    EVENT_WAIT(ST_CALL_PSELECT, -1, ts_probe(timeout, 0), real, (nfds, rd, wr, ex, timeout, sigmask));
     return r;
 }
