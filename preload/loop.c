@@ -150,6 +150,7 @@ void st_wait_enter_other(struct st_wait *w, uint16_t call, int fd, uintptr_t sit
     errno = saved_errno;
     if (!loop) {
         w->kind = ST_WAIT_CALL;
+        w->probe = (uint8_t)probe;
         w->t0 = st_ticks();
         t->live_call = call;
         return;
@@ -163,12 +164,14 @@ void st_wait_enter_other(struct st_wait *w, uint16_t call, int fd, uintptr_t sit
 }
 
 /* A wait that was not the loop wait returned. Waiting for events outside
- * an iteration is idleness, not slowness. */
+ * an iteration is idleness, not slowness; but a probe of one fd that a
+ * thread of no loop sat in is a blocking call (CRuby's `sleep` may wait
+ * in ppoll on its signal fd). */
 void st_wait_leave_other(struct st_wait *w, void *real_fn)
 {
     struct st_tls *t = &st_tls;
     t->live_call = 0;
     uint64_t elapsed = st_ticks() - w->t0;
-    if (ST_UNLIKELY(elapsed >= st_hot.slow_bar_ticks) && t->in_iteration)
+    if (ST_UNLIKELY(elapsed >= st_hot.slow_bar_ticks) && (t->in_iteration || (w->probe && !t->is_loop)))
         st_call_slow_ticks(w->call, elapsed, real_fn);
 }

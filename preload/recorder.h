@@ -259,6 +259,7 @@ enum st_wait_kind { ST_WAIT_PASS = 0, ST_WAIT_LOOP, ST_WAIT_CALL };
 
 struct st_wait {
     uint8_t kind;                    /* st_wait_kind */
+    uint8_t probe;                   /* for ST_WAIT_CALL: it waits on one fd */
     uint16_t call;
     uint64_t t0;                     /* for ST_WAIT_CALL: ticks at its start */
 };
