@@ -102,17 +102,17 @@ static long sole_member(const long *at_slot, uint32_t nslots, const struct st_ob
     return found;
 }
 
-/* A queue of one thread that never idled there a threshold at a time, or
+/* A queue left with one thread (its only member, or the one not taken by
+ * a queue of its own) that never idled there a threshold at a time, or
  * less than that in all its life, was waited on for something else than
  * work: puma's reaper and trimmer sleep in timed waits and wait on theirs
  * only for the GVL; CPython 3.13's new threads wait once for their start.
  * Such a thread is no pool (though named alike, with others like it), and
  * starts none by its batch. */
-static bool never_idled_alone(const struct dump *d, const long *at_slot, uint32_t nslots,
-                              const struct st_object *o)
+static bool never_idled_alone(const struct dump *d, const struct draft *dr, const struct st_object *o)
 {
-    long t = sole_member(at_slot, nslots, o);
-    return t >= 0 && (o->long_waits == 0 || d->threads[t].pool_idle_ns < d->hdr.threshold_ns);
+    return dr->nthreads == 1 &&
+           (o->long_waits == 0 || d->threads[dr->threads[0]].pool_idle_ns < d->hdr.threshold_ns);
 }
 
 /* The one thread that idles untimed on a condition of its own, or -1.
@@ -165,8 +165,7 @@ static int draft_queues(struct m_process *p, const struct dump *d, struct draft 
         const struct st_object *o = order[i];
         struct draft *dr = &drafts[n];
 
-        if ((!is_work_queue(o) && own_parking(d, at_slot, nslots, o) < 0) ||
-            never_idled_alone(d, at_slot, nslots, o))
+        if (!is_work_queue(o) && own_parking(d, at_slot, nslots, o) < 0)
             continue;
         /* CPython's GIL hand-over (switch_cond) looks like a work queue. */
         model_data_symbol(p, o->addr, sym, sizeof(sym), &py_runtime);
@@ -180,6 +179,12 @@ static int draft_queues(struct m_process *p, const struct dump *d, struct draft 
             if (add_thread(dr, (size_t)t) < 0)
                 goto fail;
             taken[t] = true;
+        }
+        if (never_idled_alone(d, dr, o)) {
+            taken[dr->threads[0]] = false;
+            free(dr->threads);
+            dr->threads = NULL;
+            dr->nthreads = 0;
         }
         if (dr->nthreads == 0)
             continue;

@@ -270,7 +270,7 @@ Test(pools, parked_workers_make_one_pool_saturated_when_all_are_busy)
 Test(pools, puma_request_threads_are_one_pool_and_its_housekeepers_none)
 {
     static const char *const names[] = {"puma srv tp 001", "puma srv tp 002", "puma srv thread", "puma srv thread"};
-    struct dump_builder *b = db_new_objects(1, 5, 5, 1 << 14);
+    struct dump_builder *b = db_new_objects(1, 5, 6, 1 << 14);
     db_set_process(b, 300, "/usr/bin/ruby3.1", 0, NULL);
     db_add_thread(b, 300, "puma", ST_THREAD_MAIN);
     for (uint32_t i = 0; i < 4; i++) {
@@ -284,9 +284,18 @@ Test(pools, puma_request_threads_are_one_pool_and_its_housekeepers_none)
         o->handoffs = 5;
         o->long_waits = i < 2 ? 3 : 0;
         o->flags = i < 2 ? ST_OBJ_TIMED_RETRY : 0;
+        o->wait_ns = i < 2 ? 5 * S : MS;
         db_set_bit(o->member_bits, 1 + i);
         db_set_bit(o->waker_bits, 0);
     }
+    /* A condition some of them shared once, briefly (a thread's start). */
+    struct st_object *shared = db_add_object(b, 0xe800, ST_OBJ_COND);
+    shared->members = 3;
+    shared->handoffs = 3;
+    shared->wait_ns = MS / 4;
+    for (uint32_t slot = 1; slot <= 3; slot++)
+        db_set_bit(shared->member_bits, slot);
+    db_set_bit(shared->waker_bits, 0);
     /* Two requests at once: both busy for 250 ms. */
     db_saturation(b, 0xe000, 1 * S, 300 * MS, 1);
     db_saturation(b, 0xe100, 1050 * MS, 260 * MS, 1);
