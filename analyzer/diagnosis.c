@@ -180,6 +180,10 @@ static const char *more_workers(const struct m_process *p, const struct m_pool *
         snprintf(buf, len, "raise UV_THREADPOOL_SIZE%s", now);
     else if (strcmp(pool->kind, "v8-platform") == 0)
         snprintf(buf, len, "raise node's --v8-pool-size%s", now);
+    else if (strcmp(pool->kind, "ruby") == 0 && p->argc > 1 && strstr(p->argv[1], "puma"))
+        snprintf(buf, len, "give puma more threads (-t MIN:MAX, or `threads` in its config)");
+    else if (strcmp(pool->kind, "ruby") == 0)
+        snprintf(buf, len, "give the Ruby server more threads");
     else if (exe && strncmp(exe, "python", 6) == 0)
         snprintf(buf, len, "give the pool more threads (max_workers, if it is a ThreadPoolExecutor)");
     else

@@ -25,6 +25,11 @@ bool model_is_futex_parker(const struct st_object *o)
     return o->kind == ST_OBJ_COND && (o->flags & ST_OBJ_FUTEX_SEEN) && o->members < 2;
 }
 
+static bool bit_set(const uint64_t *bits, uint32_t i)
+{
+    return i < ST_THREAD_BITS && (bits[i / 64] >> (i % 64) & 1) != 0;
+}
+
 /* SPEC.md's work queue: a cond or sem that threads wait on without a timeout
  * and that some thread which never waits on it wakes. Timed waits that keep
  * retrying (the GIL) and semaphores posted by their holders (a lock) are not. */
@@ -42,11 +47,6 @@ static bool is_work_queue(const struct st_object *o)
         if (o->waker_bits[i] & ~o->member_bits[i])
             return true;
     return false;
-}
-
-static bool bit_set(const uint64_t *bits, uint32_t i)
-{
-    return i < ST_THREAD_BITS && (bits[i / 64] >> (i % 64) & 1) != 0;
 }
 
 static int cmp_size(const void *a, const void *b)
@@ -96,6 +96,53 @@ static int by_wait_desc(const void *a, const void *b)
     return x->wait_ns < y->wait_ns ? 1 : x->wait_ns > y->wait_ns ? -1 : 0;
 }
 
+/* The one member of a queue, or -1. */
+static long sole_member(const long *at_slot, uint32_t nslots, const struct st_object *o)
+{
+    long found = -1;
+
+    if (o->members != 1)
+        return -1;
+    for (uint32_t slot = 0; slot < nslots; slot++)
+        if (bit_set(o->member_bits, slot))
+            found = at_slot[slot];
+    return found;
+}
+
+/* A queue left with one thread (its only member, or the one not taken by
+ * a queue of its own) that never idled there a threshold at a time, or
+ * less than that in all its life, was waited on for something else than
+ * work: puma's reaper and trimmer sleep in timed waits and wait on theirs
+ * only for the GVL; CPython 3.13's new threads wait once for their start.
+ * Such a thread is no pool (though named alike, with others like it), and
+ * starts none by its batch. */
+static bool never_idled_alone(const struct dump *d, const struct draft *dr, const struct st_object *o)
+{
+    return dr->nthreads == 1 &&
+           (o->long_waits == 0 || d->threads[dr->threads[0]].pool_idle_ns < d->hdr.threshold_ns);
+}
+
+/* The one thread that idles untimed on a condition of its own, or -1.
+ * CRuby's threads sleep on one condition each (ConditionVariable#wait
+ * parks there) and, when they stand in as the GVL's timer, wait on it in
+ * timed retries too: such a condition is still the worker's queue when the
+ * worker really idled there, a threshold at a time (as it waits for its
+ * first job) and a threshold in all. puma's reaper and trimmer sleep in
+ * timed waits and wait on theirs only for the GVL, briefly. */
+static long own_parking(const struct dump *d, const long *at_slot, uint32_t nslots,
+                        const struct st_object *o)
+{
+    long found = sole_member(at_slot, nslots, o);
+
+    if (o->kind != ST_OBJ_COND || o->handoffs == 0 || o->long_waits == 0 || found < 0 ||
+        d->threads[found].pool_idle_ns < d->hdr.threshold_ns)
+        return -1;
+    for (unsigned i = 0; i < ST_THREAD_BITS / 64; i++)
+        if (o->waker_bits[i] & ~o->member_bits[i])
+            return found;
+    return -1;
+}
+
 /* One draft per work queue that has workers left once loop threads (busy
  * in their loop, not idle workers) and threads already taken are out. */
 static int draft_queues(struct m_process *p, const struct dump *d, struct draft **out, size_t *nout)
@@ -125,7 +172,7 @@ static int draft_queues(struct m_process *p, const struct dump *d, struct draft 
         const struct st_object *o = order[i];
         struct draft *dr = &drafts[n];
 
-        if (!is_work_queue(o))
+        if (!is_work_queue(o) && own_parking(d, at_slot, nslots, o) < 0)
             continue;
         /* CPython's GIL hand-over (switch_cond) looks like a work queue. */
         model_data_symbol(p, o->addr, sym, sizeof(sym), &py_runtime);
@@ -139,6 +186,12 @@ static int draft_queues(struct m_process *p, const struct dump *d, struct draft 
             if (add_thread(dr, (size_t)t) < 0)
                 goto fail;
             taken[t] = true;
+        }
+        if (never_idled_alone(d, dr, o)) {
+            taken[dr->threads[0]] = false;
+            free(dr->threads);
+            dr->threads = NULL;
+            dr->nthreads = 0;
         }
         if (dr->nthreads == 0)
             continue;
@@ -218,7 +271,9 @@ static int merge_parked(const struct dump *d, struct draft *drafts, size_t *n)
     return 0;
 }
 
-/* Workers that never idled: same start routine, created in the same batch. */
+/* Workers that never idled: same start routine, created in the same batch,
+ * and named alike (a runtime starts its housekeeping threads at the same
+ * routine as its workers, and with them: puma's reaper beside its pool). */
 static int add_never_idle(const struct dump *d, struct draft *drafts, size_t n)
 {
     bool *in_pool = calloc(d->nthreads ? d->nthreads : 1, sizeof(*in_pool));
@@ -249,7 +304,7 @@ static int add_never_idle(const struct dump *d, struct draft *drafts, size_t n)
         for (t = 0; t < d->nthreads; t++) {
             const struct st_thread *c = &d->threads[t];
             if (in_pool[t] || c->start_routine != routine || (c->flags & (ST_THREAD_LOOP | ST_THREAD_MAIN)) ||
-                c->created_ns < lo || c->created_ns > hi)
+                c->created_ns < lo || c->created_ns > hi || !same_stem(first, c))
                 continue;
             if (add_thread(dr, t) < 0) {
                 free(in_pool);
@@ -695,7 +750,7 @@ static const struct st_thread *first_worker(const struct dump *d, const struct m
 
 /* Without the Python hook's word, the start routine of its threads: libuv's
  * `worker` (threadpool.c), V8's platform workers in node, CPython's
- * thread_run, or a C program's own. */
+ * thread_run, CRuby's thread start (puma's pool), or a C program's own. */
 static const char *kind_from_routine(struct m_process *p, const struct st_thread *t)
 {
     const struct sym_frame *f = t && t->start_routine ? sym_lookup(p->sym, t->start_routine, true, t->created_ns)
@@ -709,6 +764,8 @@ static const char *kind_from_routine(struct m_process *p, const struct st_thread
         return "v8-platform";
     if (strncmp(mod, "libpython", 9) == 0 || strncmp(mod, "python", 6) == 0)
         return "python";
+    if (strncmp(mod, "libruby", 7) == 0)
+        return "ruby";
     return "c";
 }
 

@@ -63,9 +63,14 @@ static unsigned candidate_slot(struct st_tls *t, const struct st_wait_key *key)
     return least;
 }
 
-/* Is this wait (not the loop wait) the loop wait from now on? */
-static int claims_loop(struct st_tls *t, const struct st_wait_key *key)
+/* Is this wait (not the loop wait) the loop wait from now on? A probe is
+ * not: puma's request threads ppoll their client with a zero (or 200 ms)
+ * timeout before each job and then idle on a condition, which is a pool
+ * worker's life, not a loop's. */
+static int claims_loop(struct st_tls *t, const struct st_wait_key *key, int probe)
 {
+    if (probe)
+        return 0;
     if (t->is_loop) {
         if (!is_epoll(key->call))
             return 0;
@@ -205,7 +210,7 @@ void st_idle_wait_leave(struct st_tls *t)
 /* Any wait but a loop thread's return to its loop wait (recorder.h has
  * that one): the first calls of a thread, a blocking call inside an
  * iteration, or the wait that makes a thread a loop thread. */
-void st_wait_enter_other(struct st_wait *w, uint16_t call, int fd, uintptr_t site)
+void st_wait_enter_other(struct st_wait *w, uint16_t call, int fd, uintptr_t site, int probe)
 {
     struct st_tls *t = &st_tls;
     w->kind = ST_WAIT_PASS;
@@ -216,12 +221,13 @@ void st_wait_enter_other(struct st_wait *w, uint16_t call, int fd, uintptr_t sit
     int epoll = is_epoll(call);
     struct st_wait_key key = {call, epoll ? fd : -1, epoll ? 0 : site};
     int saved_errno = errno;
-    int loop = (t->is_loop && key_eq(&key, &t->loop_key)) || claims_loop(t, &key);
+    int loop = (t->is_loop && key_eq(&key, &t->loop_key)) || claims_loop(t, &key, probe);
     errno = saved_errno;
     if (!loop) {
         if (!t->is_loop)
             pre_iteration_drop(t);
         w->kind = ST_WAIT_CALL;
+        w->probe = (uint8_t)probe;
         w->t0 = st_ticks();
         t->live_call = call;
         return;
@@ -237,13 +243,15 @@ void st_wait_enter_other(struct st_wait *w, uint16_t call, int fd, uintptr_t sit
 }
 
 /* A wait that was not the loop wait returned. Waiting for events outside
- * an iteration is idleness, not slowness. */
+ * an iteration is idleness, not slowness; but a probe of one fd that a
+ * thread of no loop sat in is a blocking call (CRuby's `sleep` may wait
+ * in ppoll on its signal fd). */
 void st_wait_leave_other(struct st_wait *w, void *real_fn)
 {
     struct st_tls *t = &st_tls;
     t->live_call = 0;
     uint64_t now = st_ticks(), elapsed = now - w->t0;
-    if (ST_UNLIKELY(elapsed >= st_hot.slow_bar_ticks) && t->in_iteration)
+    if (ST_UNLIKELY(elapsed >= st_hot.slow_bar_ticks) && (t->in_iteration || (w->probe && !t->is_loop)))
         st_call_slow_ticks(w->call, elapsed, real_fn);
     if (!t->is_loop && is_epoll(w->call) && st_recording())
         pre_iteration_begin(t, now);

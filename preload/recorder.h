@@ -263,11 +263,12 @@ enum st_wait_kind { ST_WAIT_PASS = 0, ST_WAIT_LOOP, ST_WAIT_CALL };
 
 struct st_wait {
     uint8_t kind;                    /* st_wait_kind */
+    uint8_t probe;                   /* for ST_WAIT_CALL: it waits on one fd */
     uint16_t call;
     uint64_t t0;                     /* for ST_WAIT_CALL: ticks at its start */
 };
 
-ST_HIDDEN void st_wait_enter_other(struct st_wait *w, uint16_t call, int fd, uintptr_t site);
+ST_HIDDEN void st_wait_enter_other(struct st_wait *w, uint16_t call, int fd, uintptr_t site, int probe);
 ST_HIDDEN void st_wait_leave_other(struct st_wait *w, void *real_fn);
 ST_HIDDEN void st_iteration_end(struct st_tls *t, uint64_t now);
 ST_HIDDEN void st_iteration_begin(struct st_tls *t, uint64_t now);
@@ -278,8 +279,10 @@ ST_HIDDEN void st_idle_wait_leave(struct st_tls *t);
 
 /* A loop thread's return to its loop wait costs a tick read on each side
  * and the counters of the iteration that ended; anything else goes out of
- * line (loop.c). poll and select are told apart by their call site. */
-static inline void st_wait_enter(struct st_wait *w, uint16_t call, int fd, uintptr_t site)
+ * line (loop.c). poll and select are told apart by their call site. A
+ * probe (a wait that does not wait: zero timeout, or one fd for a short
+ * while) never makes a thread a loop thread. */
+static inline void st_wait_enter(struct st_wait *w, uint16_t call, int fd, uintptr_t site, int probe)
 {
     struct st_tls *t = &st_tls;
     w->call = call;
@@ -294,7 +297,7 @@ static inline void st_wait_enter(struct st_wait *w, uint16_t call, int fd, uintp
         w->kind = ST_WAIT_LOOP;
         return;
     }
-    st_wait_enter_other(w, call, fd, site);
+    st_wait_enter_other(w, call, fd, site, probe);
 }
 
 static inline void st_wait_leave(struct st_wait *w, void *real_fn)

@@ -158,8 +158,16 @@ void st_sync_end(struct st_sync *s, int timed_out, void *real_fn)
             st_capture_here(&t->run_stack, real_fn);
             t->run_has_stack = 1;
         }
-        if (!timed_out)
+        /* One timed wait that ran out its long time is a sleep (CRuby's
+         * `sleep` waits on its thread's own condition), not the first try
+         * of a run: a slow call of a started thread (an iteration has it
+         * already), with no object, since nobody was to wake it. */
+        if (timed_out && t->run_retries == 1 && long_wait && !in_iteration && slot->start_routine != 0) {
+            st_emit_slow_call(t, s->call, s->start_ns, waited, 0, &t->run_stack);
+            t->run_object = 0;
+        } else if (!timed_out) {
             flush_run(t);
+        }
     }
     if (in_iteration && waited >= st_rec.slow_bar_ns) {
         t->recorder_depth--;

@@ -20,8 +20,8 @@ apt_get() { "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "$@"; }
 # origin), promtool (prometheus) to validate the metrics, and chromium to
 # load the HTML report; clang and its runtimes for the fuzzer (tests/fuzz).
 # The third-party services the real-world tests record (tests/e2e/test_real_*.py):
-# Python web frameworks, servers with their load generators, and a tokio
-# service built offline from Debian's crates. libiberty demangles Rust.
+# Python web frameworks, Ruby's puma, servers with their load generators, and
+# a tokio service built offline from Debian's crates. libiberty demangles Rust.
 packages=(meson ninja-build pkg-config gcc libc6-dev libunwind-dev libcriterion-dev
           libdw-dev libelf-dev libjansson-dev libiberty-dev protobuf-c-compiler libprotobuf-c-dev
           zlib1g-dev python3 python3-uvloop prometheus chromium golang-go openjdk-17-jdk-headless
@@ -29,7 +29,7 @@ packages=(meson ninja-build pkg-config gcc libc6-dev libunwind-dev libcriterion-
           clang libclang-rt-14-dev
           python3-fastapi python3-uvicorn python3-aiohttp python3-tornado python3-gevent
           python3-twisted python3-requests python3-httpx
-          memcached libmemcached-tools redis-server nginx wrk
+          memcached libmemcached-tools redis-server nginx wrk puma ruby-rack
           cargo rustc librust-tokio-dev)
 # Debian starts these services on install; the tests run their own instances.
 services=(memcached redis-server nginx)

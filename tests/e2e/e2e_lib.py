@@ -690,6 +690,16 @@ def run_to_end(cfg, tmpdir, cmd, marker, timeout=TEST_TIMEOUT_S, env=None):
     return proc, report
 
 
+def truth_values(lines):
+    """The TRUTH lines a target printed ("TRUTH name ms"): {name: [ms, ...]}."""
+    truth = {}
+    for line in lines:
+        m = re.match(r"TRUTH (\S+) ([\d.]+)", line)
+        if m:
+            truth.setdefault(m.group(1), []).append(float(m.group(2)))
+    return truth
+
+
 def target(name):
     return os.path.join(TARGETS, name)
 

@@ -277,10 +277,12 @@ Test(pools, parked_workers_make_one_pool_saturated_when_all_are_busy)
     db_set_process(b, 200, "/usr/bin/python3.13", 0, NULL);
     db_add_thread(b, 200, "main", ST_THREAD_MAIN);
     for (uint32_t i = 0; i < 2; i++) {
-        worker(b, 201 + i, 0x4000, 0, 8 * S);
+        /* Each idled on its own semaphore for its first task, a long wait. */
+        worker(b, 201 + i, 0x4000, 0, 8 * S)->pool_idle_ns = 1 * S;
         struct st_object *o = db_add_object(b, 0xe000 + i * 0x100, ST_OBJ_SEM);
         o->members = 1;
         o->handoffs = 1;
+        o->long_waits = 1;
         o->saturated_ns = 3 * S;
         db_set_bit(o->member_bits, 1 + i);
         db_set_bit(o->waker_bits, 0);
@@ -298,6 +300,58 @@ Test(pools, parked_workers_make_one_pool_saturated_when_all_are_busy)
     cr_assert_eq(p->pools[0].nsaturations, 1);
     cr_assert_float_eq(p->pools[0].saturations[0].start_s, 2, 1e-9);
     cr_assert_float_eq(p->pools[0].saturated_s, 2, 1e-9);
+    done(p, d, b);
+}
+
+/* puma on CRuby: each request thread parks on a condition of its own, which
+ * it also waits on in timed retries as the GVL's timer; the reaper and the
+ * trimmer, started with them and named alike, wait on theirs only briefly
+ * for the GVL. One pool of the two request threads, and no other. */
+Test(pools, puma_request_threads_are_one_pool_and_its_housekeepers_none)
+{
+    static const char *const names[] = {"puma srv tp 001", "puma srv tp 002", "puma srv thread", "puma srv thread"};
+    struct dump_builder *b = db_new_objects(1, 5, 6, 1 << 14);
+    db_set_process(b, 300, "/usr/bin/ruby3.1", 0, NULL);
+    db_add_thread(b, 300, "puma", ST_THREAD_MAIN);
+    for (uint32_t i = 0; i < 4; i++) {
+        struct st_thread *t = db_add_thread(b, 301 + i, names[i], ST_THREAD_EXITED);
+        t->start_routine = 0x4000;
+        t->created_ns = 100 * MS + i * MS;
+        t->exited_ns = 8 * S;
+        t->pool_idle_ns = i < 2 ? 5 * S : MS / 3;
+        struct st_object *o = db_add_object(b, 0xe000 + i * 0x100, ST_OBJ_COND);
+        o->members = 1;
+        o->handoffs = 5;
+        o->long_waits = i < 2 ? 3 : 0;
+        o->flags = i < 2 ? ST_OBJ_TIMED_RETRY : 0;
+        o->wait_ns = i < 2 ? 5 * S : MS;
+        db_set_bit(o->member_bits, 1 + i);
+        db_set_bit(o->waker_bits, 0);
+    }
+    /* A condition some of them shared once, briefly (a thread's start). */
+    struct st_object *shared = db_add_object(b, 0xe800, ST_OBJ_COND);
+    shared->members = 3;
+    shared->handoffs = 3;
+    shared->wait_ns = MS / 4;
+    for (uint32_t slot = 1; slot <= 3; slot++)
+        db_set_bit(shared->member_bits, slot);
+    db_set_bit(shared->waker_bits, 0);
+    /* Two requests at once: both busy for 250 ms. */
+    db_saturation(b, 0xe000, 1 * S, 300 * MS, 1);
+    db_saturation(b, 0xe100, 1050 * MS, 260 * MS, 1);
+    db_complete(b, 8 * S);
+    struct dump *d;
+    struct m_process *p = build(b, &d);
+
+    cr_assert_eq(p->npools, 1);
+    cr_assert_eq(p->pools[0].nobjects, 2);
+    cr_assert_eq(p->pools[0].nsaturations, 1);
+    cr_assert_float_eq(p->pools[0].saturations[0].duration_ms, 250, 1e-6);
+    cr_assert_eq(thread(p, 301)->pool, 0);
+    cr_assert_eq(thread(p, 302)->pool, 0);
+    cr_assert_eq(thread(p, 303)->pool, -1);
+    cr_assert_eq(thread(p, 304)->pool, -1);
+    cr_assert_str_eq(p->pools[0].kind ? p->pools[0].kind : "c", "c");   /* no libruby module here */
     done(p, d, b);
 }
 

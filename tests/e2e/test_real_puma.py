@@ -1,0 +1,172 @@
+"""End-to-end tests on puma 5.6 (Ruby 3.1, Debian's puma and ruby-rack) with
+2 request threads (`-t 2:2`), recorded with `stalltrace run -- puma ...`. The
+Rack app (targets/ruby/config.ru) times its own slow steps (TRUTH lines).
+
+puma's request threads ("puma srv tp 001/002") probe their client with a
+zero timeout before each request and park on a condition of their own
+between requests: they are a pool of 2, not loop threads; its reactor and
+its accepting thread may be loops. The reaper and trimmer housekeeping
+threads are no pool.
+
+- real_puma_sleep: 3 x `sleep 0.25` in load_report, one request at a time:
+  slow calls of the program's durations on the pool's workers, no stall and
+  no loop blamed.
+- real_puma_pool_saturated: 6 rounds of 2 concurrent /sleep requests: the
+  pool saturated in each round about as long as both clients waited
+  together, and the diagnosis says it ran out of workers.
+- real_puma_healthy: bursts of fast requests from 2 clients with idle gaps:
+  no stall, no saturation, no diagnosis.
+"""
+
+import os
+import re
+import shutil
+import threading
+import time
+
+from e2e_lib import (Skip, diagnosis_names, expect, fmt_stack, free_port, load_process, start_target, test,
+                     truth_values, wait_port)
+from test_real_loops import get, load
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CONFIG = os.path.join(HERE, "targets", "ruby", "config.ru")
+THRESHOLD = 50
+WORKER_NAME = re.compile(r"puma srv tp \d+$")
+
+
+def serve(cfg, tmpdir, requests):
+    """Run puma under stalltrace, send requests (a function of the port),
+    quit it; returns (process entry, TRUTH values by name)."""
+    if not shutil.which("puma"):
+        raise Skip("no puma (apt-get install puma ruby-rack)")
+    port = free_port()
+    p = start_target(cfg, tmpdir, ["puma", "-t", "2:2", "-b", "tcp://127.0.0.1:%d" % port, CONFIG],
+                     threshold=THRESHOLD)
+    try:
+        wait_port(port, p, 30)
+        get(port, "/ok", timeout=30)
+        requests(port)
+        try:
+            get(port, "/quit", timeout=10)
+        except Exception:  # noqa: BLE001 - puma may close before answering
+            pass
+        rc = p.wait(60)
+    finally:
+        p.close()
+    expect(rc == 0, "stalltrace run -- puma exited %r, expected 0%s" % (rc, p.tail()))
+    proc, _ = load_process(cfg, tmpdir, "puma", p)
+    return proc, truth_values(p.out)
+
+
+def request_pool(proc):
+    """The pool of puma's request threads: both, and nobody else, in it; no
+    loop among them and no other pool (the housekeeping threads)."""
+    workers = {t["tid"] for t in proc["threads"] if WORKER_NAME.match(t.get("name") or "")}
+    expect(len(workers) == 2, "threads named 'puma srv tp N': %d, expected 2" % len(workers), proc)
+    loops = [(t["tid"], t["name"]) for t in proc["threads"] if t.get("role") == "loop"]
+    expect(not workers & {tid for tid, _ in loops}, "puma's request threads taken for loop threads: %s" % loops,
+           proc)
+    # The reactor (nio4r's epoll) takes only requests that arrive in parts,
+    # the server thread accepts in select: loops, when they return often enough.
+    strays = [(tid, name) for tid, name in loops if name not in ("puma", "puma srv", "puma reactor")]
+    expect(not strays, "loop threads %s, expected only puma's reactor and accepting threads" % loops, proc)
+    pools = [pl for pl in proc["pools"] if set(pl.get("tids") or []) & workers]
+    expect(len(pools) == 1 and set(pools[0]["tids"]) == workers,
+           "the request threads %s are in pools %s, expected one pool of both"
+           % (sorted(workers), [pl.get("tids") for pl in pools]), proc)
+    others = [pl.get("tids") for pl in proc["pools"] if pl is not pools[0]]
+    expect(not others, "pools of other threads (puma's housekeeping): %s" % others, proc)
+    return pools[0], workers
+
+
+@test("real_puma_sleep")
+def t_puma_sleep(cfg, tmpdir):
+    def requests(port):
+        for _ in range(3):
+            get(port, "/sleep")
+        get(port, "/ok")
+
+    proc, truth = serve(cfg, tmpdir, requests)
+    pool, workers = request_pool(proc)
+    sleeps = truth.get("sleep", [])
+    expect(len(sleeps) == 3, "the app timed %s" % truth)
+    stalls = [(s["tid"], round(s["duration_ms"]), s.get("call"), fmt_stack(s.get("stack"), 4)) for s in proc["stalls"]]
+    expect(not stalls, "stalls recorded, but no loop thread ran the sleeps: %s" % stalls, proc)
+    names = diagnosis_names(proc)
+    expect("event_loop_blocking" not in names, "diagnosis %s blames a loop" % names, proc)
+    slow = sorted((c for c in proc["slow_calls"] if c["tid"] in workers and c["duration_ms"] >= THRESHOLD),
+                  key=lambda c: c["start_s"])
+    expect(len(slow) == 3, "%d slow calls on the request threads, the app slept 3 times: %s"
+           % (len(slow), [(round(c["duration_ms"]), c.get("call")) for c in slow]), proc)
+    for c, ms in zip(slow, sleeps):
+        expect(c.get("call") in ("pthread_cond_timedwait", "ppoll") and ms * 0.98 <= c["duration_ms"] <= ms + 50,
+               "a sleep of %.1f ms came out as %.1f ms in %s" % (ms, c["duration_ms"], c.get("call")), proc)
+    busy = pool.get("busy_in") or []
+    expect(busy and busy[0].get("count") == 3, "the pool's workers were busy in %s, expected the 3 sleeps"
+           % [(b.get("call"), b.get("count")) for b in busy], proc)
+    return "sleeps %s -> slow calls %s ms on pool %d" % (
+        [round(x, 1) for x in sleeps], [round(c["duration_ms"], 1) for c in slow], pool["id"])
+
+
+@test("real_puma_pool_saturated")
+def t_puma_pool_saturated(cfg, tmpdir):
+    rounds = []
+
+    def requests(port):
+        for _ in range(6):
+            times = []
+
+            def one():
+                start = time.monotonic()
+                get(port, "/sleep")
+                times.append((start, time.monotonic()))
+
+            threads = [threading.Thread(target=one) for _ in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            expect(len(times) == 2, "a round of 2 concurrent /sleep requests failed")
+            rounds.append(min(e for _, e in times) - max(s for s, _ in times))
+            time.sleep(0.2)
+
+    proc, truth = serve(cfg, tmpdir, requests)
+    pool, _ = request_pool(proc)
+    expect(len(truth.get("sleep", [])) == 12, "the app timed %s" % truth)
+    spans = [s["duration_ms"] for s in pool["saturations"]]
+    together = [r * 1e3 for r in rounds]
+    expect(len(spans) == 6, "%d saturation spans %s, the 2 workers were busy together 6 times (clients: %s)"
+           % (len(spans), [round(x) for x in spans], [round(x) for x in together]), proc)
+    for span, both in zip(spans, together):
+        # Both clients wait longer than both workers sleep (the request's
+        # way in and out), and the second worker starts a little later.
+        expect(both * 0.75 <= span <= both + 20,
+               "a round where both clients waited %.0f ms saturated the pool %.0f ms" % (both, span), proc)
+    names = diagnosis_names(proc)
+    expect("thread_pool_exhaustion" in names, "diagnosis %s, the pool was out of workers %.0f ms"
+           % (names, sum(spans)), proc)
+    expect("event_loop_blocking" not in names, "diagnosis %s blames a loop" % names, proc)
+    return "both clients waiting %s ms -> saturated %s ms (%.2f s in all)" % (
+        [round(x) for x in together], [round(x) for x in spans], pool["saturated_s"])
+
+
+@test("real_puma_healthy")
+def t_puma_healthy(cfg, tmpdir):
+    latencies = []
+
+    def requests(port):
+        for _ in range(3):
+            latencies.extend(load(port, 2, 25, "/ok"))
+            time.sleep(0.4)
+
+    proc, _ = serve(cfg, tmpdir, requests)
+    pool, _ = request_pool(proc)
+    stalls = [(s["tid"], round(s["duration_ms"]), s.get("call"), fmt_stack(s.get("stack"), 4)) for s in proc["stalls"]]
+    expect(not stalls, "a healthy puma stalled: %s" % stalls, proc)
+    expect(pool["saturated_s"] * 1e3 < THRESHOLD, "a healthy pool saturated %.0f ms" % (pool["saturated_s"] * 1e3),
+           proc)
+    names = diagnosis_names(proc)
+    expect(not names, "diagnosis %s on a healthy puma" % names, proc)
+    latencies.sort()
+    return "%d requests, p99 %.1f ms, max %.1f ms: no stall, no diagnosis" % (
+        len(latencies), latencies[int(len(latencies) * 0.99) - 1], latencies[-1])
