@@ -155,8 +155,21 @@ static int diagnose_loop(struct m_process *p, bool starved)
                    "threads), not this loop's code%s.",
                    worst_tid, model_thread_name(p, worst_tid), times,
                    known > 0 ? 100.0 * runq / known : 0.0, others);
-    return add(p, "event_loop_blocking", worst_total, "The event loop of thread %u (%s) was blocked %s, %s%s.",
-               worst_tid, model_thread_name(p, worst_tid), times, what, others);
+    /* Whom it waited for, when a stall of it waited for a lock whose holder is known. */
+    const struct m_holder *holder = NULL;
+    char held[1200] = "";
+    for (i = 0; i < p->nstalls; i++) {
+        const struct m_stall *st = &p->stalls[i];
+        const struct m_holder *h = st->tid == worst_tid && !st->starved ? model_stall_blocked_by(p, st) : NULL;
+        if (h && (!holder || h->held_ms > holder->held_ms))
+            holder = h;
+    }
+    if (holder) {
+        strcpy(held, "; the loop ");
+        model_holder_story(p, holder, held + strlen(held), sizeof(held) - strlen(held));
+    }
+    return add(p, "event_loop_blocking", worst_total, "The event loop of thread %u (%s) was blocked %s, %s%s%s.",
+               worst_tid, model_thread_name(p, worst_tid), times, what, held, others);
 }
 
 /* The knob that adds workers, by runtime. */

@@ -162,3 +162,34 @@ void st_emit_lock_wait(struct st_tls *t, uint16_t call, uint16_t kind, uint64_t 
     r->retries = retries;
     PUT_WITH_STACK(ST_REC_LOCK_WAIT, r, c, ST_UNWIND_LIBUNWIND);
 }
+
+void st_emit_holder_sample(struct st_tls *t, uint32_t waiter, uint64_t object,
+                           uint64_t wait_start_ns, const struct st_captured *c)
+{
+    union {
+        struct st_rec_holder_sample rec;
+        uint8_t bytes[ST_RECORD_BUF];
+    } buf;
+    struct st_rec_holder_sample *r = &buf.rec;
+    memset(r, 0, sizeof *r);
+    r->holder_tid = t->slot->tid;
+    r->waiter_tid = waiter;
+    r->object = object;
+    r->wait_start_ns = wait_start_ns;
+    r->at_ns = st_now_ns();
+    PUT_WITH_STACK(ST_REC_HOLDER_SAMPLE, r, c, ST_UNWIND_LIBUNWIND_SIGNAL);
+}
+
+void st_emit_lock_holder(struct st_tls *t, const struct st_sync *s, uint64_t held_ns)
+{
+    struct st_rec_lock_holder r;
+    memset(&r, 0, sizeof r);
+    r.tid = t->slot->tid;
+    r.holder_tid = s->holder_tid;
+    r.call = s->call;
+    r.kind = s->kind;
+    r.object = s->object;
+    r.wait_start_ns = s->start_ns;
+    r.held_ns = held_ns;
+    st_ring_put(&st_rec.ring, ST_REC_LOCK_HOLDER, &r, sizeof r);
+}

@@ -51,6 +51,7 @@ int st_sync_begin(struct st_sync *s, void *object, uint16_t kind, uint16_t call,
 {
     struct st_tls *t = &st_tls;
     s->active = 0;
+    s->holder_tid = 0;
     if (!st_thread_records(t) || !st_recording())
         return 0;
     int saved_errno = st_recorder_enter(t);
@@ -140,6 +141,11 @@ void st_sync_end(struct st_sync *s, int timed_out, void *real_fn)
     struct st_object *o = s->obj;
     if (o != NULL)
         count_wait(t, o, waited, timed_out);
+    if (s->holder_tid != 0) {
+        st_holder_wait_end(slot_index(slot));
+        if (waited >= st_rec.threshold_ns)
+            st_emit_lock_holder(t, s, waited);
+    }
     if (s->idles) {
         st_pool_idle_end(o, now);
         slot->pool_idle_ns += waited;
@@ -172,6 +178,18 @@ void st_sync_end(struct st_sync *s, int timed_out, void *real_fn)
             __atomic_fetch_add(&o->long_waits, 1, __ATOMIC_RELAXED);
         st_emit_lock_wait(t, s->call, s->kind, s->object, s->start_ns, waited, 1, &c);
     }
+    st_recorder_leave(t, saved_errno);
+}
+
+void st_sync_holder(struct st_sync *s, uint32_t tid)
+{
+    struct st_tls *t = &st_tls;
+    if (!s->active || tid == 0 || tid == t->slot->tid)
+        return;
+    int saved_errno = st_recorder_enter(t);
+    s->holder_tid = tid;
+    st_holder_wait_begin(slot_index(t->slot), s->object, tid, s->start_ns);
+    st_watchdog_ensure();
     st_recorder_leave(t, saved_errno);
 }
 

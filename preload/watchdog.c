@@ -46,7 +46,9 @@ static void on_sample_signal(int sig, siginfo_t *info, void *ucontext)
     int saved_errno = errno;
     struct st_tls *t = &st_tls;
     if (info->si_code != SI_TKILL || info->si_pid != st_rec.proc_pid ||
-        t->state != ST_T_READY || !t->is_loop || st_rec.state != ST_ACTIVE)
+        t->state != ST_T_READY || st_rec.state != ST_ACTIVE)
+        goto out;
+    if (st_holders_on_signal(t, ucontext, unsafe_pc(ucontext)) || !t->is_loop)
         goto out;
     if (t->live_call != 0 || !t->in_iteration) {
         t->sampler_hit = 1;      /* we may have interrupted a call: its wrapper retries */
@@ -178,7 +180,7 @@ static void *watchdog_main(void *arg)
             st_rec.modules_stale = 0;
             st_modules_refresh();
         }
-        sleep_ns(scan_loops(now));
+        sleep_ns(st_holders_scan(now, scan_loops(now)));
     }
 }
 
@@ -230,6 +232,12 @@ void st_watchdog_start(void)
     }
     pthread_attr_destroy(&attr);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+void st_watchdog_ensure(void)
+{
+    if (!__atomic_load_n(&started, __ATOMIC_RELAXED) && st_rec.sample_signal != 0)
+        st_watchdog_start();
 }
 
 /* The target wants the signal: stop sending it. A sample already in flight

@@ -1,0 +1,108 @@
+"""End-to-end tests of lock holders (issue 16): who held the lock a long wait was for.
+
+- c_lock_holder: an epoll server whose worker thread ("worker") keeps
+  cache_lock across a 300 ms usleep in flush_cache while the loop needs it
+  for a GET. Each loop stall on it names the worker (tid as the program
+  prints it, name), usleep and flush_cache in the worker's own stack, and
+  how long the worker kept the lock after the wait began, against the
+  program's clock; the diagnosis and the text say whom the loop waited for.
+  The PINGs in between stall nothing and name no holder.
+"""
+
+import re
+import socket
+import time
+
+from e2e_lib import (
+    c_target_binary, dumps_in, expect, load_process, run_cmd, start_target, test)
+
+ROUNDS = 3
+# The loop's wait against the program's own measure of it, and the holder's
+# hold after the wait began against the unlock time the program saw: one
+# clock each side of a mutex, a scheduler's delay apart on a loaded machine.
+WAIT_SLACK_MS = 15.0
+
+
+def request(port, line):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(line.encode())
+        return s.recv(100).decode()
+
+
+def drive(port):
+    for _ in range(30):           # the loop becomes a loop
+        expect(request(port, "PING\n").startswith("PONG"), "no PONG")
+        time.sleep(0.01)
+    for _ in range(ROUNDS):
+        expect(request(port, "FLUSH\n").startswith("FLUSHING"), "no FLUSHING")
+        time.sleep(0.03)          # the worker takes the lock
+        expect(request(port, "GET\n").startswith("VALUE"), "no VALUE")
+        for _ in range(10):
+            request(port, "PING\n")
+            time.sleep(0.02)
+
+
+def stack_functions(stack):
+    return [f.get("function") for f in stack or []]
+
+
+@test("real_holders_c_lock_holder")
+def t_c_lock_holder(cfg, tmpdir):
+    binary, note = c_target_binary(cfg, tmpdir, "c_lock_holder", ["-pthread"])
+    server = start_target(cfg, tmpdir, [binary])
+    try:
+        port = int(server.wait_for_line(r"^LISTEN \d+", 15).split()[1])
+        drive(port)
+        server.popen.terminate()
+        rc = server.wait(30)
+        expect(rc in (0, -15, 143), "the server ended with status %s%s" % (rc, server.tail()))
+    finally:
+        server.close()
+    proc, _ = load_process(cfg, tmpdir, "c_lock_holder", server)
+    out = list(server.out)
+    holds = [re.search(r"HOLD tid=(\d+) held_ms=([0-9.]+)", l) for l in out if l.startswith("HOLD")]
+    waits = [re.search(r"WAIT waited_ms=([0-9.]+) unlocked_after_ms=([0-9.-]+)", l)
+             for l in out if l.startswith("WAIT")]
+    expect(len(holds) == ROUNDS and all(holds), "the worker printed %r" % [l for l in out if "HOLD" in l])
+    expect(len(waits) == ROUNDS and all(waits), "the loop printed %r" % [l for l in out if "WAIT" in l])
+    worker = int(holds[0].group(1))
+
+    blocked = [s for s in proc.get("stalls") or [] if s.get("blocked_by")]
+    expect(len(blocked) == ROUNDS, "%d stalls name a holder, the loop waited %d times: %s"
+           % (len(blocked), ROUNDS, [(s.get("duration_ms"), s.get("call")) for s in proc.get("stalls") or []]),
+           proc)
+    notes = []
+    for stall, w in zip(blocked, waits):
+        by = stall["blocked_by"]
+        waited, unlocked_after = float(w.group(1)), float(w.group(2))
+        expect(by.get("tid") == worker and by.get("thread") == "worker",
+               "blocked_by names thread %r (%r), the worker is %d" % (by.get("tid"), by.get("thread"), worker), proc)
+        funcs = stack_functions(by.get("stack"))
+        expect("flush_cache" in funcs and "usleep" in funcs,
+               "the holder's stack is %s, expected usleep in flush_cache" % funcs, proc)
+        expect(funcs.index("usleep") < funcs.index("flush_cache"), "usleep is not called by flush_cache: %s"
+               % funcs, proc)
+        held = float(by.get("held_ms") or 0)
+        expect(abs(held - unlocked_after) <= WAIT_SLACK_MS,
+               "held_ms %.1f, the worker unlocked %.1f ms after the loop's wait began" % (held, unlocked_after),
+               proc)
+        expect(abs(float(stall["duration_ms"]) - waited) <= WAIT_SLACK_MS + 10,
+               "the stall lasted %.1f ms, the loop waited %.1f ms" % (stall["duration_ms"], waited), proc)
+        notes.append("wait %.0f ms (truth %.0f), held %.0f ms after it began (truth %.0f)"
+                     % (stall["duration_ms"], waited, held, unlocked_after))
+    # Only the waits on cache_lock name a holder.
+    for stall in proc.get("stalls") or []:
+        expect(stall.get("blocked_by") is None or stall.get("call") == "pthread_mutex_lock",
+               "a stall in %r names a holder" % stall.get("call"), proc)
+    lock = [l for l in proc.get("locks") or [] if l.get("symbol") == "cache_lock+0x0"]
+    expect(lock and len(lock[0].get("holders") or []) == ROUNDS,
+           "locks[] cache_lock holders: %r" % [(l.get("symbol"), l.get("holders")) for l in proc.get("locks") or []],
+           proc)
+    diag = " ".join(d.get("summary") or "" for d in proc.get("diagnosis") or [])
+    want = "held by thread %d (worker) in flush_cache" % worker
+    expect(want in diag, "the diagnosis does not say %r: %s" % (want, diag), proc)
+    rc, text, _ = run_cmd([cfg.stalltrace, "report"] + dumps_in(tmpdir))
+    flat = re.sub(r"\s+", " ", text)
+    expect(rc == 0 and re.search(r"the loop waited \S+ ms for the mutex 0x[0-9a-f]+ \(cache_lock\+0x0\) " + re.escape(want), flat),
+           "the text report does not say whom the loop waited for: %s" % flat[:600], proc)
+    return "; ".join(notes) + note
