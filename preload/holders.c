@@ -20,6 +20,7 @@
 struct holder_wait {
     uint64_t object;
     uint32_t holder, waiter;
+    uint16_t kind;
     volatile uint64_t start_ns;      /* 0: not waiting */
     uint64_t asked_for;              /* the watchdog's: start_ns it asked for */
 };
@@ -28,6 +29,7 @@ struct holder_wait {
  * sets pending; the holder's handler copies it and clears pending. */
 struct holder_ask {
     uint64_t object, wait_start_ns;
+    uint16_t kind;
     uint64_t asked_ns;               /* a request never answered goes stale */
     uint32_t waiter;
     volatile uint32_t pending;
@@ -36,12 +38,14 @@ struct holder_ask {
 static struct holder_wait waits[ST_THREAD_BITS];
 static struct holder_ask asks[ST_THREAD_BITS];
 
-void st_holder_wait_begin(unsigned slot, uint64_t object, uint32_t holder, uint64_t start_ns)
+void st_holder_wait_begin(unsigned slot, uint64_t object, uint16_t kind, uint32_t holder,
+                          uint64_t start_ns)
 {
     if (slot >= ST_THREAD_BITS)
         return;
     struct holder_wait *w = &waits[slot];
     w->object = object;
+    w->kind = kind;
     w->holder = holder;
     w->waiter = st_rec.threads[slot].tid;
     __atomic_store_n(&w->start_ns, start_ns ? start_ns : 1, __ATOMIC_RELEASE);
@@ -82,6 +86,7 @@ static void ask_holder(const struct holder_wait *w, uint64_t start, uint32_t cou
 {
     uint64_t object = w->object;
     uint32_t holder = w->holder, waiter = w->waiter;
+    uint16_t kind = w->kind;
     if (__atomic_load_n(&w->start_ns, __ATOMIC_ACQUIRE) != start)
         return;                        /* it ended as we read it */
     int h = slot_of_tid(holder, count);
@@ -100,6 +105,7 @@ static void ask_holder(const struct holder_wait *w, uint64_t start, uint32_t cou
     __atomic_store_n(&a->pending, 0, __ATOMIC_RELEASE);
     a->asked_ns = now;
     a->object = object;
+    a->kind = kind;
     a->wait_start_ns = start;
     a->waiter = waiter;
     __atomic_store_n(&a->pending, 1, __ATOMIC_RELEASE);
@@ -138,6 +144,21 @@ static unsigned drop_own_frames(uintptr_t *frames, unsigned n)
     return out;
 }
 
+/* Is the lock still this thread's? Then the stack is the one it holds it
+ * in. A mutex names its owner; a semaphore used as a lock is held while
+ * its value is 0 and this thread acquired it last. */
+static int still_holds(const struct holder_ask *a, uint32_t tid)
+{
+    if (a->kind == ST_OBJ_SEM) {
+        uint32_t words[8];
+        return st_safe_read(words, a->object, sizeof words) && words[0] == 0 &&
+               words[ST_SEM_ACQUIRER_WORD] == tid;
+    }
+    uint32_t owner = 0;
+    return st_safe_read(&owner, a->object + offsetof(pthread_mutex_t, __data.__owner), sizeof owner) &&
+           (owner & OWNER_TID_MASK) == tid;
+}
+
 /* Async-signal-safe: no locks, no allocation; the ring put is lock-free. */
 int st_holders_on_signal(struct st_tls *t, void *ucontext, int unsafe)
 {
@@ -150,10 +171,7 @@ int st_holders_on_signal(struct st_tls *t, void *ucontext, int unsafe)
     __atomic_store_n(&asks[i].pending, 0, __ATOMIC_RELEASE);
     if (t->live_call != 0)
         t->sampler_hit = 1;            /* its wrapper redoes the call we cut short */
-    /* Still the owner? Then the stack is the one it holds the lock in. */
-    uint32_t owner = 0;
-    if (!st_safe_read(&owner, a.object + offsetof(pthread_mutex_t, __data.__owner), sizeof owner) ||
-        (owner & OWNER_TID_MASK) != t->slot->tid)
+    if (!still_holds(&a, t->slot->tid))
         return 1;
     if (t->recorder_depth || unsafe || !t->unwind_warm) {
         __atomic_fetch_add(&st_rec.hdr->samples_skipped, 1, __ATOMIC_RELAXED);

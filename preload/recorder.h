@@ -136,6 +136,7 @@ struct st_tls {
     /* Semaphores this thread acquired lately: its posts of them are
      * releases of a lock, not hand-offs of work (wrap_sync.c). */
     void *held_sems[8];
+    uint32_t tid;                    /* set when attached: what sems note as acquirer */
     uint8_t held_next;
     /* libunwind has run in this thread outside a signal handler: a signal
      * may ask it for its stack (holders.c). */
@@ -309,6 +310,7 @@ struct st_sync {
     uint64_t object;
     uint64_t start_ns;
     uint32_t holder_tid;             /* the mutex's owner when the wait began, or 0 */
+    uint8_t holder_unconfirmed;      /* a sem's acquirer that did not post it to us */
     struct st_object *obj;
 };
 
@@ -323,8 +325,14 @@ ST_HIDDEN void st_sync_holder(struct st_sync *s, uint32_t tid);
 /* ---- Lock holders (holders.c) ------------------------------------------------- */
 
 /* A waiter (by thread slot) blocks on object, which thread holder owns. */
-ST_HIDDEN void st_holder_wait_begin(unsigned slot, uint64_t object, uint32_t holder,
-                                    uint64_t start_ns);
+ST_HIDDEN void st_holder_wait_begin(unsigned slot, uint64_t object, uint16_t kind,
+                                    uint32_t holder, uint64_t start_ns);
+/* glibc's sem_t is 32 bytes and uses the first 16: in the rest a semaphore
+ * notes the thread that acquired it last (every acquisition: the store
+ * lands on the line the acquisition just wrote) and the one that posted it
+ * last while someone waited. */
+#define ST_SEM_ACQUIRER_WORD 6
+#define ST_SEM_RELEASER_WORD 7
 ST_HIDDEN void st_holder_wait_end(unsigned slot);
 /* The watchdog asks holders of waits past the threshold for their stack;
  * returns how long it may sleep, at most `sleep`. */

@@ -52,6 +52,7 @@ int st_sync_begin(struct st_sync *s, void *object, uint16_t kind, uint16_t call,
     struct st_tls *t = &st_tls;
     s->active = 0;
     s->holder_tid = 0;
+    s->holder_unconfirmed = 0;
     if (!st_thread_records(t) || !st_recording())
         return 0;
     int saved_errno = st_recorder_enter(t);
@@ -143,7 +144,7 @@ void st_sync_end(struct st_sync *s, int timed_out, void *real_fn)
         count_wait(t, o, waited, timed_out);
     if (s->holder_tid != 0) {
         st_holder_wait_end(slot_index(slot));
-        if (waited >= st_rec.threshold_ns)
+        if (waited >= st_rec.threshold_ns && !s->holder_unconfirmed)
             st_emit_lock_holder(t, s, waited);
     }
     if (s->idles) {
@@ -184,11 +185,17 @@ void st_sync_end(struct st_sync *s, int timed_out, void *real_fn)
 void st_sync_holder(struct st_sync *s, uint32_t tid)
 {
     struct st_tls *t = &st_tls;
+    /* A worker idling on its queue waits for work, not for a holder: an
+     * untimed wait of a thread the program started counts only on an object
+     * its holders released and nobody else ever posted (a lock). */
     if (!s->active || tid == 0 || tid == t->slot->tid)
+        return;
+    if (s->idles && (s->obj == NULL || __atomic_load_n(&s->obj->releases, __ATOMIC_RELAXED) == 0 ||
+                     __atomic_load_n(&s->obj->handoffs, __ATOMIC_RELAXED) != 0))
         return;
     int saved_errno = st_recorder_enter(t);
     s->holder_tid = tid;
-    st_holder_wait_begin(slot_index(t->slot), s->object, tid, s->start_ns);
+    st_holder_wait_begin(slot_index(t->slot), s->object, s->kind, tid, s->start_ns);
     st_watchdog_ensure();
     st_recorder_leave(t, saved_errno);
 }

@@ -29,6 +29,12 @@ static void sem_acquired(sem_t *s)
 {
     struct st_tls *t = &st_tls;
     t->held_sems[t->held_next++ & 7] = s;
+    __atomic_store_n((uint32_t *)s + ST_SEM_ACQUIRER_WORD, t->tid, __ATOMIC_RELAXED);
+}
+
+static uint32_t sem_word(sem_t *s, unsigned word)
+{
+    return __atomic_load_n((uint32_t *)s + word, __ATOMIC_RELAXED);
 }
 
 static int sem_was_acquired_here(sem_t *s)
@@ -196,9 +202,13 @@ static int sem_has_value(sem_t *s)
         __typeof__(&name) real = ST_REAL(name);                               \
         if (ST_UNLIKELY(real == NULL))                                        \
             return errno = EINVAL, -1;                                        \
+        uint32_t holder = sem_word(s, ST_SEM_ACQUIRER_WORD);                  \
         struct st_sync st;                                                    \
-        st_sync_begin(&st, s, ST_OBJ_SEM, call_id, untimed);                  \
+        if (st_sync_begin(&st, s, ST_OBJ_SEM, call_id, untimed) && holder)    \
+            st_sync_holder(&st, holder);                                      \
         int r = real args;                                                    \
+        /* A holder only if it posted the semaphore to us: a lock's release. */ \
+        st.holder_unconfirmed = r != 0 || sem_word(s, ST_SEM_RELEASER_WORD) != st.holder_tid; \
         st_sync_end(&st, r != 0 && errno == ETIMEDOUT, (void *)real);         \
         if (r == 0)                                                           \
             sem_acquired(s);                                                  \
@@ -225,8 +235,12 @@ ST_EXPORT int sem_post(sem_t *s)
     __typeof__(&sem_post) real = ST_REAL(sem_post);
     if (ST_UNLIKELY(real == NULL))
         return errno = EINVAL, -1;
-    if (sem_has_waiters(s))
-        st_sync_wake(s, ST_OBJ_SEM, sem_was_acquired_here(s));
+    if (sem_has_waiters(s)) {
+        int by_holder = sem_was_acquired_here(s);
+        if (by_holder)
+            __atomic_store_n((uint32_t *)s + ST_SEM_RELEASER_WORD, st_tls.tid, __ATOMIC_RELAXED);
+        st_sync_wake(s, ST_OBJ_SEM, by_holder);
+    }
     return real(s);
 }
 

@@ -7,6 +7,11 @@
   how long the worker kept the lock after the wait began, against the
   program's clock; the diagnosis and the text say whom the loop waited for.
   The PINGs in between stall nothing and name no holder.
+- py_lock_holder (pyenv CPython 3.11, 3.12, 3.13): an asyncio loop blocks
+  on a threading.Lock a thread keeps across a 300 ms time.sleep in
+  flush_cache: each stall names that thread (its native id), flush_cache as
+  a Python frame above the sleep in its stack, and the hold against the
+  program's clock.
 """
 
 import re
@@ -14,7 +19,8 @@ import socket
 import time
 
 from e2e_lib import (
-    c_target_binary, dumps_in, expect, load_process, run_cmd, start_target, test)
+    Skip, c_target_binary, dumps_in, expect, load_process, pyenv_python, run_cmd, run_to_end, start_target,
+    target, test)
 
 ROUNDS = 3
 # The loop's wait against the program's own measure of it, and the holder's
@@ -106,3 +112,61 @@ def t_c_lock_holder(cfg, tmpdir):
     expect(rc == 0 and re.search(r"the loop waited \S+ ms for the mutex 0x[0-9a-f]+ \(cache_lock\+0x0\) " + re.escape(want), flat),
            "the text report does not say whom the loop waited for: %s" % flat[:600], proc)
     return "; ".join(notes) + note
+
+
+def py_lock_holder(cfg, tmpdir, minor):
+    python = pyenv_python(minor)
+    if python is None:
+        raise Skip("no pyenv CPython 3.%d" % minor)
+    proc, _ = run_to_end(cfg, tmpdir, [python, target("py_lock_holder.py")], "py_lock_holder.py")
+    out = proc["_stdout"]
+    holder = [re.search(r"HOLDER tid=(\d+)", l) for l in out if l.startswith("HOLDER")]
+    waits = [re.search(r"WAIT waited_ms=([0-9.]+) unlocked_after_ms=([0-9.-]+)", l)
+             for l in out if l.startswith("WAIT")]
+    expect(holder and holder[0] and len(waits) == ROUNDS and all(waits) and "DONE" in out,
+           "the target printed %r" % out[-5:])
+    worker = int(holder[0].group(1))
+    blocked = [s for s in proc.get("stalls") or [] if s.get("blocked_by")]
+    expect(len(blocked) == ROUNDS, "%d stalls name a holder, the loop waited %d times: %s"
+           % (len(blocked), ROUNDS, [(s.get("duration_ms"), s.get("call")) for s in proc.get("stalls") or []]),
+           proc)
+    notes = []
+    for stall, w in zip(blocked, waits):
+        by = stall["blocked_by"]
+        waited, unlocked_after = float(w.group(1)), float(w.group(2))
+        expect(by.get("tid") == worker, "blocked_by names thread %r, the lock's holder is %d"
+               % (by.get("tid"), worker), proc)
+        frames = [(f.get("function"), f.get("kind")) for f in by.get("stack") or []]
+        expect(("flush_cache", "python") in frames, "no Python frame flush_cache in the holder's stack: %s"
+               % frames, proc)
+        sleep = [i for i, f in enumerate(frames) if f[0] in ("clock_nanosleep", "time_sleep", "pysleep")]
+        expect(sleep and sleep[0] < frames.index(("flush_cache", "python")),
+               "the holder's stack does not sleep in flush_cache: %s" % frames, proc)
+        held = float(by.get("held_ms") or 0)
+        expect(abs(held - unlocked_after) <= WAIT_SLACK_MS,
+               "held_ms %.1f, the holder released %.1f ms after the loop's wait began" % (held, unlocked_after),
+               proc)
+        expect(abs(float(stall["duration_ms"]) - waited) <= WAIT_SLACK_MS + 10,
+               "the stall lasted %.1f ms, the loop waited %.1f ms" % (stall["duration_ms"], waited), proc)
+        notes.append("wait %.0f ms (truth %.0f), held %.0f (truth %.0f)" % (stall["duration_ms"], waited, held,
+                                                                           unlocked_after))
+    diag = " ".join(d.get("summary") or "" for d in proc.get("diagnosis") or [])
+    want = "held by thread %d" % worker
+    expect(want in diag and "in flush_cache (py_lock_holder.py:" in diag,
+           "the diagnosis does not name the holder in flush_cache: %s" % diag, proc)
+    return "; ".join(notes)
+
+
+@test("real_holders_py311_lock")
+def t_py311_lock(cfg, tmpdir):
+    return py_lock_holder(cfg, tmpdir, 11)
+
+
+@test("real_holders_py312_lock")
+def t_py312_lock(cfg, tmpdir):
+    return py_lock_holder(cfg, tmpdir, 12)
+
+
+@test("real_holders_py313_lock")
+def t_py313_lock(cfg, tmpdir):
+    return py_lock_holder(cfg, tmpdir, 13)

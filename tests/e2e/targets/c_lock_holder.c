@@ -4,7 +4,7 @@
  * Every GET makes the loop take cache_lock in read_cache; a GET sent while
  * the worker flushes blocks the loop until the flush ends.
  * Protocol, one line per request, one line back: PING -> PONG, FLUSH ->
- * FLUSHING (the worker starts), GET -> VALUE n. Prints "LISTEN port" first;
+ * FLUSHING (once the worker holds cache_lock), GET -> VALUE n. Prints "LISTEN port" first;
  * its own measures on stdout as they happen:
  *   "HOLD tid=T held_ms=X"   the worker kept the lock X ms (lock to unlock);
  *   "WAIT waited_ms=X unlocked_after_ms=Y"   the loop waited X ms in
@@ -29,7 +29,7 @@
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t work_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t work_cond = PTHREAD_COND_INITIALIZER;
-static int flush_requested;
+static int flush_requested, flush_holding;
 static long cache_value;
 static volatile uint64_t last_unlock_ns;
 static volatile sig_atomic_t stopping;
@@ -45,6 +45,10 @@ static __attribute__((noinline)) void flush_cache(void)
 {
     pthread_mutex_lock(&cache_lock);
     uint64_t t0 = now_ns();
+    pthread_mutex_lock(&work_lock);
+    flush_holding = 1;
+    pthread_cond_broadcast(&work_cond);
+    pthread_mutex_unlock(&work_lock);
     usleep(HOLD_MS * 1000);
     cache_value++;
     uint64_t t1 = now_ns();
@@ -96,7 +100,10 @@ static void serve(int fd)
     if (strncmp(buf, "FLUSH", 5) == 0) {
         pthread_mutex_lock(&work_lock);
         flush_requested = 1;
-        pthread_cond_signal(&work_cond);
+        flush_holding = 0;
+        pthread_cond_broadcast(&work_cond);
+        while (!flush_holding)
+            pthread_cond_wait(&work_cond, &work_lock);
         pthread_mutex_unlock(&work_lock);
         snprintf(out, sizeof out, "FLUSHING\n");
     } else if (strncmp(buf, "GET", 3) == 0) {
