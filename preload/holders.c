@@ -23,6 +23,7 @@ struct holder_wait {
     uint16_t kind;
     volatile uint64_t start_ns;      /* 0: not waiting */
     uint64_t asked_for;              /* the watchdog's: start_ns it asked for */
+    volatile uint64_t passed_on;     /* start_ns of a wait whose lock changed hands by the threshold */
 };
 
 /* A request to a holder, by the holder's slot: the watchdog fills it and
@@ -51,10 +52,13 @@ void st_holder_wait_begin(unsigned slot, uint64_t object, uint16_t kind, uint32_
     __atomic_store_n(&w->start_ns, start_ns ? start_ns : 1, __ATOMIC_RELEASE);
 }
 
-void st_holder_wait_end(unsigned slot)
+int st_holder_wait_end(unsigned slot)
 {
-    if (slot < ST_THREAD_BITS)
-        __atomic_store_n(&waits[slot].start_ns, 0, __ATOMIC_RELEASE);
+    if (slot >= ST_THREAD_BITS)
+        return 0;
+    uint64_t start = waits[slot].start_ns;
+    __atomic_store_n(&waits[slot].start_ns, 0, __ATOMIC_RELEASE);
+    return __atomic_load_n(&waits[slot].passed_on, __ATOMIC_ACQUIRE) == start;
 }
 
 /* Calls our signal interrupts without the program seeing it: the sleeps and
@@ -80,15 +84,35 @@ static int slot_of_tid(uint32_t tid, uint32_t count)
     return -1;
 }
 
+/* Is the lock still this thread's? Then the stack is the one it holds it
+ * in. A mutex names its owner; a semaphore used as a lock is held while
+ * its value is 0 and this thread acquired it last. */
+static int still_holds(uint64_t object, uint16_t kind, uint32_t tid)
+{
+    if (kind == ST_OBJ_SEM) {
+        uint32_t words[8];
+        return st_safe_read(words, object, sizeof words) && words[0] == 0 &&
+               words[ST_SEM_ACQUIRER_WORD] == tid;
+    }
+    uint32_t owner = 0;
+    return st_safe_read(&owner, object + offsetof(pthread_mutex_t, __data.__owner), sizeof owner) &&
+           (owner & OWNER_TID_MASK) == tid;
+}
+
 /* Asks the holder of wait w (started at start) for its stack, if a signal
- * can reach it without the program noticing. */
-static void ask_holder(const struct holder_wait *w, uint64_t start, uint32_t count, uint64_t now)
+ * can reach it without the program noticing; notes a lock that changed hands. */
+static void ask_holder(struct holder_wait *w, uint64_t start, uint32_t count, uint64_t now)
 {
     uint64_t object = w->object;
     uint32_t holder = w->holder, waiter = w->waiter;
     uint16_t kind = w->kind;
     if (__atomic_load_n(&w->start_ns, __ATOMIC_ACQUIRE) != start)
         return;                        /* it ended as we read it */
+    /* Short holds one after another: the first holder is not whom it waited for. */
+    if (!still_holds(object, kind, holder)) {
+        __atomic_store_n(&w->passed_on, start, __ATOMIC_RELEASE);
+        return;
+    }
     int h = slot_of_tid(holder, count);
     int sig = __atomic_load_n(&st_rec.sample_signal, __ATOMIC_SEQ_CST);
     if (h < 0 || sig == 0 || (__atomic_load_n(&asks[h].pending, __ATOMIC_ACQUIRE) &&
@@ -144,21 +168,6 @@ static unsigned drop_own_frames(uintptr_t *frames, unsigned n)
     return out;
 }
 
-/* Is the lock still this thread's? Then the stack is the one it holds it
- * in. A mutex names its owner; a semaphore used as a lock is held while
- * its value is 0 and this thread acquired it last. */
-static int still_holds(const struct holder_ask *a, uint32_t tid)
-{
-    if (a->kind == ST_OBJ_SEM) {
-        uint32_t words[8];
-        return st_safe_read(words, a->object, sizeof words) && words[0] == 0 &&
-               words[ST_SEM_ACQUIRER_WORD] == tid;
-    }
-    uint32_t owner = 0;
-    return st_safe_read(&owner, a->object + offsetof(pthread_mutex_t, __data.__owner), sizeof owner) &&
-           (owner & OWNER_TID_MASK) == tid;
-}
-
 /* Async-signal-safe: no locks, no allocation; the ring put is lock-free. */
 int st_holders_on_signal(struct st_tls *t, void *ucontext, int unsafe)
 {
@@ -171,7 +180,7 @@ int st_holders_on_signal(struct st_tls *t, void *ucontext, int unsafe)
     __atomic_store_n(&asks[i].pending, 0, __ATOMIC_RELEASE);
     if (t->live_call != 0)
         t->sampler_hit = 1;            /* its wrapper redoes the call we cut short */
-    if (!still_holds(&a, t->slot->tid))
+    if (!still_holds(a.object, a.kind, t->slot->tid))
         return 1;
     if (t->recorder_depth || unsafe || !t->unwind_warm) {
         __atomic_fetch_add(&st_rec.hdr->samples_skipped, 1, __ATOMIC_RELAXED);

@@ -333,7 +333,9 @@ ST_HIDDEN void st_holder_wait_begin(unsigned slot, uint64_t object, uint16_t kin
  * last while someone waited. */
 #define ST_SEM_ACQUIRER_WORD 6
 #define ST_SEM_RELEASER_WORD 7
-ST_HIDDEN void st_holder_wait_end(unsigned slot);
+/* 1 when the lock had changed hands by the time the wait was a threshold
+ * old: its first holder is not whom it waited for. */
+ST_HIDDEN int st_holder_wait_end(unsigned slot);
 /* The watchdog asks holders of waits past the threshold for their stack;
  * returns how long it may sleep, at most `sleep`. */
 ST_HIDDEN uint64_t st_holders_scan(uint64_t now, uint64_t sleep);

@@ -143,7 +143,8 @@ void st_sync_end(struct st_sync *s, int timed_out, void *real_fn)
     if (o != NULL)
         count_wait(t, o, waited, timed_out);
     if (s->holder_tid != 0) {
-        st_holder_wait_end(slot_index(slot));
+        if (st_holder_wait_end(slot_index(slot)))
+            s->holder_unconfirmed = 1;
         if (waited >= st_rec.threshold_ns && !s->holder_unconfirmed)
             st_emit_lock_holder(t, s, waited);
     }

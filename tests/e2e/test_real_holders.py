@@ -48,8 +48,36 @@ def drive(port):
             time.sleep(0.02)
 
 
-def stack_functions(stack):
-    return [f.get("function") for f in stack or []]
+def loop_waits(out):
+    """The loop's waits as the program measured them: (waited_ms, unlocked_after_ms)."""
+    waits = [re.search(r"WAIT waited_ms=([0-9.]+) unlocked_after_ms=([0-9.-]+)", l) for l in out
+             if l.startswith("WAIT")]
+    expect(len(waits) == ROUNDS and all(waits), "the loop printed %r" % [l for l in out if "WAIT" in l])
+    return [(float(w.group(1)), float(w.group(2))) for w in waits]
+
+
+def check_blocked(proc, waits, holder, check_stack):
+    """Each wait is a stall naming `holder`, held_ms against the program's own
+    release time; check_stack(frames) judges the holder's (function, kind) frames."""
+    blocked = [s for s in proc.get("stalls") or [] if s.get("blocked_by")]
+    expect(len(blocked) == ROUNDS, "%d stalls name a holder, the loop waited %d times: %s"
+           % (len(blocked), ROUNDS, [(s.get("duration_ms"), s.get("call")) for s in proc.get("stalls") or []]),
+           proc)
+    notes = []
+    for stall, (waited, unlocked_after) in zip(blocked, waits):
+        by = stall["blocked_by"]
+        expect(by.get("tid") == holder, "blocked_by names thread %r (%r), the holder is %d"
+               % (by.get("tid"), by.get("thread"), holder), proc)
+        check_stack([(f.get("function"), f.get("kind")) for f in by.get("stack") or []])
+        held = float(by.get("held_ms") or 0)
+        expect(abs(held - unlocked_after) <= WAIT_SLACK_MS,
+               "held_ms %.1f, the holder let go %.1f ms after the loop's wait began" % (held, unlocked_after),
+               proc)
+        expect(abs(float(stall["duration_ms"]) - waited) <= WAIT_SLACK_MS + 10,
+               "the stall lasted %.1f ms, the loop waited %.1f ms" % (stall["duration_ms"], waited), proc)
+        notes.append("wait %.0f ms (truth %.0f), held %.0f ms after it began (truth %.0f)"
+                     % (stall["duration_ms"], waited, held, unlocked_after))
+    return blocked, notes
 
 
 @test("real_holders_c_lock_holder")
@@ -67,35 +95,18 @@ def t_c_lock_holder(cfg, tmpdir):
     proc, _ = load_process(cfg, tmpdir, "c_lock_holder", server)
     out = list(server.out)
     holds = [re.search(r"HOLD tid=(\d+) held_ms=([0-9.]+)", l) for l in out if l.startswith("HOLD")]
-    waits = [re.search(r"WAIT waited_ms=([0-9.]+) unlocked_after_ms=([0-9.-]+)", l)
-             for l in out if l.startswith("WAIT")]
     expect(len(holds) == ROUNDS and all(holds), "the worker printed %r" % [l for l in out if "HOLD" in l])
-    expect(len(waits) == ROUNDS and all(waits), "the loop printed %r" % [l for l in out if "WAIT" in l])
     worker = int(holds[0].group(1))
 
-    blocked = [s for s in proc.get("stalls") or [] if s.get("blocked_by")]
-    expect(len(blocked) == ROUNDS, "%d stalls name a holder, the loop waited %d times: %s"
-           % (len(blocked), ROUNDS, [(s.get("duration_ms"), s.get("call")) for s in proc.get("stalls") or []]),
-           proc)
-    notes = []
-    for stall, w in zip(blocked, waits):
-        by = stall["blocked_by"]
-        waited, unlocked_after = float(w.group(1)), float(w.group(2))
-        expect(by.get("tid") == worker and by.get("thread") == "worker",
-               "blocked_by names thread %r (%r), the worker is %d" % (by.get("tid"), by.get("thread"), worker), proc)
-        funcs = stack_functions(by.get("stack"))
-        expect("flush_cache" in funcs and "usleep" in funcs,
-               "the holder's stack is %s, expected usleep in flush_cache" % funcs, proc)
-        expect(funcs.index("usleep") < funcs.index("flush_cache"), "usleep is not called by flush_cache: %s"
-               % funcs, proc)
-        held = float(by.get("held_ms") or 0)
-        expect(abs(held - unlocked_after) <= WAIT_SLACK_MS,
-               "held_ms %.1f, the worker unlocked %.1f ms after the loop's wait began" % (held, unlocked_after),
-               proc)
-        expect(abs(float(stall["duration_ms"]) - waited) <= WAIT_SLACK_MS + 10,
-               "the stall lasted %.1f ms, the loop waited %.1f ms" % (stall["duration_ms"], waited), proc)
-        notes.append("wait %.0f ms (truth %.0f), held %.0f ms after it began (truth %.0f)"
-                     % (stall["duration_ms"], waited, held, unlocked_after))
+    def usleep_in_flush_cache(frames):
+        funcs = [f[0] for f in frames]
+        expect("flush_cache" in funcs and "usleep" in funcs and funcs.index("usleep") < funcs.index("flush_cache"),
+               "the holder's stack is %s, expected usleep called by flush_cache" % funcs, proc)
+
+    blocked, notes = check_blocked(proc, loop_waits(out), worker, usleep_in_flush_cache)
+    for stall in blocked:
+        expect(stall["blocked_by"].get("thread") == "worker", "the holder is named %r, not worker"
+               % stall["blocked_by"].get("thread"), proc)
     # Only the waits on cache_lock name a holder.
     for stall in proc.get("stalls") or []:
         expect(stall.get("blocked_by") is None or stall.get("call") == "pthread_mutex_lock",
@@ -121,35 +132,17 @@ def py_lock_holder(cfg, tmpdir, minor):
     proc, _ = run_to_end(cfg, tmpdir, [python, target("py_lock_holder.py")], "py_lock_holder.py")
     out = proc["_stdout"]
     holder = [re.search(r"HOLDER tid=(\d+)", l) for l in out if l.startswith("HOLDER")]
-    waits = [re.search(r"WAIT waited_ms=([0-9.]+) unlocked_after_ms=([0-9.-]+)", l)
-             for l in out if l.startswith("WAIT")]
-    expect(holder and holder[0] and len(waits) == ROUNDS and all(waits) and "DONE" in out,
-           "the target printed %r" % out[-5:])
+    expect(holder and holder[0] and "DONE" in out, "the target printed %r" % out[-5:])
     worker = int(holder[0].group(1))
-    blocked = [s for s in proc.get("stalls") or [] if s.get("blocked_by")]
-    expect(len(blocked) == ROUNDS, "%d stalls name a holder, the loop waited %d times: %s"
-           % (len(blocked), ROUNDS, [(s.get("duration_ms"), s.get("call")) for s in proc.get("stalls") or []]),
-           proc)
-    notes = []
-    for stall, w in zip(blocked, waits):
-        by = stall["blocked_by"]
-        waited, unlocked_after = float(w.group(1)), float(w.group(2))
-        expect(by.get("tid") == worker, "blocked_by names thread %r, the lock's holder is %d"
-               % (by.get("tid"), worker), proc)
-        frames = [(f.get("function"), f.get("kind")) for f in by.get("stack") or []]
+
+    def sleeps_in_flush_cache(frames):
         expect(("flush_cache", "python") in frames, "no Python frame flush_cache in the holder's stack: %s"
                % frames, proc)
         sleep = [i for i, f in enumerate(frames) if f[0] in ("clock_nanosleep", "time_sleep", "pysleep")]
         expect(sleep and sleep[0] < frames.index(("flush_cache", "python")),
                "the holder's stack does not sleep in flush_cache: %s" % frames, proc)
-        held = float(by.get("held_ms") or 0)
-        expect(abs(held - unlocked_after) <= WAIT_SLACK_MS,
-               "held_ms %.1f, the holder released %.1f ms after the loop's wait began" % (held, unlocked_after),
-               proc)
-        expect(abs(float(stall["duration_ms"]) - waited) <= WAIT_SLACK_MS + 10,
-               "the stall lasted %.1f ms, the loop waited %.1f ms" % (stall["duration_ms"], waited), proc)
-        notes.append("wait %.0f ms (truth %.0f), held %.0f (truth %.0f)" % (stall["duration_ms"], waited, held,
-                                                                           unlocked_after))
+
+    _, notes = check_blocked(proc, loop_waits(out), worker, sleeps_in_flush_cache)
     diag = " ".join(d.get("summary") or "" for d in proc.get("diagnosis") or [])
     want = "held by thread %d" % worker
     expect(want in diag and "in flush_cache (py_lock_holder.py:" in diag,
