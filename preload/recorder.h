@@ -137,6 +137,8 @@ struct st_tls {
      * releases of a lock, not hand-offs of work (wrap_sync.c). */
     void *held_sems[8];
     uint32_t tid;                    /* set when attached: what sems note as acquirer */
+    /* A loop's timed condition waits (maybe the GIL) in iteration gil_seq. */
+    uint64_t gil_seq, gil_ns, gil_object;
     uint8_t held_next;
     /* libunwind has run in this thread outside a signal handler: a signal
      * may ask it for its stack (holders.c). */
@@ -311,6 +313,7 @@ struct st_sync {
     uint64_t start_ns;
     uint32_t holder_tid;             /* the mutex's owner when the wait began, or 0 */
     uint8_t holder_unconfirmed;      /* a sem's acquirer that did not post it to us */
+    uint8_t gil_candidate;           /* a loop's timed condition wait: maybe the GIL */
     struct st_object *obj;
 };
 
@@ -336,6 +339,10 @@ ST_HIDDEN void st_holder_wait_begin(unsigned slot, uint64_t object, uint16_t kin
 /* 1 when the lock had changed hands by the time the wait was a threshold
  * old: its first holder is not whom it waited for. */
 ST_HIDDEN int st_holder_wait_end(unsigned slot);
+/* The GIL's holder the watchdog named in iteration seq of the loop in slot,
+ * and the wait it was named in; 0 when none. */
+ST_HIDDEN int st_holders_gil_of_iteration(unsigned slot, uint64_t seq, uint32_t *holder,
+                                          uint64_t *wait_start_ns);
 /* The watchdog asks holders of waits past the threshold for their stack;
  * returns how long it may sleep, at most `sleep`. */
 ST_HIDDEN uint64_t st_holders_scan(uint64_t now, uint64_t sleep);
@@ -345,7 +352,8 @@ ST_HIDDEN int st_holders_on_signal(struct st_tls *t, void *ucontext, int unsafe)
 /* A thread the program started, before its start routine: libunwind warmed
  * so that it can be asked for its stack by signal. */
 ST_HIDDEN void st_holders_thread_start(void);
-ST_HIDDEN void st_emit_lock_holder(struct st_tls *t, const struct st_sync *s, uint64_t held_ns);
+ST_HIDDEN void st_emit_lock_holder(struct st_tls *t, uint16_t call, uint16_t kind, uint64_t object,
+                                   uint32_t holder, uint64_t wait_start_ns, uint64_t held_ns);
 /* From the holder's signal handler: its stack while waiter waited. */
 ST_HIDDEN void st_emit_holder_sample(struct st_tls *t, uint32_t waiter, uint64_t object,
                                      uint64_t wait_start_ns, const struct st_captured *c);

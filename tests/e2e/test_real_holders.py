@@ -12,6 +12,11 @@
   flush_cache: each stall names that thread (its native id), flush_cache as
   a Python frame above the sleep in its stack, and the hold against the
   program's clock.
+- py_gil_holder (3.11, 3.12, 3.13): a CPU-bound thread in crunch starves
+  the loop of the GIL (20 select() calls of 1 ms per callback, each then
+  waiting for the GIL): each stall names that thread as the GIL's holder,
+  crunch as its Python frame, and the time the loop waited for the GIL
+  against the callback's own duration less its selects.
 """
 
 import re
@@ -125,12 +130,17 @@ def t_c_lock_holder(cfg, tmpdir):
     return "; ".join(notes) + note
 
 
-def py_lock_holder(cfg, tmpdir, minor):
+def run_python_target(cfg, tmpdir, minor, name):
+    """Runs targets/<name> on pyenv's CPython 3.<minor>: its process entry and stdout lines."""
     python = pyenv_python(minor)
     if python is None:
         raise Skip("no pyenv CPython 3.%d" % minor)
-    proc, _ = run_to_end(cfg, tmpdir, [python, target("py_lock_holder.py")], "py_lock_holder.py")
-    out = proc["_stdout"]
+    proc, _ = run_to_end(cfg, tmpdir, [python, target(name)], name)
+    return proc, proc["_stdout"]
+
+
+def py_lock_holder(cfg, tmpdir, minor):
+    proc, out = run_python_target(cfg, tmpdir, minor, "py_lock_holder.py")
     holder = [re.search(r"HOLDER tid=(\d+)", l) for l in out if l.startswith("HOLDER")]
     expect(holder and holder[0] and "DONE" in out, "the target printed %r" % out[-5:])
     worker = int(holder[0].group(1))
@@ -150,16 +160,44 @@ def py_lock_holder(cfg, tmpdir, minor):
     return "; ".join(notes)
 
 
-@test("real_holders_py311_lock")
-def t_py311_lock(cfg, tmpdir):
-    return py_lock_holder(cfg, tmpdir, 11)
+def py_gil_holder(cfg, tmpdir, minor):
+    proc, out = run_python_target(cfg, tmpdir, minor, "py_gil_holder.py")
+    cruncher = [re.search(r"CRUNCHER tid=(\d+)", l) for l in out if l.startswith("CRUNCHER")]
+    steps = [float(re.search(r"ms=([0-9.]+)", l).group(1)) for l in out if l.startswith("STEP")]
+    expect(cruncher and cruncher[0] and len(steps) == 4 and "DONE" in out, "the target printed %r" % out[-6:])
+    tid = int(cruncher[0].group(1))
+    blocked = [s for s in proc.get("stalls") or [] if s.get("blocked_by")]
+    # The callbacks' stalls (the longest, in time order); a short one around
+    # them may wait for the GIL too, and then names the same holder.
+    longest = sorted(sorted(blocked, key=lambda s: -float(s["duration_ms"]))[:len(steps)],
+                     key=lambda s: float(s["start_s"]))
+    expect(len(longest) == len(steps) and all(float(s["duration_ms"]) >= 0.5 * st for s, st in zip(longest, steps)),
+           "%d stalls name a holder, the loop ran %d callbacks of %s ms: %s"
+           % (len(blocked), len(steps), steps, [(s.get("duration_ms"), s.get("call"), bool(s.get("blocked_by")))
+                                                for s in proc.get("stalls") or []]), proc)
+    for stall in blocked:
+        expect(stall["blocked_by"].get("tid") == tid, "a stall names thread %r, the CPU-bound thread is %d"
+               % (stall["blocked_by"].get("tid"), tid), proc)
+    notes = []
+    for stall, step in zip(longest, steps):
+        by = stall["blocked_by"]
+        expect(by.get("tid") == tid, "blocked_by names thread %r, the CPU-bound thread is %d" % (by.get("tid"), tid),
+               proc)
+        frames = [(f.get("function"), f.get("kind")) for f in by.get("stack") or []]
+        expect(("crunch", "python") in frames, "no Python frame crunch in the GIL holder's stack: %s" % frames, proc)
+        # The GIL came back after each 1 ms select: the callback less its selects, the selects
+        # stretched on a loaded machine.
+        held, gil_truth = float(by.get("held_ms") or 0), step - 20.0
+        expect(0.5 * gil_truth <= held <= step + 10, "the loop waited %.1f ms for the GIL, the callback took %.1f ms "
+               "with 20 ms of selects" % (held, step), proc)
+        notes.append("GIL wait %.0f ms (callback %.0f ms less 20 ms of selects: %.0f)" % (held, step, gil_truth))
+    diag = " ".join(d.get("summary") or "" for d in proc.get("diagnosis") or [])
+    expect("(GIL) held by thread %d" % tid in diag and "in crunch (py_gil_holder.py:" in diag,
+           "the diagnosis does not name the GIL's holder in crunch: %s" % diag, proc)
+    return "; ".join(notes)
 
 
-@test("real_holders_py312_lock")
-def t_py312_lock(cfg, tmpdir):
-    return py_lock_holder(cfg, tmpdir, 12)
-
-
-@test("real_holders_py313_lock")
-def t_py313_lock(cfg, tmpdir):
-    return py_lock_holder(cfg, tmpdir, 13)
+# One test per CPython version, each target on 3.11, 3.12 and 3.13.
+for _minor in (11, 12, 13):
+    test("real_holders_py3%d_lock" % _minor)(lambda cfg, tmpdir, m=_minor: py_lock_holder(cfg, tmpdir, m))
+    test("real_holders_py3%d_gil" % _minor)(lambda cfg, tmpdir, m=_minor: py_gil_holder(cfg, tmpdir, m))
