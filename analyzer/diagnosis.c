@@ -297,9 +297,19 @@ static int diagnose_locks(struct m_process *p)
         snprintf(at, sizeof(at), ", mostly in %s", where);
     if (others)
         snprintf(more, sizeof(more), " (%zu other contended lock%s below)", others, others > 1 ? "s" : "");
+    /* Whom the longest wait with a known holder waited for. */
+    const struct m_holder *holder = NULL;
+    char held[1200] = "";
+    for (i = 0; i < p->nholders; i++)
+        if (p->holders[i].object == l->object && (!holder || p->holders[i].held_ms > holder->held_ms))
+            holder = &p->holders[i];
+    if (holder) {
+        snprintf(held, sizeof(held), "; thread %u ", holder->waiter_tid);
+        model_holder_story(p, holder, held + strlen(held), sizeof(held) - strlen(held));
+    }
     return add(p, "lock_contention", l->wait_total_ms,
-               "Threads waited %s in all%s for %s: %llu waits%s of up to %s%s%s%s. %s", total, share, name,
-               (unsigned long long)l->contentions, by, max, why, at, more,
+               "Threads waited %s in all%s for %s: %llu waits%s of up to %s%s%s%s%s. %s", total, share, name,
+               (unsigned long long)l->contentions, by, max, why, at, held, more,
                l->label ? "Python threads running at once take turns: move CPU-bound work to processes "
                           "(ProcessPoolExecutor) or to code that releases the GIL."
                         : "Hold it for less time (no blocking call while holding it) or split it.");
