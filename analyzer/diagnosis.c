@@ -298,11 +298,8 @@ static int diagnose_locks(struct m_process *p)
     if (others)
         snprintf(more, sizeof(more), " (%zu other contended lock%s below)", others, others > 1 ? "s" : "");
     /* Whom the longest wait with a known holder waited for. */
-    const struct m_holder *holder = NULL;
+    const struct m_holder *holder = model_lock_holder(p, l->object);
     char held[1200] = "";
-    for (i = 0; i < p->nholders; i++)
-        if (p->holders[i].object == l->object && (!holder || p->holders[i].held_ms > holder->held_ms))
-            holder = &p->holders[i];
     if (holder) {
         snprintf(held, sizeof(held), "; thread %u ", holder->waiter_tid);
         model_holder_story(p, holder, held + strlen(held), sizeof(held) - strlen(held));

@@ -274,6 +274,8 @@ void model_free(struct m_process *p);
 
 /* The holder of the lock stall st waited for longest, or NULL (model_holders.c). */
 const struct m_holder *model_stall_blocked_by(const struct m_process *p, const struct m_stall *st);
+/* The holder of the lock at object held longest, or NULL (model_holders.c). */
+const struct m_holder *model_lock_holder(const struct m_process *p, uint64_t object);
 /* "waited 310 ms for the mutex 0x... (cache_lock+0x0) held by thread 4242
  * (worker) in flush_cache (cache.c:88)": what a waiter's sentence goes on with. */
 void model_holder_story(const struct m_process *p, const struct m_holder *h, char *buf, size_t len);

@@ -70,6 +70,16 @@ const struct m_holder *model_stall_blocked_by(const struct m_process *p, const s
     return best;
 }
 
+const struct m_holder *model_lock_holder(const struct m_process *p, uint64_t object)
+{
+    const struct m_holder *best = NULL;
+
+    for (size_t i = 0; i < p->nholders; i++)
+        if (p->holders[i].object == object && (!best || p->holders[i].held_ms > best->held_ms))
+            best = &p->holders[i];
+    return best;
+}
+
 void model_holder_story(const struct m_process *p, const struct m_holder *h, char *buf, size_t len)
 {
     char waited[32], lock[400], where[400] = "";

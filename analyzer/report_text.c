@@ -274,12 +274,9 @@ static void pools_text(FILE *out, const struct m_process *p, const struct text_l
 /* The longest-held of the lock's named holders, said as its waiter would. */
 static void lock_holder_text(FILE *out, const struct m_process *p, const struct m_lock *l)
 {
-    const struct m_holder *best = NULL;
+    const struct m_holder *best = model_lock_holder(p, l->object);
     char buf[1024];
 
-    for (size_t i = 0; i < p->nholders; i++)
-        if (p->holders[i].object == l->object && (!best || p->holders[i].held_ms > best->held_ms))
-            best = &p->holders[i];
     if (!best)
         return;
     const struct m_thread *w = thread_by_tid(p, best->waiter_tid);
