@@ -155,8 +155,21 @@ static int diagnose_loop(struct m_process *p, bool starved)
                    "threads), not this loop's code%s.",
                    worst_tid, model_thread_name(p, worst_tid), times,
                    known > 0 ? 100.0 * runq / known : 0.0, others);
-    return add(p, "event_loop_blocking", worst_total, "The event loop of thread %u (%s) was blocked %s, %s%s.",
-               worst_tid, model_thread_name(p, worst_tid), times, what, others);
+    /* Whom it waited for, when a stall of it waited for a lock whose holder is known. */
+    const struct m_holder *holder = NULL;
+    char held[1200] = "";
+    for (i = 0; i < p->nstalls; i++) {
+        const struct m_stall *st = &p->stalls[i];
+        const struct m_holder *h = st->tid == worst_tid && !st->starved ? model_stall_blocked_by(p, st) : NULL;
+        if (h && (!holder || h->held_ms > holder->held_ms))
+            holder = h;
+    }
+    if (holder) {
+        strcpy(held, "; the loop ");
+        model_holder_story(p, holder, held + strlen(held), sizeof(held) - strlen(held));
+    }
+    return add(p, "event_loop_blocking", worst_total, "The event loop of thread %u (%s) was blocked %s, %s%s%s.",
+               worst_tid, model_thread_name(p, worst_tid), times, what, held, others);
 }
 
 /* The knob that adds workers, by runtime. */
@@ -288,9 +301,16 @@ static int diagnose_locks(struct m_process *p)
         snprintf(at, sizeof(at), ", mostly in %s", where);
     if (others)
         snprintf(more, sizeof(more), " (%zu other contended lock%s below)", others, others > 1 ? "s" : "");
+    /* Whom the longest wait with a known holder waited for. */
+    const struct m_holder *holder = model_lock_holder(p, l->object);
+    char held[1200] = "";
+    if (holder) {
+        snprintf(held, sizeof(held), "; thread %u ", holder->waiter_tid);
+        model_holder_story(p, holder, held + strlen(held), sizeof(held) - strlen(held));
+    }
     return add(p, "lock_contention", l->wait_total_ms,
-               "Threads waited %s in all%s for %s: %llu waits%s of up to %s%s%s%s. %s", total, share, name,
-               (unsigned long long)l->contentions, by, max, why, at, more,
+               "Threads waited %s in all%s for %s: %llu waits%s of up to %s%s%s%s%s. %s", total, share, name,
+               (unsigned long long)l->contentions, by, max, why, at, held, more,
                l->label ? "Python threads running at once take turns: move CPU-bound work to processes "
                           "(ProcessPoolExecutor) or to code that releases the GIL."
                         : "Hold it for less time (no blocking call while holding it) or split it.");

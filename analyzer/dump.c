@@ -549,6 +549,32 @@ static int decode_record(const uint8_t *rec, size_t size, uint16_t type,
         ev->runq_ns = r.runq_ns;
         return 1;
     }
+    case ST_REC_LOCK_HOLDER: {
+        struct st_rec_lock_holder r;
+        if (size < sizeof(r))
+            return -1;
+        memcpy(&r, rec, sizeof(r));
+        ev->tid = r.tid;
+        ev->holder_tid = r.holder_tid;
+        ev->call = r.call;
+        ev->kind = r.kind;
+        ev->object = r.object;
+        ev->start_ns = r.wait_start_ns;
+        ev->duration_ns = r.held_ns;
+        return 1;
+    }
+    case ST_REC_HOLDER_SAMPLE: {
+        struct st_rec_holder_sample r;
+        if (size < sizeof(r))
+            return -1;
+        memcpy(&r, rec, sizeof(r));
+        ev->tid = r.waiter_tid;
+        ev->holder_tid = r.holder_tid;
+        ev->object = r.object;
+        ev->start_ns = r.wait_start_ns;
+        ev->at_ns = r.at_ns;
+        return decode_stack(rec, size, offsetof(struct st_rec_holder_sample, stack), ev, frames) ? 1 : -1;
+    }
     case ST_REC_THREAD_NAME: {
         struct st_rec_thread_name r;
         if (size < sizeof(r))

@@ -59,6 +59,9 @@ struct dump_event {
     uint32_t count;
     /* stall cpu (duration_ns: the window) */
     uint64_t cpu_ns, runq_ns;
+    /* lock holder, holder sample (tid: the waiter; start_ns: the wait's
+     * start; duration_ns: how long the holder kept the lock after it) */
+    uint32_t holder_tid;
     struct dump_stack stack;
 };
 

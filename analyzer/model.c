@@ -55,7 +55,7 @@ struct m_process *model_build(const struct dump *d, const struct model_options *
     if (model_build_threads(p, d) < 0 || model_build_stalls(p, d, opt ? opt->threshold_ms : -1) < 0 ||
         model_build_slow_calls(p, d) < 0 || model_build_sites(p) < 0 || model_build_lock_waits(p, d) < 0 ||
         model_build_pools(p, d) < 0 || model_build_queues(p, d) < 0 || model_judge_pools(p, d) < 0 ||
-        model_build_locks(p, d) < 0 ||
+        model_build_locks(p, d) < 0 || model_build_holders(p, d) < 0 ||
         model_build_diagnosis(p) < 0)
         goto fail;
     if (py_namer_unsupported(p->py))
@@ -78,6 +78,7 @@ void model_free(struct m_process *p)
     model_free_queues(p);
     model_free_pools(p);
     model_free_locks(p);
+    model_free_holders(p);
     for (i = 0; i < p->ndiagnosis; i++)
         free(p->diagnosis[i].summary);
     free(p->diagnosis);

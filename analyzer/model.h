@@ -77,6 +77,22 @@ struct m_lock_wait {
     struct m_stack stack;
 };
 
+/* The thread that held the lock a wait of at least the threshold was for
+ * (model_holders.c): named by the recorder when the wait began; its stack
+ * when it sampled itself still holding it. */
+struct m_holder {
+    uint32_t waiter_tid, tid;
+    const char *thread;            /* the holder's name ("" when unknown) */
+    uint64_t object;
+    uint16_t kind;                 /* st_object_kind */
+    const char *call;              /* the waiter's call */
+    double wait_start_s;
+    double held_ms;                /* held after the wait began: the wait's length */
+    bool sampled;                  /* stack is the holder's own, taken during the wait */
+    double sampled_after_ms;       /* after the wait began */
+    struct m_stack stack;
+};
+
 /* A span during which every worker of a pool was busy. */
 struct m_span {
     double start_s, duration_ms;
@@ -234,6 +250,8 @@ struct m_process {
     size_t nsites;
     struct m_lock_wait *lock_waits;/* by position in the ring */
     size_t nlock_waits;
+    struct m_holder *holders;      /* by position in the ring */
+    size_t nholders;
     struct m_pool *pools;          /* by id */
     size_t npools;
     struct m_lock *locks;          /* by total wait, largest first */
@@ -253,6 +271,14 @@ struct model_options {
 /* Build the model of a loaded dump; NULL only when out of memory. */
 struct m_process *model_build(const struct dump *d, const struct model_options *opt);
 void model_free(struct m_process *p);
+
+/* The holder of the lock stall st waited for longest, or NULL (model_holders.c). */
+const struct m_holder *model_stall_blocked_by(const struct m_process *p, const struct m_stall *st);
+/* The holder of the lock at object held longest, or NULL (model_holders.c). */
+const struct m_holder *model_lock_holder(const struct m_process *p, uint64_t object);
+/* "waited 310 ms for the mutex 0x... (cache_lock+0x0) held by thread 4242
+ * (worker) in flush_cache (cache.c:88)": what a waiter's sentence goes on with. */
+void model_holder_story(const struct m_process *p, const struct m_holder *h, char *buf, size_t len);
 
 /* Quantile q (0..1) in ns of a busy-time histogram, interpolated within its
  * bucket and never above max_ns (when max_ns > 0). 0 for an empty one. */

@@ -25,6 +25,9 @@ int model_build_sites(struct m_process *p);
 int model_build_lock_waits(struct m_process *p, const struct dump *d);
 int model_build_locks(struct m_process *p, const struct dump *d);
 
+/* model_holders.c: who held the locks long waits were for (after the threads). */
+int model_build_holders(struct m_process *p, const struct dump *d);
+
 /* pools.c: work queues, their workers, saturation and busy time. */
 int model_build_pools(struct m_process *p, const struct dump *d);
 bool model_is_pool_object(const struct m_process *p, uint64_t addr);
@@ -52,5 +55,6 @@ void model_free_slow_calls(struct m_process *p);
 void model_free_sites(struct m_process *p);
 void model_free_pools(struct m_process *p);
 void model_free_locks(struct m_process *p);
+void model_free_holders(struct m_process *p);
 
 #endif /* STALLTRACE_MODEL_BUILD_H */

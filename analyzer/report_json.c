@@ -99,6 +99,19 @@ static json_t *thread_json(const struct m_thread *t)
     return o;
 }
 
+/* SPEC.md (Additions): { tid, thread, held_ms, stack }; the stack is empty
+ * when the holder could not sample itself. */
+static json_t *holder_json(const struct m_holder *h)
+{
+    json_t *o = json_object();
+
+    json_object_set_new(o, "tid", json_integer(h->tid));
+    json_object_set_new(o, "thread", json_string(h->thread));
+    json_object_set_new(o, "held_ms", real(h->held_ms, 1e3));
+    json_object_set_new(o, "stack", stack_json(&h->stack));
+    return o;
+}
+
 static json_t *stall_json(const struct m_process *p, const struct m_stall *st)
 {
     json_t *o = json_object(), *samples = json_array();
@@ -135,6 +148,9 @@ static json_t *stall_json(const struct m_process *p, const struct m_stall *st)
     json_object_set_new(o, "calls", calls);
     json_object_set_new(o, "cpu_ms", st->cpu_ms >= 0 ? real(st->cpu_ms, 1e3) : json_null());
     json_object_set_new(o, "runq_ms", st->runq_ms >= 0 ? real(st->runq_ms, 1e3) : json_null());
+    const struct m_holder *h = model_stall_blocked_by(p, st);
+    if (h)
+        json_object_set_new(o, "blocked_by", holder_json(h));
     return o;
 }
 
@@ -306,7 +322,34 @@ static json_t *pool_json(const struct m_process *p, const struct m_pool *pool)
     return o;
 }
 
-static json_t *lock_json(const struct m_lock *l)
+/* At most this many holders per lock, the longest held. */
+#define LOCK_HOLDERS_MAX 16u
+
+static int cmp_held(const void *a, const void *b)
+{
+    const struct m_holder *x = *(const struct m_holder *const *)a, *y = *(const struct m_holder *const *)b;
+    return x->held_ms > y->held_ms ? -1 : x->held_ms < y->held_ms;
+}
+
+static json_t *lock_holders_json(const struct m_process *p, const struct m_lock *l)
+{
+    const struct m_holder **hs = calloc(p->nholders + 1, sizeof(*hs));
+    size_t n = 0;
+
+    if (!hs)
+        return NULL;
+    for (size_t i = 0; i < p->nholders; i++)
+        if (p->holders[i].object == l->object)
+            hs[n++] = &p->holders[i];
+    qsort(hs, n, sizeof(*hs), cmp_held);
+    json_t *a = n ? json_array() : NULL;
+    for (size_t i = 0; i < n && i < LOCK_HOLDERS_MAX; i++)
+        json_array_append_new(a, holder_json(hs[i]));
+    free(hs);
+    return a;
+}
+
+static json_t *lock_json(const struct m_process *p, const struct m_lock *l)
 {
     json_t *o = json_object();
 
@@ -327,6 +370,9 @@ static json_t *lock_json(const struct m_lock *l)
     json_object_set_new(o, "internal", str_or_null(l->internal));
     json_object_set_new(o, "culprit", json_boolean(l->culprit));
     json_object_set_new(o, "idle", json_boolean(l->idle));
+    json_t *holders = lock_holders_json(p, l);
+    if (holders)
+        json_object_set_new(o, "holders", holders);
     return o;
 }
 
@@ -374,7 +420,7 @@ static json_t *process_json(const struct m_process *p)
     json_object_set_new(o, "queues", a);
     a = json_array();
     for (i = 0; i < p->nlocks; i++)
-        json_array_append_new(a, lock_json(&p->locks[i]));
+        json_array_append_new(a, lock_json(p, &p->locks[i]));
     json_object_set_new(o, "locks", a);
     a = json_array();
     for (i = 0; i < p->ndiagnosis; i++) {

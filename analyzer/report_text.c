@@ -271,6 +271,23 @@ static void pools_text(FILE *out, const struct m_process *p, const struct text_l
     fputc('\n', out);
 }
 
+/* The longest-held of the lock's named holders, said as its waiter would. */
+static void lock_holder_text(FILE *out, const struct m_process *p, const struct m_lock *l)
+{
+    const struct m_holder *best = model_lock_holder(p, l->object);
+    char buf[1024];
+
+    if (!best)
+        return;
+    const struct m_thread *w = thread_by_tid(p, best->waiter_tid);
+    if (w && w->is_loop)
+        strcpy(buf, "the loop ");
+    else
+        snprintf(buf, sizeof(buf), "thread %u ", best->waiter_tid);
+    model_holder_story(p, best, buf + strlen(buf), sizeof(buf) - strlen(buf));
+    wrapped(out, buf, 7);
+}
+
 static void locks_text(FILE *out, const struct m_process *p, const struct text_limits *lim)
 {
     char a[32], b[32], name[400], buf[1024], by[48];
@@ -303,12 +320,33 @@ static void locks_text(FILE *out, const struct m_process *p, const struct text_l
         line_fit(out, buf);
         if (l->internal)
             fprintf(out, "       internal to %s: not a lock of the program's\n", l->internal);
+        lock_holder_text(out, p, l);
         if (l->long_waits == 0)
             fprintf(out, "       (no single wait reached the threshold: no stack recorded)\n");
         else
             site_stack(out, &l->stack, lim->frames, lim->all_frames);
     }
     fputc('\n', out);
+}
+
+/* Whom the site's stalls waited for: the longest-held lock among them. */
+static void site_holder_text(FILE *out, const struct m_process *p, size_t site)
+{
+    const struct m_holder *best = NULL;
+    char buf[1024];
+
+    for (size_t i = 0; i < p->nstalls; i++) {
+        if (p->stalls[i].site != site)
+            continue;
+        const struct m_holder *h = model_stall_blocked_by(p, &p->stalls[i]);
+        if (h && (!best || h->held_ms > best->held_ms))
+            best = h;
+    }
+    if (!best)
+        return;
+    strcpy(buf, "the loop ");
+    model_holder_story(p, best, buf + strlen(buf), sizeof(buf) - strlen(buf));
+    wrapped(out, buf, 5);
 }
 
 /* How the site's stalls spent their time, and why a stack is missing. */
@@ -452,6 +490,7 @@ static void process_text(FILE *out, const struct m_process *p, const struct text
                     s->starved ? "waiting for a CPU" : s->call ? s->call : "CPU-bound (sampled)",
                     s->count, s->count == 1 ? "" : "s", a, c);
             site_calls_text(out, p, s);
+            site_holder_text(out, p, i);
             site_stack(out, &s->stack, lim->frames, lim->all_frames);
         }
         fputc('\n', out);

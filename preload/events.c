@@ -83,6 +83,19 @@ static const struct st_iter_call *emit_stall_calls(struct st_tls *t)
     return top;
 }
 
+/* The GIL's holder the watchdog named during the stall, with the time the
+ * loop spent waiting for the GIL in it. */
+static void emit_stall_gil_holder(struct st_tls *t, uint64_t busy_ns)
+{
+    uint32_t holder;
+    uint64_t start, seq = t->slot->live_iter_seq;
+    if (t->gil_seq != seq || t->gil_ns == 0 ||
+        !st_holders_gil_of_iteration((unsigned)(t->slot - st_rec.threads), seq, &holder, &start))
+        return;
+    st_emit_lock_holder(t, ST_CALL_COND_TIMEDWAIT, ST_OBJ_COND, t->gil_object, holder, start,
+                        t->gil_ns < busy_ns ? t->gil_ns : busy_ns);
+}
+
 void st_emit_stall(struct st_tls *t, uint64_t busy_ns)
 {
     union {
@@ -90,6 +103,7 @@ void st_emit_stall(struct st_tls *t, uint64_t busy_ns)
         uint8_t bytes[ST_RECORD_BUF];
     } buf;
     emit_stall_cpu(t, busy_ns);
+    emit_stall_gil_holder(t, busy_ns);
     const struct st_iter_call *top = emit_stall_calls(t);
     struct st_rec_stall *r = &buf.rec;
     memset(r, 0, sizeof *r);
@@ -161,4 +175,36 @@ void st_emit_lock_wait(struct st_tls *t, uint16_t call, uint16_t kind, uint64_t 
     r->duration_ns = duration_ns;
     r->retries = retries;
     PUT_WITH_STACK(ST_REC_LOCK_WAIT, r, c, ST_UNWIND_LIBUNWIND);
+}
+
+void st_emit_holder_sample(struct st_tls *t, uint32_t waiter, uint64_t object,
+                           uint64_t wait_start_ns, const struct st_captured *c)
+{
+    union {
+        struct st_rec_holder_sample rec;
+        uint8_t bytes[ST_RECORD_BUF];
+    } buf;
+    struct st_rec_holder_sample *r = &buf.rec;
+    memset(r, 0, sizeof *r);
+    r->holder_tid = t->slot->tid;
+    r->waiter_tid = waiter;
+    r->object = object;
+    r->wait_start_ns = wait_start_ns;
+    r->at_ns = st_now_ns();
+    PUT_WITH_STACK(ST_REC_HOLDER_SAMPLE, r, c, ST_UNWIND_LIBUNWIND_SIGNAL);
+}
+
+void st_emit_lock_holder(struct st_tls *t, uint16_t call, uint16_t kind, uint64_t object,
+                         uint32_t holder, uint64_t wait_start_ns, uint64_t held_ns)
+{
+    struct st_rec_lock_holder r;
+    memset(&r, 0, sizeof r);
+    r.tid = t->slot->tid;
+    r.holder_tid = holder;
+    r.call = call;
+    r.kind = kind;
+    r.object = object;
+    r.wait_start_ns = wait_start_ns;
+    r.held_ns = held_ns;
+    st_ring_put(&st_rec.ring, ST_REC_LOCK_HOLDER, &r, sizeof r);
 }

@@ -103,9 +103,10 @@ static const char *line_after(const char *text, const char *key)
     return NULL;
 }
 
-int st_status_takes_signal(const char *text, int sig)
+int st_status_signal(const char *text, int sig, int *running)
 {
     const char *state = line_after(text, "State:"), *blocked = line_after(text, "SigBlk:");
+    *running = 0;
     if (state == NULL || blocked == NULL || sig < 1 || sig > 64)
         return 0;
     while (*state == ' ' || *state == '\t')
@@ -121,7 +122,21 @@ int st_status_takes_signal(const char *text, int sig)
             break;
         mask = mask << 4 | (uint64_t)v;
     }
-    return *state == 'R' && digits == 16 && !(mask >> (sig - 1) & 1);
+    *running = *state == 'R';
+    return digits == 16 && !(mask >> (sig - 1) & 1);
+}
+
+int st_status_takes_signal(const char *text, int sig)
+{
+    int running;
+    return st_status_signal(text, sig, &running) && running;
+}
+
+int st_thread_signal_unblocked(uint32_t tid, int sig, int *running)
+{
+    char text[4096];
+    *running = 0;
+    return read_task_file(tid, "status", text, sizeof text) > 0 && st_status_signal(text, sig, running);
 }
 
 int st_thread_takes_signal(uint32_t tid, int sig)

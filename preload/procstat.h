@@ -26,4 +26,9 @@ int st_thread_takes_signal(uint32_t tid, int sig);
 /* Parses a status file's text the same way (a plain unit: tested alone). */
 int st_status_takes_signal(const char *text, int sig);
 
+/* Whether sig is unblocked in thread tid (a status text), and whether it
+ * runs (*running: state R); 0 when unknown. */
+int st_thread_signal_unblocked(uint32_t tid, int sig, int *running);
+int st_status_signal(const char *text, int sig, int *running);
+
 #endif /* STALLTRACE_PROCSTAT_H */

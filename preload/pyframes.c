@@ -135,6 +135,12 @@ void st_py_init(void)
     __atomic_store_n(&py.state, known ? 1 : -2, __ATOMIC_RELEASE);
 }
 
+uint32_t st_py_native_tid_offset(void)
+{
+    /* 3.11-3.13 keep native_thread_id right after thread_id. */
+    return __atomic_load_n(&py.state, __ATOMIC_ACQUIRE) == 1 ? py.l.tstate_thread_id + 8 : 0;
+}
+
 void st_py_forget(void)
 {
     memset(seen_codes, 0, sizeof seen_codes);

@@ -20,6 +20,10 @@ void st_py_init(void);
  * ring as ST_REC_PYCODE records. */
 unsigned st_py_walk(struct st_pyframe *out, unsigned max, uint8_t *status, int own_context);
 
+/* Where a PyThreadState keeps its thread's kernel tid, once the layout is
+ * known; 0 before (or when this is no CPython we know). */
+uint32_t st_py_native_tid_offset(void);
+
 /* After fork: the child's dump has none of the code records yet. */
 void st_py_forget(void);
 

@@ -140,7 +140,13 @@ struct st_tls {
     /* Semaphores this thread acquired lately: its posts of them are
      * releases of a lock, not hand-offs of work (wrap_sync.c). */
     void *held_sems[8];
+    uint32_t tid;                    /* set when attached: what sems note as acquirer */
+    /* A loop's timed condition waits (maybe the GIL) in iteration gil_seq. */
+    uint64_t gil_seq, gil_ns, gil_object;
     uint8_t held_next;
+    /* libunwind has run in this thread outside a signal handler: a signal
+     * may ask it for its stack (holders.c). */
+    uint8_t unwind_warm;
 
     /* What every wrapped call reads, last: the end of the block lies next to
      * the thread's own descriptor, on the page libc's calls touch anyway. */
@@ -316,6 +322,9 @@ struct st_sync {
     uint16_t kind, call;
     uint64_t object;
     uint64_t start_ns;
+    uint32_t holder_tid;             /* the mutex's owner when the wait began, or 0 */
+    uint8_t holder_unconfirmed;      /* a sem's acquirer that did not post it to us */
+    uint8_t gil_candidate;           /* a loop's timed condition wait: maybe the GIL */
     struct st_object *obj;
 };
 
@@ -324,6 +333,41 @@ ST_HIDDEN int st_sync_begin(struct st_sync *s, void *object, uint16_t kind, uint
 ST_HIDDEN void st_sync_end(struct st_sync *s, int timed_out, void *real_fn);
 ST_HIDDEN void st_sync_wake(void *object, uint16_t kind, int by_holder);
 ST_HIDDEN void st_sync_thread_exit(struct st_tls *t);
+/* The wait s is for a lock thread tid holds (holders.c samples it). */
+ST_HIDDEN void st_sync_holder(struct st_sync *s, uint32_t tid);
+
+/* ---- Lock holders (holders.c) ------------------------------------------------- */
+
+/* A waiter (by thread slot) blocks on object, which thread holder owns. */
+ST_HIDDEN void st_holder_wait_begin(unsigned slot, uint64_t object, uint16_t kind,
+                                    uint32_t holder, uint64_t start_ns);
+/* glibc's sem_t is 32 bytes and uses the first 16: in the rest a semaphore
+ * notes the thread that acquired it last (every acquisition: the store
+ * lands on the line the acquisition just wrote) and the one that posted it
+ * last while someone waited. */
+#define ST_SEM_ACQUIRER_WORD 6
+#define ST_SEM_RELEASER_WORD 7
+/* 1 when the lock had changed hands by the time the wait was a threshold
+ * old: its first holder is not whom it waited for. */
+ST_HIDDEN int st_holder_wait_end(unsigned slot);
+/* The GIL's holder the watchdog named in iteration seq of the loop in slot,
+ * and the wait it was named in; 0 when none. */
+ST_HIDDEN int st_holders_gil_of_iteration(unsigned slot, uint64_t seq, uint32_t *holder,
+                                          uint64_t *wait_start_ns);
+/* The watchdog asks holders of waits past the threshold for their stack;
+ * returns how long it may sleep, at most `sleep`. */
+ST_HIDDEN uint64_t st_holders_scan(uint64_t now, uint64_t sleep);
+/* In the sampling signal's handler: 1 when the signal was a holder's
+ * request (answered, or refused at an unsafe moment). */
+ST_HIDDEN int st_holders_on_signal(struct st_tls *t, void *ucontext, int unsafe);
+/* A thread the program started, before its start routine: libunwind warmed
+ * so that it can be asked for its stack by signal. */
+ST_HIDDEN void st_holders_thread_start(void);
+ST_HIDDEN void st_emit_lock_holder(struct st_tls *t, uint16_t call, uint16_t kind, uint64_t object,
+                                   uint32_t holder, uint64_t wait_start_ns, uint64_t held_ns);
+/* From the holder's signal handler: its stack while waiter waited. */
+ST_HIDDEN void st_emit_holder_sample(struct st_tls *t, uint32_t waiter, uint64_t object,
+                                     uint64_t wait_start_ns, const struct st_captured *c);
 /* The calling thread's waits not yet added to their object (at exit). */
 ST_HIDDEN void st_sync_flush_waits(void);
 
@@ -366,6 +410,8 @@ ST_HIDDEN void st_watchdog_after_fork_parent(void);
 /* Waits (briefly) until the watchdog thread has seen the recorder off. */
 ST_HIDDEN void st_watchdog_stop(void);
 ST_HIDDEN void st_watchdog_yield_signal(void);
+/* Starts the watchdog if it is not running yet (a plain load when it is). */
+ST_HIDDEN void st_watchdog_ensure(void);
 struct st_cpu_reading;
 /* The watchdog's CPU reading of slot's thread from before iteration seq
  * began; 0 when it has one. */

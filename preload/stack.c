@@ -204,6 +204,7 @@ void st_capture_here(struct st_captured *c, void *real_fn)
     st_jitmap_mark(c);
     st_py_init();
     c->npython = (uint16_t)st_py_walk(c->py, ST_MAX_PYFRAMES, &c->python, 1);
+    st_tls.unwind_warm = 1;
     st_recorder_leave(&st_tls, saved_errno);
 }
 

@@ -51,6 +51,9 @@ int st_sync_begin(struct st_sync *s, void *object, uint16_t kind, uint16_t call,
 {
     struct st_tls *t = &st_tls;
     s->active = 0;
+    s->holder_tid = 0;
+    s->holder_unconfirmed = 0;
+    s->gil_candidate = 0;
     if (!st_thread_records(t) || !st_recording())
         return 0;
     int saved_errno = st_recorder_enter(t);
@@ -87,6 +90,12 @@ int st_sync_begin(struct st_sync *s, void *object, uint16_t kind, uint16_t call,
             emit_span(s->obj, &span);
         slot->idle_object = s->object;
         slot->live_idle_since_ns = now;
+    }
+    /* A loop waiting in a timed condition wait may wait for the GIL: the
+     * watchdog names its holder if the iteration stalls. */
+    if (!untimed && kind == ST_OBJ_COND && t->is_loop && t->in_iteration) {
+        s->gil_candidate = 1;
+        st_holder_wait_begin(slot_index(t->slot), s->object, kind, 0, now);
     }
     t->live_call = call;
     st_recorder_leave(t, saved_errno);
@@ -140,6 +149,22 @@ void st_sync_end(struct st_sync *s, int timed_out, void *real_fn)
     struct st_object *o = s->obj;
     if (o != NULL)
         count_wait(t, o, waited, timed_out);
+    if (s->holder_tid != 0) {
+        if (st_holder_wait_end(slot_index(slot)))
+            s->holder_unconfirmed = 1;
+        if (waited >= st_rec.threshold_ns && !s->holder_unconfirmed)
+            st_emit_lock_holder(t, s->call, s->kind, s->object, s->holder_tid, s->start_ns, waited);
+    }
+    if (s->gil_candidate) {
+        st_holder_wait_end(slot_index(slot));
+        if (t->gil_seq != slot->live_iter_seq) {
+            t->gil_seq = slot->live_iter_seq;
+            t->gil_ns = 0;
+            t->gil_object = s->object;
+        }
+        if (t->gil_object == s->object)
+            t->gil_ns += waited;
+    }
     if (s->idles) {
         st_pool_idle_end(o, now);
         slot->pool_idle_ns += waited;
@@ -180,6 +205,24 @@ void st_sync_end(struct st_sync *s, int timed_out, void *real_fn)
             __atomic_fetch_add(&o->long_waits, 1, __ATOMIC_RELAXED);
         st_emit_lock_wait(t, s->call, s->kind, s->object, s->start_ns, waited, 1, &c);
     }
+    st_recorder_leave(t, saved_errno);
+}
+
+void st_sync_holder(struct st_sync *s, uint32_t tid)
+{
+    struct st_tls *t = &st_tls;
+    /* A worker idling on its queue waits for work, not for a holder: an
+     * untimed wait of a thread the program started counts only on an object
+     * its holders released and nobody else ever posted (a lock). */
+    if (!s->active || tid == 0 || tid == t->slot->tid)
+        return;
+    if (s->idles && (s->obj == NULL || __atomic_load_n(&s->obj->releases, __ATOMIC_RELAXED) == 0 ||
+                     __atomic_load_n(&s->obj->handoffs, __ATOMIC_RELAXED) != 0))
+        return;
+    int saved_errno = st_recorder_enter(t);
+    s->holder_tid = tid;
+    st_holder_wait_begin(slot_index(t->slot), s->object, s->kind, tid, s->start_ns);
+    st_watchdog_ensure();
     st_recorder_leave(t, saved_errno);
 }
 

@@ -59,6 +59,7 @@ void st_thread_attach(void)
     t->slot = st_thread_claim(gettid_raw(), t->start_routine);
     if (t->slot != NULL) {
         st_live_call_at[t->slot - st_rec.threads] = &t->live_call;
+        t->tid = t->slot->tid;
         prctl(PR_GET_NAME, t->slot->name, 0, 0, 0);
         t->state = ST_T_READY;
     } else {
@@ -79,6 +80,7 @@ void st_thread_detach(void)
     }
     t->state = ST_T_IGNORED;
     t->slot = NULL;
+    t->tid = 0;
     t->live_call = 0;
     if (slot == NULL || st_rec.hdr == NULL)
         return;

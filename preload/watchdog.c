@@ -55,7 +55,9 @@ static void on_sample_signal(int sig, siginfo_t *info, void *ucontext)
     int saved_errno = errno;
     struct st_tls *t = &st_tls;
     if (info->si_code != SI_TKILL || info->si_pid != st_rec.proc_pid ||
-        t->state != ST_T_READY || !t->is_loop || st_rec.state != ST_ACTIVE)
+        t->state != ST_T_READY || st_rec.state != ST_ACTIVE)
+        goto out;
+    if (st_holders_on_signal(t, ucontext, unsafe_pc(ucontext)) || !t->is_loop)
         goto out;
     if (t->live_call != 0 || !t->in_iteration) {
         t->sampler_hit = 1;      /* we may have interrupted a call: its wrapper retries */
@@ -201,7 +203,7 @@ static void *watchdog_main(void *arg)
             st_rec.modules_stale = 0;
             st_modules_refresh();
         }
-        nap_ns(scan_loops(now));
+        nap_ns(st_holders_scan(now, scan_loops(now)));
     }
 }
 
@@ -341,6 +343,18 @@ void st_watchdog_before_fork(void)
 void st_watchdog_after_fork_parent(void)
 {
     __atomic_store_n(&forking, 0, __ATOMIC_SEQ_CST);
+}
+
+/* A wait whose holder is to be sampled, in a program that may run no loop:
+ * the watchdog is made now, or again after a fork stopped it. */
+void st_watchdog_ensure(void)
+{
+    if (st_rec.sample_signal == 0)
+        return;
+    if (!__atomic_load_n(&started, __ATOMIC_RELAXED))
+        st_watchdog_start();
+    else if (__atomic_load_n(&st_hot.watchdog_down, __ATOMIC_RELAXED))
+        st_watchdog_restart();
 }
 
 /* The target wants the signal: stop sending it. A sample already in flight

@@ -53,6 +53,7 @@ static void *thread_trampoline(void *p)
     struct st_start start = *(struct st_start *)p;
     release_start_slot(p);
     st_tls.start_routine = (uint64_t)(uintptr_t)start.fn;
+    st_holders_thread_start();
     void *ret;
     pthread_cleanup_push(thread_cleanup, NULL);
     ret = start.fn(start.arg);

@@ -46,6 +46,8 @@ ST_EXPORT int clock_nanosleep(clockid_t clock, int flags, const struct timespec 
     return r;
 }
 
+/* glibc's usleep keeps no time left: when our signal cut it short (a lock
+ * holder asked for its stack) the rest is slept from the clock. */
 ST_EXPORT int usleep(useconds_t usec)
 {
     __typeof__(&usleep) real = ST_REAL(usleep);
@@ -54,7 +56,20 @@ ST_EXPORT int usleep(useconds_t usec)
         return (int)syscall(SYS_nanosleep, &ts, NULL);
     }
     uint64_t t0 = st_call_enter(ST_CALL_USLEEP);
+    uint64_t began = st_clock_read_ns(CLOCK_MONOTONIC), end = began + (uint64_t)usec * 1000u;
+    int saved_errno = errno;
+    st_tls.sampler_hit = 0;
     int r = real(usec);
+    while (r < 0 && errno == EINTR && st_tls.sampler_hit) {
+        errno = saved_errno;
+        uint64_t now = st_clock_read_ns(CLOCK_MONOTONIC);
+        if (now >= end) {
+            r = 0;
+            break;
+        }
+        st_tls.sampler_hit = 0;
+        r = real((useconds_t)((end - now + 999u) / 1000u));
+    }
     st_call_leave(ST_CALL_USLEEP, t0, (void *)real);
     return r;
 }

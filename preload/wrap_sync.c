@@ -29,6 +29,12 @@ static void sem_acquired(sem_t *s)
 {
     struct st_tls *t = &st_tls;
     t->held_sems[t->held_next++ & 7] = s;
+    __atomic_store_n((uint32_t *)s + ST_SEM_ACQUIRER_WORD, t->tid, __ATOMIC_RELAXED);
+}
+
+static uint32_t sem_word(sem_t *s, unsigned word)
+{
+    return __atomic_load_n((uint32_t *)s + word, __ATOMIC_RELAXED);
 }
 
 static int sem_was_acquired_here(sem_t *s)
@@ -45,7 +51,7 @@ static int sem_was_acquired_here(sem_t *s)
  * bookkeeping) is out of line, so the fast path needs no frame. The blocking
  * half tries once more before it times anything: a recursive mutex its
  * owner takes again, or a lock freed meanwhile, is not a wait. */
-#define LOCK_SLOW_PATH(name, trylock, kind, call_id, params, args, timed)      \
+#define LOCK_SLOW_PATH(name, trylock, kind, call_id, params, args, timed, owner) \
     static __attribute__((noinline, cold)) int name##_blocking params         \
     {                                                                         \
         __typeof__(&name) real = ST_REAL(name);                               \
@@ -55,8 +61,10 @@ static int sem_was_acquired_here(sem_t *s)
         int r = try(obj);                                                     \
         if (r != EBUSY)                                                       \
             return r;                                                         \
+        uint32_t holder = owner;                                              \
         struct st_sync s;                                                     \
-        st_sync_begin(&s, obj, kind, call_id, 0);                             \
+        if (st_sync_begin(&s, obj, kind, call_id, 0) && holder != 0)          \
+            st_sync_holder(&s, holder);                                       \
         r = real args;                                                        \
         st_sync_end(&s, (timed) && r == ETIMEDOUT, (void *)real);             \
         return r;                                                             \
@@ -77,8 +85,17 @@ static inline int mutex_looks_free(pthread_mutex_t *m)
     return __atomic_load_n(&m->__data.__lock, __ATOMIC_RELAXED) == 0;
 }
 
+/* The thread that holds a mutex its trylock found busy: glibc keeps the
+ * owner's tid for normal, error-checking and recursive mutexes (a robust or
+ * PI one has flags in the top bits). Read only once a wait is certain. */
+static inline uint32_t mutex_owner(pthread_mutex_t *m)
+{
+    return (uint32_t)__atomic_load_n(&m->__data.__owner, __ATOMIC_RELAXED) & 0x3fffffffu;
+}
+
 #define MUTEX_WRAPPER(name, call_id, params, args, timed)                      \
-    LOCK_SLOW_PATH(name, pthread_mutex_trylock, ST_OBJ_MUTEX, call_id, params, args, timed) \
+    LOCK_SLOW_PATH(name, pthread_mutex_trylock, ST_OBJ_MUTEX, call_id, params, args, timed,   \
+                   mutex_owner(obj))                                                        \
     ST_EXPORT int name params                                                 \
     {                                                                         \
         __typeof__(&name) real = ST_REAL(name);                               \
@@ -89,7 +106,7 @@ static inline int mutex_looks_free(pthread_mutex_t *m)
 
 /* An rwlock's trylock is as cheap as its lock, and its lock word is two. */
 #define RWLOCK_WRAPPER(name, trylock, call_id)                                 \
-    LOCK_SLOW_PATH(name, trylock, ST_OBJ_RWLOCK, call_id, (pthread_rwlock_t *obj), (obj), 0) \
+    LOCK_SLOW_PATH(name, trylock, ST_OBJ_RWLOCK, call_id, (pthread_rwlock_t *obj), (obj), 0, 0) \
     ST_EXPORT int name(pthread_rwlock_t *obj)                                 \
     {                                                                         \
         __typeof__(&trylock) try = ST_REAL(trylock);                          \
@@ -185,9 +202,13 @@ static int sem_has_value(sem_t *s)
         __typeof__(&name) real = ST_REAL(name);                               \
         if (ST_UNLIKELY(real == NULL))                                        \
             return errno = EINVAL, -1;                                        \
+        uint32_t holder = sem_word(s, ST_SEM_ACQUIRER_WORD);                  \
         struct st_sync st;                                                    \
-        st_sync_begin(&st, s, ST_OBJ_SEM, call_id, untimed);                  \
+        if (st_sync_begin(&st, s, ST_OBJ_SEM, call_id, untimed) && holder)    \
+            st_sync_holder(&st, holder);                                      \
         int r = real args;                                                    \
+        /* A holder only if it posted the semaphore to us: a lock's release. */ \
+        st.holder_unconfirmed = r != 0 || sem_word(s, ST_SEM_RELEASER_WORD) != st.holder_tid; \
         st_sync_end(&st, r != 0 && errno == ETIMEDOUT, (void *)real);         \
         if (r == 0)                                                           \
             sem_acquired(s);                                                  \
@@ -214,8 +235,12 @@ ST_EXPORT int sem_post(sem_t *s)
     __typeof__(&sem_post) real = ST_REAL(sem_post);
     if (ST_UNLIKELY(real == NULL))
         return errno = EINVAL, -1;
-    if (sem_has_waiters(s))
-        st_sync_wake(s, ST_OBJ_SEM, sem_was_acquired_here(s));
+    if (sem_has_waiters(s)) {
+        int by_holder = sem_was_acquired_here(s);
+        if (by_holder)
+            __atomic_store_n((uint32_t *)s + ST_SEM_RELEASER_WORD, st_tls.tid, __ATOMIC_RELAXED);
+        st_sync_wake(s, ST_OBJ_SEM, by_holder);
+    }
     return real(s);
 }
 

@@ -402,6 +402,8 @@ enum st_record_type {
     ST_REC_STALL_CALL = 10,        /* struct st_rec_stall_call */
     ST_REC_STALL_CPU = 11,         /* struct st_rec_stall_cpu */
     ST_REC_CODE_COPY = 12,         /* struct st_rec_code_copy */
+    ST_REC_LOCK_HOLDER = 13,       /* struct st_rec_lock_holder */
+    ST_REC_HOLDER_SAMPLE = 14,     /* struct st_rec_holder_sample */
 };
 
 struct st_record {
@@ -556,6 +558,36 @@ struct st_rec_lock_wait {
     uint64_t start_ns, duration_ns;
     uint32_t retries;              /* timed waits in the run, 1 for a single wait */
     uint32_t reserved;
+    struct st_stack stack;
+};
+
+/* Who held a mutex a wait of at least the threshold was for: the owner
+ * glibc's mutex named when the wait began (its __owner tid), written when
+ * the wait ended. The wait's end is close to the holder's release, so
+ * held_ns (from the wait's start to its end) is how long it kept the lock
+ * after the wait began. Its stack, when it could be taken, is an
+ * ST_REC_HOLDER_SAMPLE with the same waiter, object and wait_start_ns. */
+struct st_rec_lock_holder {
+    struct st_record hdr;
+    uint32_t tid;                  /* the waiter */
+    uint32_t holder_tid;
+    uint16_t call;                 /* st_call of the wait */
+    uint16_t kind;                 /* st_object_kind */
+    uint32_t reserved;
+    uint64_t object;
+    uint64_t wait_start_ns;
+    uint64_t held_ns;
+};
+
+/* The holder's stack, sampled by signal in the holder while the wait had
+ * lasted the threshold and it still owned the lock. */
+struct st_rec_holder_sample {
+    struct st_record hdr;
+    uint32_t holder_tid;
+    uint32_t waiter_tid;
+    uint64_t object;
+    uint64_t wait_start_ns;
+    uint64_t at_ns;
     struct st_stack stack;
 };
 

@@ -30,7 +30,7 @@ import threading
 import time
 
 from e2e_lib import (
-    DEBIAN_PYTHON, Skip, c_target_binary, default_python, diagnosis_names, expect, free_port, load_process,
+    THRESHOLD_MS, DEBIAN_PYTHON, Skip, c_target_binary, default_python, diagnosis_names, expect, free_port, load_process,
     run_cmd, run_to_end, start_target, target, test, wait_port)
 
 # FastAPI: the endpoint's sleep, the clients and how long they send.
@@ -226,6 +226,12 @@ def c_mutex_run(cfg, tmpdir, binary):
            "the mutex's wait_total_ms %.0f, the program measured %.0f ms" % (total, truth_ms), proc)
     expect((lock.get("contentions") or 0) >= 0.8 * slow, "%s contentions, the program saw %d waits of "
            "0.1 ms or more" % (lock.get("contentions"), slow), proc)
+    # A holder only for a wait that reached the threshold (its waits are a few ms, but a loaded
+    # machine may stretch one), and held as long.
+    for l in proc.get("locks") or []:
+        held = [num(h.get("held_ms")) or 0 for h in l.get("holders") or []]
+        expect(all(ms >= THRESHOLD_MS for ms in held) and (not held or (num(l.get("wait_max_ms")) or 0) >= THRESHOLD_MS),
+               "holders %s of lock %s though no wait reached the threshold" % (held, lock_note(l)), proc)
     summary = lock_diagnosis(proc)
     expect(lock.get("symbol") and lock["symbol"] in summary, "the diagnosis does not name the lock %r: %s"
            % (lock.get("symbol"), summary), proc)
