@@ -21,6 +21,7 @@ import glob
 import os
 import re
 import shutil
+import time
 
 from e2e_lib import Skip, diagnosis_names, expect, fmt_stack, frame_named, load_process, run_cmd, start_target, test
 from test_real_loops import get, load
@@ -50,7 +51,7 @@ def serve(cfg, tmpdir, requests):
     p = start_target(cfg, tmpdir, ["java", "-cp", classes, "JavaService"], threshold=THRESHOLD)
     try:
         port = int(re.search(r"PORT (\d+)", p.wait_for_line(r"^PORT \d+", 60)).group(1))
-        requests(port)
+        requests(port, p)
         try:
             get(port, "/quit", timeout=10)
         except Exception:  # noqa: BLE001 - the server may close before answering
@@ -88,12 +89,15 @@ def no_perf_map_left(proc):
 
 @test("java_service")
 def t_java_service(cfg, tmpdir):
-    def requests(port):
+    def requests(port, p):
         get(port, "/ok")        # the first request loads the server's classes (java_healthy)
         for _ in range(3):
             get(port, "/sleep")
             get(port, "/cpu")
         get(port, "/pool")
+        # The pool's jobs done, its workers wait for more, as a live service's do.
+        p.wait_for_line(r"^TRUTH pool ", 30)
+        time.sleep(0.5)
         get(port, "/ok", timeout=30)
 
     proc, truth = serve(cfg, tmpdir, requests)
@@ -123,8 +127,14 @@ def t_java_service(cfg, tmpdir):
     internal = [pl["id"] for pl in proc["pools"]
                 if not workers & set(pl.get("tids") or []) and pl["saturated_s"] * 1e3 >= THRESHOLD]
     expect(not internal, "pools %s of the JVM's own threads were saturated" % internal, proc)
+    pools = [pl for pl in proc["pools"] if set(pl.get("tids") or []) == workers]
+    expect(pools, "no pool of the two pool-1-thread workers: %s"
+           % [(pl["id"], pl.get("tids")) for pl in proc["pools"]], proc)
     pool_ms = truth.get("pool", [0])[0]
-    saturated = max([pl["saturated_s"] * 1e3 for pl in proc["pools"] if workers & set(pl.get("tids") or [])] or [0])
+    saturated = pools[0]["saturated_s"] * 1e3
+    expect(0.9 * pool_ms <= saturated <= 1.05 * pool_ms,
+           "the pool was saturated %.0f ms, its 6 jobs took %.0f ms" % (saturated, pool_ms), proc)
+    expect("thread_pool_exhaustion" in names, "diagnosis %s" % names, proc)
     return "sleeps %s -> %s ms; cpu %s -> %s ms; pool %.0f -> %.0f ms saturated" % (
         [round(x) for x in sleeps], [round(s["duration_ms"]) for s in blocked], [round(x) for x in cpus],
         [round(s["duration_ms"]) for s in spun], pool_ms, saturated)
@@ -134,7 +144,7 @@ def t_java_service(cfg, tmpdir):
 def t_java_healthy(cfg, tmpdir):
     latencies, first = [], []
 
-    def requests(port):
+    def requests(port, p):
         first.append(get(port, "/ok"))
         latencies.extend(load(port, 4, 40, "/ok"))
 
