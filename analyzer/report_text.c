@@ -452,7 +452,7 @@ static void healthy_text(FILE *out, const struct m_process *p)
             snprintf(what, sizeof(what), "%s", pool->kind);
         if (pool->queue_wait.known) {
             model_fmt_ms(a, sizeof(a), pool->queue_wait.p99_ms);
-            snprintf(wait, sizeof(wait), ", queue wait p99 %s", a);
+            snprintf(wait, sizeof(wait), ", queue wait p99 %s%s", a, pool->queue_wait.exact ? "" : " (an estimate)");
         } else {
             snprintf(wait, sizeof(wait), ", queue wait: unknown");  /* no submissions visible */
         }

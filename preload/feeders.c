@@ -120,16 +120,21 @@ void st_feeders_wake(struct st_object *o, int waiters, int broadcast, uint16_t c
     feed(t, f, call, o->addr, real_fn);
 }
 
-void st_feeders_taken(uint64_t object)
+/* A member's idle wait ended: it took a wake, if one was pending. No more
+ * wakes can be pending than members still idle (a wake a thread outside the
+ * pool took would otherwise stay pending for good, and keep every wake with
+ * no waiter looking further). */
+void st_feeders_taken(uint64_t object, uint32_t idle_now)
 {
     struct feed_state *f = state_of(object, 0);
     if (f == NULL)
         return;
     uint32_t p = __atomic_load_n(&f->pending, __ATOMIC_RELAXED);
     while (p > 0) {
-        if (__atomic_compare_exchange_n(&f->pending, &p, p - 1, 0, __ATOMIC_RELAXED,
+        uint32_t next = p - 1 < idle_now ? p - 1 : idle_now;
+        if (__atomic_compare_exchange_n(&f->pending, &p, next, 0, __ATOMIC_RELAXED,
                                         __ATOMIC_RELAXED)) {
-            __atomic_fetch_sub(&st_pools_saturated, 1u, __ATOMIC_RELAXED);
+            __atomic_fetch_sub(&st_pools_saturated, p - next, __ATOMIC_RELAXED);
             return;
         }
     }
@@ -147,4 +152,10 @@ void st_feeders_drain(uint64_t object, uint64_t now)
     r.feeds = __atomic_exchange_n(&f->feeds, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&f->stacks, 0, __ATOMIC_RELAXED);
     st_ring_put(&st_rec.ring, ST_REC_POOL_DRAIN, &r, sizeof r);
+}
+
+void st_feeders_forget(void)
+{
+    memset(feeds, 0, sizeof feeds);
+    __atomic_store_n(&st_pools_saturated, 0, __ATOMIC_RELAXED);
 }

@@ -168,7 +168,7 @@ void st_sync_end(struct st_sync *s, int timed_out, void *real_fn)
     }
     if (s->idles) {
         st_pool_idle_end(o, now);
-        st_feeders_taken(s->object);
+        st_feeders_taken(s->object, __atomic_load_n(&o->idle, __ATOMIC_RELAXED));
         slot->pool_idle_ns += waited;
         slot->live_idle_since_ns = 0;
     } else {
