@@ -42,21 +42,49 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* A feed at i waited at most until its queue next drained (a member idled
- * again with the queue empty); -1 when it never did in the recording. */
-static double wait_until_drain(const struct dump *d, size_t i)
+/* The queued tasks of one drain epoch: n fed since the last drain (epoch[]
+ * are those with a record, the first of them, in order), the queue empty
+ * again at drain_ns. Workers busy all along pick up the k-th of them at
+ * the k-th task that ends, and the (n+1)-th ends with nothing left: the
+ * drain. With those ends taken evenly spaced from the first feed to the
+ * drain, the k-th waited from its feed to first + (drain - first) * k / (n + 1). */
+static void epoch_waits(const struct dump *d, const size_t *epoch, size_t nepoch, uint64_t n,
+                        uint64_t drain_ns, double *waits, size_t *nwaits)
 {
-    const struct dump_event *f = &d->events[i];
-    for (size_t j = i + 1; j < d->nevents; j++) {
-        const struct dump_event *e = &d->events[j];
-        if (e->type == ST_REC_POOL_DRAIN && e->object == f->object && e->at_ns >= f->at_ns)
-            return (double)(e->at_ns - f->at_ns) / 1e6;
+    if (nepoch == 0)
+        return;
+    if (n < nepoch)
+        n = nepoch;
+    uint64_t first = d->events[epoch[0]].at_ns;
+    double span = drain_ns > first ? (double)(drain_ns - first) : 0;
+    for (size_t k = 0; k < nepoch; k++) {
+        double pick = (double)first + span * (double)(k + 1) / (double)(n + 1);
+        double at = (double)d->events[epoch[k]].at_ns;
+        waits[(*nwaits)++] = pick > at ? (pick - at) / 1e6 : 0;
     }
-    return -1;
 }
 
-/* Without an exact figure from annotated queues, the feeds give an upper
- * bound of how long their tasks waited: the estimate SPEC.md's
+/* Queue waits of the feeds of one work queue, epoch by epoch; feeds after
+ * the last drain (still queued when the recording ended) have none. */
+static void object_waits(const struct dump *d, uint64_t object, size_t *epoch, double *waits,
+                         size_t *nwaits)
+{
+    size_t nepoch = 0;
+    for (size_t i = 0; i < d->nevents; i++) {
+        const struct dump_event *e = &d->events[i];
+        if (e->object != object)
+            continue;
+        if (e->type == ST_REC_POOL_FEED && !(e->feed_flags & ST_FEED_LAST_IDLE))
+            epoch[nepoch++] = i;
+        else if (e->type == ST_REC_POOL_DRAIN) {
+            epoch_waits(d, epoch, nepoch, e->count, e->at_ns, waits, nwaits);
+            nepoch = 0;
+        }
+    }
+}
+
+/* Without an exact figure from annotated queues, the feeds give an
+ * estimate of how long their tasks waited: what SPEC.md's
  * queue_wait_ms.exact = false stands for. */
 static void estimate_queue_wait(struct m_pool *pool, double *waits, size_t n)
 {
@@ -84,10 +112,15 @@ static int build_pool(struct m_process *p, const struct dump *d, struct m_pool *
         return 0;
     pool->fed_by = calloc(nfeeds, sizeof(*pool->fed_by));
     double *waits = calloc(nfeeds, sizeof(*waits));
-    if (!pool->fed_by || !waits) {
+    size_t *epoch = calloc(nfeeds, sizeof(*epoch));
+    if (!pool->fed_by || !waits || !epoch) {
         free(waits);
+        free(epoch);
         return -1;
     }
+    for (size_t i = 0; i < pool->nobjects; i++)
+        object_waits(d, pool->objects[i], epoch, waits, &nwaits);
+    free(epoch);
     for (size_t i = 0; i < d->nevents; i++) {
         const struct dump_event *e = &d->events[i];
         if (!pool_has_object(pool, e->object))
@@ -106,9 +139,6 @@ static int build_pool(struct m_process *p, const struct dump *d, struct m_pool *
             pool->fed_total++;
         } else {
             since_drain++;
-            double w = wait_until_drain(d, i);
-            if (w >= 0)
-                waits[nwaits++] = w;
         }
         struct m_stack st;
         if (model_make_stack(p, &e->stack, e->at_ns, &st) < 0) {

@@ -139,8 +139,10 @@ static void pool_queue_text(FILE *out, const struct m_process *p, const struct m
 
     if (pool->queue_wait.known && !pool->queue_wait.exact) {
         dist_text(w, sizeof(w), &pool->queue_wait);
-        fprintf(out, "    queue wait (estimated: from each submission that found no idle worker to the "
-                     "queue's next drain, an upper bound): %s\n", w);
+        char line[400];
+        snprintf(line, sizeof(line), "    queue wait (an estimate: the queue taken as draining evenly until a "
+                 "worker found it empty): %s", w);
+        line_fit(out, line);
         return;
     }
     if (pool->nqueues == 0 || !pool->queue_wait.known) {

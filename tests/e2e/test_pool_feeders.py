@@ -10,7 +10,8 @@
   the other: no pool names a feeder.
 - c_pool_fed: c_pool_server's main thread signals 9 jobs to 3 workers: the 6
   that queue (and the one that took the last idle worker) are named from
-  main (c_pool_server.c), each queue wait an upper bound of the truth.
+  main (c_pool_server.c); the estimated queue wait against the rounds the
+  jobs really waited.
 """
 
 import re
@@ -35,6 +36,8 @@ def route_run(cfg, tmpdir, mode):
             if l.startswith("ROUTE-DONE")]
     expect(done and done[-1], "the target did not print ROUTE-DONE: %r" % proc["_stdout"][-3:])
     m = done[-1]
+    truth = [re.search(r"mean_ms=([0-9.]+) max_ms=([0-9.]+)", l) for l in proc["_stdout"] if l.startswith("ROUTE-WAITS")]
+    proc["_waits"] = (float(truth[-1].group(1)), float(truth[-1].group(2))) if truth and truth[-1] else None
     return proc, int(m.group(1)), int(m.group(2)), float(m.group(3))
 
 
@@ -63,13 +66,20 @@ def t_node_pool_route_fed(cfg, tmpdir):
     expect(1 <= total <= queued + 1, "fed_total %r, expected 1..%d (%d jobs, %d queued)"
            % (total, queued + 1, jobs, queued), proc)
     w = pool.get("queue_wait_ms")
+    truth_mean, truth_max = proc["_waits"] or (0.0, 0.0)
+    est = "unknown (only the wake that took the last worker was seen)"
     if w is not None:
         expect(w.get("exact") is False, "libuv's queue wait claims to be exact: %r" % w, proc)
         expect(0 <= (w.get("max") or 0) <= phase_s * 1e3 * 1.1 + 100,
                "queue wait max %r ms, longer than the %.2f s phase" % (w.get("max"), phase_s), proc)
-    return "%d jobs (%d queued) in %.2f s: %d seen, top %d from %s; queue wait %s" % (
-        jobs, queued, phase_s, total, top.get("count"), top.get("where"),
-        "max %.0f ms (estimate)" % w["max"] if w else "unknown")
+        mean = (w.get("total") or 0) / max(w.get("count") or 1, 1)
+        # Only the queued jobs seen have an estimate: those of the burst,
+        # the first to queue; their mean is no more than all of theirs.
+        expect(mean <= truth_mean * 1.5 + 100, "queue wait mean %.0f ms, the program's queued jobs waited "
+               "%.0f ms on average" % (mean, truth_mean), proc)
+        est = "estimate mean %.0f ms, max %.0f ms over %d" % (mean, w.get("max") or 0, w.get("count") or 0)
+    return "%d jobs (%d queued) in %.2f s: %d seen, top %d from %s; queue wait %s (truth mean %.0f ms, max %.0f ms)" % (
+        jobs, queued, phase_s, total, top.get("count"), top.get("where"), est, truth_mean, truth_max)
 
 
 @test("node_pool_route_healthy")
@@ -101,8 +111,11 @@ def t_c_pool_fed(cfg, tmpdir):
     w = pool.get("queue_wait_ms") or {}
     expect(w.get("exact") is False and w.get("count") == 6,
            "queue wait %r, expected an estimate over the 6 queued jobs" % w, proc)
-    # The queued jobs waited 100 to 200 ms (rounds of 100 ms); the estimate
-    # runs to the queue's drain, the third round's end.
-    expect(190 <= (w.get("max") or 0) <= 600, "queue wait max %r ms, expected 200..300 ms" % w.get("max"), proc)
-    return "6 jobs queued (truth), %d seen from %s; queue wait estimate max %.0f ms (truth 200 ms, bound 300 ms)%s" % (
-        total, fed[0].get("where"), w.get("max"), note)
+    # Truth: three queued jobs waited one 100 ms round, three waited two
+    # (mean 150 ms, max 200 ms); the estimate spreads their turns evenly up
+    # to the drain at the third round's end (max 6/7 of 300 ms).
+    mean = (w.get("total") or 0) / 6
+    expect(100 <= mean <= 250, "queue wait mean %.0f ms, expected about 150 ms (truth)" % mean, proc)
+    expect(150 <= (w.get("max") or 0) <= 450, "queue wait max %r ms, expected 200..300 ms" % w.get("max"), proc)
+    return ("6 jobs queued (truth), %d seen from %s; queue wait estimate mean %.0f ms, max %.0f ms "
+            "(truth mean 150 ms, max 200 ms)%s" % (total, fed[0].get("where"), mean, w.get("max"), note))
