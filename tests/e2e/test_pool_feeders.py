@@ -6,8 +6,8 @@
   submitter (a JIT frame in node_pool_route.js), counts no more submissions
   than the route made, and its queue wait is an estimate (exact: false)
   no longer than the phase the program timed.
-- node_pool_route_healthy: one short pbkdf2 per request, one request after
-  the other: no pool names a feeder.
+- node_pool_route_healthy: 2 clients back to back, one short pbkdf2 per
+  request: 2 jobs at most on 4 workers, no pool names a feeder.
 - c_pool_fed: c_pool_server's main thread signals 9 jobs to 3 workers: the 6
   that queue (and the one that took the last idle worker) are named from
   main (c_pool_server.c); the estimated queue wait against the rounds the
@@ -91,7 +91,7 @@ def t_node_pool_route_healthy(cfg, tmpdir):
                % (pool.get("id"), pool.get("kind"), [(f.get("where"), f.get("count")) for f in pool["fed_by"]]), proc)
     culprits = [d.get("culprit") for d in proc.get("diagnosis") or []]
     expect("thread_pool_exhaustion" not in culprits, "diagnosis %r in a healthy run" % culprits, proc)
-    return "%d jobs one at a time in %.2f s: no feeder named" % (jobs, phase_s)
+    return "%d jobs, 2 at a time, in %.2f s: no feeder named" % (jobs, phase_s)
 
 
 @test("c_pool_fed")

@@ -4,8 +4,8 @@
 //
 //   node node_pool_route.js saturated   4 clients at once, 4 pbkdf2 each:
 //                                       16 jobs on 4 workers, 12 of them queue
-//   node node_pool_route.js healthy     1 client, one short pbkdf2 per request,
-//                                       one request after the other: nothing queues
+//   node node_pool_route.js healthy     2 clients, one short pbkdf2 per request,
+//                                       back to back: the pool is loaded, never full
 //
 // The server listens on 127.0.0.1 port 0 and its own in-process clients call
 // it. Job sizes are calibrated so the saturated phase lasts about
@@ -21,9 +21,9 @@ const { get } = require('./node_get');
 
 const MODE = process.argv[2] === 'healthy' ? 'healthy' : 'saturated';
 const POOL_SIZE = Number(process.env.UV_THREADPOOL_SIZE || 4);
-const CLIENTS = MODE === 'saturated' ? 4 : 1;
+const CLIENTS = MODE === 'saturated' ? 4 : 2;
 const KEYS_PER_REQUEST = MODE === 'saturated' ? 4 : 1;
-const HEALTHY_REQUESTS = 20;
+const HEALTHY_REQUESTS = 100;    // per client
 const PHASE_TARGET_S = 2.0;
 
 let iterations = 20000;
@@ -72,11 +72,12 @@ server.listen(0, '127.0.0.1', async () => {
   if (MODE === 'saturated') {
     await Promise.all(Array.from({ length: CLIENTS }, (_, c) => get(port, '/upload/' + c).then(() => requests++)));
   } else {
-    for (let r = 0; r < HEALTHY_REQUESTS; r++) {
-      await get(port, '/upload/' + r);
-      requests++;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    await Promise.all(Array.from({ length: CLIENTS }, async (_, c) => {
+      for (let r = 0; r < HEALTHY_REQUESTS; r++) {
+        await get(port, '/upload/' + c + '/' + r);
+        requests++;
+      }
+    }));
   }
   const phaseS = (performance.now() - started) / 1000;
   const queued = MODE === 'saturated' ? Math.max(0, CLIENTS * KEYS_PER_REQUEST - POOL_SIZE) : 0;
