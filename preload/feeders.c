@@ -22,6 +22,12 @@ struct feed_state {
 
 static struct feed_state feeds[FEED_SLOTS];
 
+/* The wake that takes a pool's last idle worker is most often no sign of
+ * trouble (the pool is busy, not behind): its stack costs tens of us, so it
+ * is taken at most once a second per pool, and never for a pool of one
+ * worker, whose every wake takes its last idle worker. */
+#define LAST_IDLE_GAP_NS 1000000000ull
+
 static struct feed_state *state_of(uint64_t addr, int claim)
 {
     uint32_t start = (uint32_t)((addr >> 4) * 0x9e3779b1u) % FEED_SLOTS;
@@ -108,8 +114,10 @@ void st_feeders_wake(struct st_object *o, int waiters, int broadcast, uint16_t c
         if (!waiters)
             return;
         pending_add(f, 1);
+        if (p + 1 != idle || __atomic_load_n(&o->live_members, __ATOMIC_RELAXED) < 2)
+            return;
         uint64_t now = st_now_ns(), last = __atomic_load_n(&f->last_idle_ns, __ATOMIC_RELAXED);
-        if (p + 1 == idle && (last == 0 || now - last >= st_rec.threshold_ns) &&
+        if ((last == 0 || now - last >= LAST_IDLE_GAP_NS) &&
             __atomic_compare_exchange_n(&f->last_idle_ns, &last, now, 0, __ATOMIC_RELAXED,
                                         __ATOMIC_RELAXED))
             emit_feed(t, call, o->addr, ST_FEED_LAST_IDLE, real_fn);

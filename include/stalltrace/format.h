@@ -615,9 +615,9 @@ struct st_rec_saturation {
 
 /* A pool that signals only idle workers (libuv's checks its own idle count
  * first) never shows a task that queues: the wake that took its last idle
- * worker is recorded too, at most once per threshold per pool, and counts
- * as a feed only if a saturated span began right after it (the analyzer
- * decides; a healthy pool names no one). */
+ * worker is recorded too, at most once a second per pool of two workers or
+ * more, and counts as a feed only if a saturated span began right after it
+ * (the analyzer decides; a healthy pool names no one). */
 enum st_feed_flags {
     ST_FEED_LAST_IDLE = 1u << 0,
 };
