@@ -17,6 +17,7 @@ struct feed_state {
     uint32_t pending;              /* wakes not yet taken by a worker */
     uint32_t feeds;                /* feeds since the last drain */
     uint32_t stacks;               /* ... of which recorded with a stack */
+    uint32_t full;                 /* 1: a wake took its last idle worker; until one idles */
     uint64_t last_idle_ns;         /* the last ST_FEED_LAST_IDLE record */
 };
 
@@ -76,12 +77,14 @@ static void feed(struct st_tls *t, struct feed_state *f, uint16_t call, uint64_t
         emit_feed(t, call, object, 0, real_fn);
 }
 
-/* pending changes by delta; st_pools_saturated follows, so that a wake with
- * no waiter looks further while some pool's idle workers are all claimed. */
-static void pending_add(struct feed_state *f, int32_t delta)
+/* A pool whose idle workers are all claimed makes a wake with no waiter
+ * look further (st_pools_saturated). Set when a wake takes the last one,
+ * cleared when a member idles again: the shared word changes at those
+ * moments only, not at every hand-off. */
+static void set_full(struct feed_state *f, uint32_t full)
 {
-    __atomic_fetch_add(&f->pending, (uint32_t)delta, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&st_pools_saturated, (uint32_t)delta, __ATOMIC_RELAXED);
+    if (__atomic_exchange_n(&f->full, full, __ATOMIC_RELAXED) != full)
+        __atomic_fetch_add(&st_pools_saturated, full ? 1u : (uint32_t)-1, __ATOMIC_RELAXED);
 }
 
 void st_feeders_wake(struct st_object *o, int waiters, int broadcast, uint16_t call,
@@ -103,7 +106,7 @@ void st_feeders_wake(struct st_object *o, int waiters, int broadcast, uint16_t c
     if (waiters && broadcast) {
         uint32_t p = __atomic_load_n(&f->pending, __ATOMIC_RELAXED);
         if (p < idle)
-            pending_add(f, (int32_t)(idle - p));
+            __atomic_fetch_add(&f->pending, idle - p, __ATOMIC_RELAXED);
         return;
     }
     /* A wake with idle workers all claimed by earlier wakes (a burst, before
@@ -113,9 +116,10 @@ void st_feeders_wake(struct st_object *o, int waiters, int broadcast, uint16_t c
     if (!saturated && p < idle) {
         if (!waiters)
             return;
-        pending_add(f, 1);
+        __atomic_fetch_add(&f->pending, 1, __ATOMIC_RELAXED);
         if (p + 1 != idle || __atomic_load_n(&o->live_members, __ATOMIC_RELAXED) < 2)
             return;
+        set_full(f, 1);
         uint64_t now = st_now_ns(), last = __atomic_load_n(&f->last_idle_ns, __ATOMIC_RELAXED);
         if ((last == 0 || now - last >= LAST_IDLE_GAP_NS) &&
             __atomic_compare_exchange_n(&f->last_idle_ns, &last, now, 0, __ATOMIC_RELAXED,
@@ -141,17 +145,19 @@ void st_feeders_taken(uint64_t object, uint32_t idle_now)
     while (p > 0) {
         uint32_t next = p - 1 < idle_now ? p - 1 : idle_now;
         if (__atomic_compare_exchange_n(&f->pending, &p, next, 0, __ATOMIC_RELAXED,
-                                        __ATOMIC_RELAXED)) {
-            __atomic_fetch_sub(&st_pools_saturated, p - next, __ATOMIC_RELAXED);
+                                        __ATOMIC_RELAXED))
             return;
-        }
     }
 }
 
 void st_feeders_drain(uint64_t object, uint64_t now)
 {
     struct feed_state *f = state_of(object, 0);
-    if (f == NULL || __atomic_load_n(&f->feeds, __ATOMIC_RELAXED) == 0)
+    if (f == NULL)
+        return;
+    if (__atomic_load_n(&f->full, __ATOMIC_RELAXED))
+        set_full(f, 0);
+    if (__atomic_load_n(&f->feeds, __ATOMIC_RELAXED) == 0)
         return;
     struct st_rec_pool_drain r;
     memset(&r, 0, sizeof r);

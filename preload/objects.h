@@ -30,9 +30,9 @@ struct st_object *st_object_get(struct st_objects *objs, uint64_t addr, uint32_t
  * nobody waited on must not fill the table). */
 struct st_object *st_object_find(const struct st_objects *objs, uint64_t addr);
 
-/* Pools with no idle member right now, plus the wakes of work queues not
- * yet taken by a worker (feeders.c): a wake that found no waiter looks
- * further only when it is not 0. */
+/* Pools with no idle member right now, plus those whose idle members were
+ * all claimed by wakes not yet taken (feeders.c): a wake that found no
+ * waiter looks further only when it is not 0. */
 extern uint32_t st_pools_saturated __attribute__((visibility("hidden")));
 
 /* A thread blocks untimed on o (it idles, if o is a work queue).
