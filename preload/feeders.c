@@ -1,6 +1,5 @@
-/* feeders.c - who fed a saturated pool: wakes of a work queue that no idle
- * worker was left to take, recorded with the waker's stack, a few per span.
- * Reached only from a wake that found waiters, or none while some pool was saturated.
+/* feeders.c - who fed a saturated pool: wakes of a work queue no idle worker was left
+ * to take, recorded with the waker's stack, a few per span (wrap_sync.c's slow paths only).
  */
 #include <string.h>
 
