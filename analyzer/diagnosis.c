@@ -255,9 +255,13 @@ static int diagnose_pool(struct m_process *p, const struct m_pool *pool)
                        : strcmp(pool->kind, "libuv") == 0          ? "libuv thread pool"
                        : strcmp(pool->kind, "v8-platform") == 0    ? "pool of V8 platform workers"
                                                                    : "thread pool";
+    char fed[480] = "";
+    if (pool->nfed_by > 0 && pool->fed_by[0].where[0])
+        snprintf(fed, sizeof(fed), " (what filled it: %zu submission%s from %s)", pool->fed_by[0].count,
+                 pool->fed_by[0].count == 1 ? "" : "s", pool->fed_by[0].where);
     return add(p, "thread_pool_exhaustion", pool->saturated_s * 1e3,
                "The %s of %s was saturated for %s of %s (longest span %s)%s: work queued behind "
-               "busy workers. %s.", what, who, sat, dur, longest, idle, busy);
+               "busy workers%s. %s.", what, who, sat, dur, longest, idle, fed, busy);
 }
 
 /* lock_contention: the culprit lock with the longest total wait (locks.c

@@ -575,6 +575,28 @@ static int decode_record(const uint8_t *rec, size_t size, uint16_t type,
         ev->at_ns = r.at_ns;
         return decode_stack(rec, size, offsetof(struct st_rec_holder_sample, stack), ev, frames) ? 1 : -1;
     }
+    case ST_REC_POOL_FEED: {
+        struct st_rec_pool_feed r;
+        if (size < sizeof(r))
+            return -1;
+        memcpy(&r, rec, sizeof(r));
+        ev->tid = r.tid;
+        ev->call = r.call;
+        ev->feed_flags = r.flags;
+        ev->object = r.object;
+        ev->at_ns = r.at_ns;
+        return decode_stack(rec, size, offsetof(struct st_rec_pool_feed, stack), ev, frames) ? 1 : -1;
+    }
+    case ST_REC_POOL_DRAIN: {
+        struct st_rec_pool_drain r;
+        if (size < sizeof(r))
+            return -1;
+        memcpy(&r, rec, sizeof(r));
+        ev->object = r.object;
+        ev->at_ns = r.at_ns;
+        ev->count = r.feeds;
+        return 1;
+    }
     case ST_REC_THREAD_NAME: {
         struct st_rec_thread_name r;
         if (size < sizeof(r))

@@ -62,6 +62,8 @@ struct dump_event {
     /* lock holder, holder sample (tid: the waiter; start_ns: the wait's
      * start; duration_ns: how long the holder kept the lock after it) */
     uint32_t holder_tid;
+    /* pool feed: st_feed_flags (drain: count is the feeds since the last) */
+    uint16_t feed_flags;
     struct dump_stack stack;
 };
 

@@ -82,8 +82,11 @@ enum frame_role frames_role(const struct sym_frame *f)
     /* The loader's entry is linked into the executable, but not written by its author. */
     if (f->function && strcmp(f->function, "_start") == 0)
         return FRAME_PLUMBING;
+    /* A JIT frame names its script in its function or, split off, in file
+     * (node's own "node:internal/..." scripts are library code). */
     if (strcmp(f->kind, "jit") == 0)
-        return contains_any(f->function, library_paths) || has_prefix_in(f->function, java_library_packages)
+        return contains_any(f->function, library_paths) || contains_any(f->file, library_paths) ||
+                       has_prefix_in(f->function, java_library_packages)
                    ? FRAME_LIBRARY
                    : FRAME_USER;
     if (has_prefix_in(f->module, plumbing_modules))

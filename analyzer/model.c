@@ -56,6 +56,7 @@ struct m_process *model_build(const struct dump *d, const struct model_options *
         model_build_slow_calls(p, d) < 0 || model_build_sites(p) < 0 || model_build_lock_waits(p, d) < 0 ||
         model_build_pools(p, d) < 0 || model_build_queues(p, d) < 0 || model_judge_pools(p, d) < 0 ||
         model_build_locks(p, d) < 0 || model_build_holders(p, d) < 0 ||
+        model_build_feeders(p, d) < 0 ||
         model_build_diagnosis(p) < 0)
         goto fail;
     if (py_namer_unsupported(p->py))
@@ -76,6 +77,7 @@ void model_free(struct m_process *p)
     model_free_slow_calls(p);
     model_free_sites(p);
     model_free_queues(p);
+    model_free_feeders(p);
     model_free_pools(p);
     model_free_locks(p);
     model_free_holders(p);

@@ -146,6 +146,18 @@ struct m_queue {
     bool long_complete;            /* every long wait has its record (none dropped) */
 };
 
+/* Who fed a saturated pool: the submissions (wakes of its queue no idle
+ * worker was left to take) that were recorded with a stack, grouped by the
+ * frame a person should look at. */
+struct m_feeder {
+    char *where;                   /* "handle_upload (app.js:40)", or "" when nothing is named */
+    size_t count;                  /* submissions with this culprit frame */
+    uint32_t tid;                  /* the submitter of the first of them */
+    const char *thread;            /* its name */
+    const char *call;              /* the wake: "pthread_cond_signal", ... */
+    struct m_stack stack;          /* the first one's */
+};
+
 struct m_pool {
     int id;
     /* Task queues whose tasks its workers ran (indices into m_process.queues),
@@ -178,6 +190,12 @@ struct m_pool {
      * spans): the share in busy_in[0], and in all wrapped calls together. */
     double top_share, wrapped_share;
     bool shares_of_saturation;
+    /* Who fed it while saturated (model_feeders.c): groups, most first;
+     * fed_total counts every feed, with a stack or not (fed_by covers at
+     * most ST_FEED_STACKS of them between two drains of its queue). */
+    struct m_feeder *fed_by;
+    size_t nfed_by;
+    uint64_t fed_total;
 };
 
 struct m_lock {

@@ -27,6 +27,7 @@ int model_build_locks(struct m_process *p, const struct dump *d);
 
 /* model_holders.c: who held the locks long waits were for (after the threads). */
 int model_build_holders(struct m_process *p, const struct dump *d);
+int model_build_feeders(struct m_process *p, const struct dump *d);
 
 /* pools.c: work queues, their workers, saturation and busy time. */
 int model_build_pools(struct m_process *p, const struct dump *d);
@@ -56,5 +57,6 @@ void model_free_sites(struct m_process *p);
 void model_free_pools(struct m_process *p);
 void model_free_locks(struct m_process *p);
 void model_free_holders(struct m_process *p);
+void model_free_feeders(struct m_process *p);
 
 #endif /* STALLTRACE_MODEL_BUILD_H */

@@ -319,6 +319,22 @@ static json_t *pool_json(const struct m_process *p, const struct m_pool *pool)
     json_object_set_new(o, "queues", a);
     json_object_set_new(o, "queue_wait_ms", dist_json(&pool->queue_wait));
     json_object_set_new(o, "run_ms", dist_json(&pool->run));
+    /* Who fed it while saturated: empty when no submission was seen to
+     * queue (never an inferred one). */
+    a = json_array();
+    for (i = 0; i < pool->nfed_by; i++) {
+        const struct m_feeder *f = &pool->fed_by[i];
+        json_t *x = json_object();
+        json_object_set_new(x, "where", f->where[0] ? str(f->where) : json_null());
+        json_object_set_new(x, "count", json_integer((json_int_t)f->count));
+        json_object_set_new(x, "tid", json_integer(f->tid));
+        json_object_set_new(x, "thread", str(f->thread ? f->thread : ""));
+        json_object_set_new(x, "call", str_or_null(f->call));
+        json_object_set_new(x, "stack", stack_json(&f->stack));
+        json_array_append_new(a, x);
+    }
+    json_object_set_new(o, "fed_by", a);
+    json_object_set_new(o, "fed_total", json_integer((json_int_t)pool->fed_total));
     return o;
 }
 

@@ -137,6 +137,14 @@ static void pool_queue_text(FILE *out, const struct m_process *p, const struct m
     char w[160], r[160], names[160] = "";
     size_t used = 0;
 
+    if (pool->queue_wait.known && !pool->queue_wait.exact) {
+        dist_text(w, sizeof(w), &pool->queue_wait);
+        char line[400];
+        snprintf(line, sizeof(line), "    queue wait (an estimate: the queue taken as draining evenly until a "
+                 "worker found it empty): %s", w);
+        line_fit(out, line);
+        return;
+    }
     if (pool->nqueues == 0 || !pool->queue_wait.known) {
         fprintf(out, "    queue wait: unknown (no task submissions are visible for this pool: libuv or "
                      "an unannotated pool; see include/stalltrace/annotate.h)\n");
@@ -153,6 +161,34 @@ static void pool_queue_text(FILE *out, const struct m_process *p, const struct m
         dist_text(r, sizeof(r), &pool->run);
         fprintf(out, "    run time per task: %s\n", r);
     }
+}
+
+/* "what filled the pool: 12 submissions from handle_upload (app.js:40)" */
+static void pool_fed_text(FILE *out, const struct m_pool *pool, const struct text_limits *lim)
+{
+    char buf[1024];
+    size_t used = 0, shown = 0;
+
+    if (pool->nfed_by == 0)
+        return;
+    used = (size_t)snprintf(buf, sizeof(buf), "    what filled the pool:");
+    for (size_t i = 0; i < pool->nfed_by && i < 3 && used < sizeof(buf); i++) {
+        const struct m_feeder *f = &pool->fed_by[i];
+        shown += f->count;
+        used += (size_t)snprintf(buf + used, sizeof(buf) - used, "%s %zu submission%s from %s",
+                                 i ? "," : "", f->count, f->count == 1 ? "" : "s",
+                                 f->where[0] ? f->where : "an unnamed place");
+    }
+    if (used < sizeof(buf) && pool->fed_total > shown)
+        used += (size_t)snprintf(buf + used, sizeof(buf) - used, " (%llu seen in all, the others without a stack)",
+                                 (unsigned long long)pool->fed_total);
+    /* libuv wakes a worker only when it counts one idle: a task queued
+     * behind busy workers makes no call the recorder sees. */
+    if (used < sizeof(buf) && pool->kind && strcmp(pool->kind, "libuv") == 0)
+        snprintf(buf + used, sizeof(buf) - used, "; at least: libuv signals only idle workers, so "
+                 "submissions that queued behind busy ones are not seen");
+    line_fit(out, buf);
+    site_stack(out, &pool->fed_by[0].stack, lim->frames, lim->all_frames);
 }
 
 /* Queues whose workers form no pool (a pool stalltrace did not recognise). */
@@ -259,6 +295,7 @@ static void pools_text(FILE *out, const struct m_process *p, const struct text_l
                          "(CPU)\n", of, pool->wrapped_share * 100);
         }
         pool_queue_text(out, p, pool);
+        pool_fed_text(out, pool, lim);
         for (j = 0; j < pool->nbusy && j < lim->sites && j < 3; j++) {
             const struct m_busy *bz = &pool->busy_in[j];
             model_fmt_ms(a, sizeof(a), bz->total_ms);
@@ -417,7 +454,7 @@ static void healthy_text(FILE *out, const struct m_process *p)
             snprintf(what, sizeof(what), "%s", pool->kind);
         if (pool->queue_wait.known) {
             model_fmt_ms(a, sizeof(a), pool->queue_wait.p99_ms);
-            snprintf(wait, sizeof(wait), ", queue wait p99 %s", a);
+            snprintf(wait, sizeof(wait), ", queue wait p99 %s%s", a, pool->queue_wait.exact ? "" : " (an estimate)");
         } else {
             snprintf(wait, sizeof(wait), ", queue wait: unknown");  /* no submissions visible */
         }

@@ -108,6 +108,8 @@ static void collect(struct addresses *a)
             collect_stack(a, rec, offsetof(struct st_rec_lock_wait, stack), size);
         else if (h->type == ST_REC_TASK_WAIT)
             collect_stack(a, rec, offsetof(struct st_rec_task_wait, stack), size);
+        else if (h->type == ST_REC_POOL_FEED)
+            collect_stack(a, rec, offsetof(struct st_rec_pool_feed, stack), size);
         pos += h->size;
     }
 }

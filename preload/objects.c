@@ -12,8 +12,20 @@ static uint64_t hash_addr(uint64_t addr)
     return addr ^ (addr >> 33);
 }
 
-struct st_object *st_object_get(struct st_objects *objs, uint64_t addr, uint32_t kind,
-                                uint64_t now)
+uint32_t st_pools_saturated;
+
+/* Every change of live_saturated_since_ns goes through here (under o->lock),
+ * so st_pools_saturated counts the objects saturated right now. */
+static void set_saturated_since(struct st_object *o, uint64_t since)
+{
+    if ((o->live_saturated_since_ns != 0) != (since != 0))
+        __atomic_fetch_add(&st_pools_saturated, since != 0 ? 1u : (uint32_t)-1, __ATOMIC_RELAXED);
+    o->live_saturated_since_ns = since;
+}
+
+/* The slot of addr; with claim, a free one is taken for it on the way. */
+static struct st_object *probe(const struct st_objects *objs, uint64_t addr, int claim,
+                               uint32_t kind, uint64_t now)
 {
     if (objs->table == NULL || addr == 0)
         return NULL;
@@ -27,6 +39,8 @@ struct st_object *st_object_get(struct st_objects *objs, uint64_t addr, uint32_t
             return o;
         if (seen != 0)
             continue;
+        if (!claim)
+            return NULL;
         uint64_t expected = 0;
         if (__atomic_compare_exchange_n(&o->addr, &expected, addr, 0, __ATOMIC_ACQ_REL,
                                         __ATOMIC_ACQUIRE)) {
@@ -38,8 +52,20 @@ struct st_object *st_object_get(struct st_objects *objs, uint64_t addr, uint32_t
         if (expected == addr)
             return o;
     }
-    __atomic_fetch_add(objs->untracked, 1, __ATOMIC_RELAXED);
+    if (claim)
+        __atomic_fetch_add(objs->untracked, 1, __ATOMIC_RELAXED);
     return NULL;
+}
+
+struct st_object *st_object_find(const struct st_objects *objs, uint64_t addr)
+{
+    return probe(objs, addr, 0, 0, 0);
+}
+
+struct st_object *st_object_get(struct st_objects *objs, uint64_t addr, uint32_t kind,
+                                uint64_t now)
+{
+    return probe(objs, addr, 1, kind, now);
 }
 
 /* Our own lock: never one the application also takes. */
@@ -94,7 +120,7 @@ int st_pool_idle_begin(struct st_object *o, unsigned thread_index, uint64_t now,
     if (!closed)
         closed = close_span(o, o->live_saturated_since_ns, now, o->live_members, 0, threshold,
                             span);
-    o->live_saturated_since_ns = 0;
+    set_saturated_since(o, 0);
     o->idle++;
     unlock(o);
     return closed;
@@ -106,7 +132,7 @@ void st_pool_idle_end(struct st_object *o, uint64_t now)
     if (o->idle > 0)
         o->idle--;
     if (o->idle == 0 && o->live_members > 0)
-        o->live_saturated_since_ns = now ? now : 1;
+        set_saturated_since(o, now ? now : 1);
     unlock(o);
 }
 
@@ -120,7 +146,7 @@ int st_pool_member_exit(struct st_object *o, unsigned thread_index, uint64_t now
         closed = close_span(o, o->live_saturated_since_ns, now, o->live_members, 0, threshold,
                             span);
         o->live_members--;
-        o->live_saturated_since_ns = o->idle == 0 && o->live_members > 0 ? now : 0;
+        set_saturated_since(o, o->idle == 0 && o->live_members > 0 ? (now ? now : 1) : 0);
     }
     unlock(o);
     return closed;

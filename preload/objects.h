@@ -26,6 +26,15 @@ struct st_span {
 struct st_object *st_object_get(struct st_objects *objs, uint64_t addr, uint32_t kind,
                                 uint64_t now);
 
+/* The slot of `addr` if it has one: never claims (a wake of an object
+ * nobody waited on must not fill the table). */
+struct st_object *st_object_find(const struct st_objects *objs, uint64_t addr);
+
+/* Pools with no idle member right now, plus those whose idle members were
+ * all claimed by wakes not yet taken (feeders.c): a wake that found no
+ * waiter looks further only when it is not 0. */
+extern uint32_t st_pools_saturated __attribute__((visibility("hidden")));
+
 /* A thread blocks untimed on o (it idles, if o is a work queue).
  * `busy_since` is when the thread started, if known, else 0: the first
  * member of a pool has been busy since then. Returns 1 and fills *span when

@@ -43,6 +43,7 @@ static void on_fork_child(void)
     st_dump_abandon();
     st_watchdog_forget();
     st_py_forget();
+    st_feeders_forget();
     memset(&st_tls, 0, sizeof st_tls);     /* the forking thread starts afresh */
     if (st_rec.state != ST_ACTIVE || !st_rec.follow_fork) {
         st_rec.state = ST_OFF;

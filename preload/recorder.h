@@ -331,7 +331,16 @@ struct st_sync {
 ST_HIDDEN int st_sync_begin(struct st_sync *s, void *object, uint16_t kind, uint16_t call,
                             int untimed);
 ST_HIDDEN void st_sync_end(struct st_sync *s, int timed_out, void *real_fn);
-ST_HIDDEN void st_sync_wake(void *object, uint16_t kind, int by_holder);
+ST_HIDDEN void st_sync_wake(void *object, uint16_t kind, int by_holder, int waiters, int broadcast,
+                            uint16_t call, void *real_fn);
+/* Who fed a saturated pool (feeders.c): a wake of work queue o, one of its
+ * members picking a wake up, and a member idling again (the queue drained). */
+ST_HIDDEN void st_feeders_wake(struct st_object *o, int waiters, int broadcast, uint16_t call,
+                               void *real_fn);
+ST_HIDDEN void st_feeders_taken(uint64_t object, uint32_t idle_now);
+ST_HIDDEN void st_feeders_drain(uint64_t object, uint64_t now);
+/* A forked child: its pools and their wakes are the parent's, not its own. */
+ST_HIDDEN void st_feeders_forget(void);
 ST_HIDDEN void st_sync_thread_exit(struct st_tls *t);
 /* The wait s is for a lock thread tid holds (holders.c samples it). */
 ST_HIDDEN void st_sync_holder(struct st_sync *s, uint32_t tid);

@@ -90,6 +90,7 @@ int st_sync_begin(struct st_sync *s, void *object, uint16_t kind, uint16_t call,
             emit_span(s->obj, &span);
         slot->idle_object = s->object;
         slot->live_idle_since_ns = now;
+        st_feeders_drain(s->object, now);
     }
     /* A loop waiting in a timed condition wait may wait for the GIL: the
      * watchdog names its holder if the iteration stalls. */
@@ -167,6 +168,7 @@ void st_sync_end(struct st_sync *s, int timed_out, void *real_fn)
     }
     if (s->idles) {
         st_pool_idle_end(o, now);
+        st_feeders_taken(s->object, __atomic_load_n(&o->idle, __ATOMIC_RELAXED));
         slot->pool_idle_ns += waited;
         slot->live_idle_since_ns = 0;
     } else {
@@ -226,17 +228,22 @@ void st_sync_holder(struct st_sync *s, uint32_t tid)
     st_recorder_leave(t, saved_errno);
 }
 
-/* A thread woke waiters of `object` (they exist: the caller checked). */
-void st_sync_wake(void *object, uint16_t kind, int by_holder)
+/* A thread woke `object`: waiters exist (the caller checked), or none do
+ * and some pool was saturated (the wake may feed it: feeders.c). */
+void st_sync_wake(void *object, uint16_t kind, int by_holder, int waiters, int broadcast,
+                  uint16_t call, void *real_fn)
 {
     struct st_tls *t = &st_tls;
     if (t->state != ST_T_READY || t->recorder_depth || !st_recording())
         return;
     int saved_errno = errno;
-    struct st_object *o = st_object_get(&st_rec.objects, (uint64_t)(uintptr_t)object, kind,
-                                        st_now_ns());
-    if (o != NULL)
+    uint64_t addr = (uint64_t)(uintptr_t)object;
+    struct st_object *o = waiters ? st_object_get(&st_rec.objects, addr, kind, st_now_ns())
+                                  : st_object_find(&st_rec.objects, addr);
+    if (o != NULL && waiters)
         st_object_woken(o, slot_index(t->slot), by_holder);
+    if (o != NULL && !by_holder)
+        st_feeders_wake(o, waiters, broadcast, call, real_fn);
     errno = saved_errno;
 }
 

@@ -104,7 +104,7 @@ static __attribute__((noinline)) long futex_wake(long nr, uint32_t *word, int op
     /* Only a wake that woke someone: std's notify_one always makes the call. */
     if (r > 0) {
         int saved_errno = errno;
-        st_sync_wake(word, ST_OBJ_COND, 0);
+        st_sync_wake(word, ST_OBJ_COND, 0, 1, 0, ST_CALL_NONE, NULL);
         errno = saved_errno;
     }
     return r;

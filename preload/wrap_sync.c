@@ -171,7 +171,9 @@ ST_EXPORT int pthread_cond_signal(pthread_cond_t *c)
     if (ST_UNLIKELY(real == NULL))
         return EINVAL;
     if (cond_has_waiters(c))
-        st_sync_wake(c, ST_OBJ_COND, 0);
+        st_sync_wake(c, ST_OBJ_COND, 0, 1, 0, ST_CALL_COND_SIGNAL, (void *)real);
+    else if (ST_UNLIKELY(__atomic_load_n(&st_pools_saturated, __ATOMIC_RELAXED) != 0))
+        st_sync_wake(c, ST_OBJ_COND, 0, 0, 0, ST_CALL_COND_SIGNAL, (void *)real);
     return real(c);
 }
 
@@ -182,7 +184,9 @@ ST_EXPORT int pthread_cond_broadcast(pthread_cond_t *c)
     if (ST_UNLIKELY(real == NULL))
         return EINVAL;
     if (cond_has_waiters(c))
-        st_sync_wake(c, ST_OBJ_COND, 0);
+        st_sync_wake(c, ST_OBJ_COND, 0, 1, 1, ST_CALL_COND_BROADCAST, (void *)real);
+    else if (ST_UNLIKELY(__atomic_load_n(&st_pools_saturated, __ATOMIC_RELAXED) != 0))
+        st_sync_wake(c, ST_OBJ_COND, 0, 0, 1, ST_CALL_COND_BROADCAST, (void *)real);
     return real(c);
 }
 
@@ -239,7 +243,10 @@ ST_EXPORT int sem_post(sem_t *s)
         int by_holder = sem_was_acquired_here(s);
         if (by_holder)
             __atomic_store_n((uint32_t *)s + ST_SEM_RELEASER_WORD, st_tls.tid, __ATOMIC_RELAXED);
-        st_sync_wake(s, ST_OBJ_SEM, by_holder);
+        st_sync_wake(s, ST_OBJ_SEM, by_holder, 1, 0, ST_CALL_SEM_POST, (void *)real);
+    } else if (ST_UNLIKELY(__atomic_load_n(&st_pools_saturated, __ATOMIC_RELAXED) != 0) &&
+               !sem_was_acquired_here(s)) {
+        st_sync_wake(s, ST_OBJ_SEM, 0, 0, 0, ST_CALL_SEM_POST, (void *)real);
     }
     return real(s);
 }

@@ -31,7 +31,7 @@ LAYERS = [
                  "report_util.c"]),
     ("model", ["model.c"]),
     ("steps", ["model_build.h", "model_threads.c", "model_stalls.c", "model_slow_calls.c", "model_sites.c",
-               "pools.c", "locks.c", "model_holders.c", "queues.c", "diagnosis.c"]),
+               "pools.c", "locks.c", "model_holders.c", "model_feeders.c", "queues.c", "diagnosis.c"]),
     ("helpers", ["model.h", "model_helpers.h", "model_stack.c", "model_lookup.c", "frames.h",
                  "frames.c", "pyframes.h", "pyframes.c"]),
     ("reader", ["dump.h", "dump.c", "symbolize.h", "symbolize.c", "pycode.h", "pycode.c",

@@ -77,7 +77,9 @@
     X(COND_CLOCKWAIT, "pthread_cond_clockwait")                             \
     X(SEM_WAIT, "sem_wait") X(SEM_TIMEDWAIT, "sem_timedwait")               \
     X(SEM_CLOCKWAIT, "sem_clockwait")                                     \
-    X(FUTEX_WAIT, "futex_wait")
+    X(FUTEX_WAIT, "futex_wait")                                             \
+    X(COND_SIGNAL, "pthread_cond_signal")                                   \
+    X(COND_BROADCAST, "pthread_cond_broadcast") X(SEM_POST, "sem_post")
 
 enum st_call {
 #define ST_CALL_ENUM(id, name) ST_CALL_##id,
@@ -404,6 +406,8 @@ enum st_record_type {
     ST_REC_CODE_COPY = 12,         /* struct st_rec_code_copy */
     ST_REC_LOCK_HOLDER = 13,       /* struct st_rec_lock_holder */
     ST_REC_HOLDER_SAMPLE = 14,     /* struct st_rec_holder_sample */
+    ST_REC_POOL_FEED = 15,         /* struct st_rec_pool_feed */
+    ST_REC_POOL_DRAIN = 16,        /* struct st_rec_pool_drain */
 };
 
 struct st_record {
@@ -599,6 +603,46 @@ struct st_rec_saturation {
     uint32_t members;              /* live members during the span */
     uint32_t retroactive;          /* 1: dated back to the first member's start,
                                       before the pool was first seen idle */
+};
+
+/* A wake of a pool's work queue (condition signal or broadcast, semaphore
+ * post by a non-holder) that no idle worker was left to take: more wakes
+ * pending than idle members, or none idle at all. The task it announced
+ * waits in the queue: the waker's stack says who fed the saturated pool.
+ * At most ST_FEED_STACKS per pool between two drains carry a stack; the
+ * others are only counted (st_rec_pool_drain.feeds). */
+#define ST_FEED_STACKS 16u
+
+/* A pool that signals only idle workers (libuv's checks its own idle count
+ * first) never shows a task that queues: the wake that took its last idle
+ * worker is recorded too, at most once a second per pool of two workers or
+ * more, and counts as a feed only if a saturated span began right after it
+ * (the analyzer decides; a healthy pool names no one). */
+enum st_feed_flags {
+    ST_FEED_LAST_IDLE = 1u << 0,
+};
+
+struct st_rec_pool_feed {
+    struct st_record hdr;
+    uint32_t tid;                  /* the submitter */
+    uint16_t call;                 /* st_call of the wake */
+    uint16_t flags;                /* st_feed_flags */
+    uint64_t object;               /* the pool's work queue */
+    uint64_t at_ns;
+    struct st_stack stack;
+};
+
+/* A member of a fed pool blocked idle on its queue again: the queue had
+ * emptied, so every task fed before at_ns had been picked up by then (an
+ * upper bound of their queue wait, the only one visible where a worker
+ * takes its next task without waiting, as libuv's do). Written only after
+ * feeds. */
+struct st_rec_pool_drain {
+    struct st_record hdr;
+    uint64_t object;
+    uint64_t at_ns;
+    uint32_t feeds;                /* feeds since the previous drain, with a stack or not */
+    uint32_t reserved;
 };
 
 /* A CPython code object, written once per address before the first stack

@@ -137,3 +137,27 @@ Test(objects, timed_retries_and_mutexes_are_never_work_queues, .init = reset)
     st_object_woken(m, 0, 0);
     cr_assert_not(st_object_is_work_queue(m));
 }
+
+/* The one word a wake with no waiter reads: it counts the pools saturated
+ * right now, up when the last idle member leaves, down when one idles or
+ * the pool empties; find never claims a slot. */
+Test(objects, the_saturated_count_follows_the_pools, .init = reset)
+{
+    uint32_t before = st_pools_saturated;
+    struct st_object *a = st_object_get(&objs, 0x8000, ST_OBJ_COND, 0);
+    struct st_object *b = st_object_get(&objs, 0x9000, ST_OBJ_SEM, 0);
+    struct st_span span;
+    st_pool_idle_begin(a, 1, 0, 0, 20 * MS, &span);
+    st_pool_idle_begin(b, 2, 0, 0, 20 * MS, &span);
+    st_pool_idle_end(a, 10 * MS);
+    cr_assert_eq(st_pools_saturated, before + 1);
+    st_pool_idle_end(b, 10 * MS);
+    cr_assert_eq(st_pools_saturated, before + 2);
+    st_pool_idle_begin(a, 1, 50 * MS, 0, 20 * MS, &span);
+    cr_assert_eq(st_pools_saturated, before + 1, "a member idles: its pool is not saturated");
+    cr_assert_eq(st_pool_member_exit(b, 2, 60 * MS, 20 * MS, &span), 1);
+    cr_assert_eq(st_pools_saturated, before, "an empty pool is not saturated");
+    cr_assert_eq(st_object_find(&objs, 0x8000), a);
+    cr_assert_null(st_object_find(&objs, 0xa000));
+    cr_assert_eq(count, 2, "find claims nothing");
+}
