@@ -174,6 +174,16 @@ static int build_pool(struct m_process *p, const struct dump *d, struct m_pool *
     }
     /* Feeds after the last drain are in no drain's count yet. */
     pool->fed_total += since_drain;
+    /* A pool that was never out of workers for a threshold had nothing that
+     * filled it: a task that queued a moment is no news (a healthy run). */
+    if (pool->nsaturations == 0) {
+        for (size_t k = 0; k < pool->nfed_by; k++) {
+            free(pool->fed_by[k].where);
+            free(pool->fed_by[k].stack.frames);
+        }
+        pool->nfed_by = 0;
+        pool->fed_total = 0;
+    }
     qsort(pool->fed_by, pool->nfed_by, sizeof(*pool->fed_by), cmp_feeder);
     estimate_queue_wait(pool, waits, nwaits);
     free(waits);
