@@ -1,0 +1,15 @@
+/* inject.h - load a shared library into a running process with ptrace: one
+ * thread borrowed at a blocking system call, its registers put back exactly. */
+#ifndef STALLTRACE_INJECT_H
+#define STALLTRACE_INJECT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Calls dlopen(lib, RTLD_NOW) in pid's main thread, dlopen_addr being
+ * dlopen's address in pid. Returns 0 and the handle (0: dlopen failed in the
+ * target), or -1 with one line (no newline) in err, the target untouched. */
+int st_inject_dlopen(int pid, uint64_t dlopen_addr, const char *lib, uint64_t *handle,
+                     char *err, size_t errcap);
+
+#endif /* STALLTRACE_INJECT_H */
