@@ -30,6 +30,10 @@ static unsigned nslots;
 static void *libc_handle, *self_handle;
 static uintptr_t self_lo, self_hi;
 static double duration_s;
+/* libunwind's address-check pipe, opened on its first use: ours to close at
+ * detach, so the program's fds are as before. */
+#define FD_SCAN 1024
+static int unwinder_fds[2] = {-1, -1};
 
 void *st_attach_libc(void)
 {
@@ -194,6 +198,30 @@ static int patch_module(struct dl_phdr_info *info, size_t size, void *data)
     return 0;
 }
 
+static void open_fds(uint8_t *set)
+{
+    for (int fd = 0; fd < FD_SCAN; fd++)
+        set[fd] = fcntl(fd, F_GETFD) >= 0;
+}
+
+/* Warms the unwinder now (its pipe, its cache) and notes the pipe it made:
+ * a FIFO pair that was not there before. */
+static void warm_unwinder(void)
+{
+    static uint8_t before[FD_SCAN], after[FD_SCAN];
+    open_fds(before);
+    st_stack_warm_up();
+    open_fds(after);
+    int n = 0;
+    for (int fd = 0; fd < FD_SCAN && n < 2; fd++) {
+        struct stat st;
+        if (after[fd] && !before[fd] && fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode))
+            unwinder_fds[n++] = fd;
+    }
+    if (n != 2)
+        unwinder_fds[0] = unwinder_fds[1] = -1;
+}
+
 static void unpatch_all(void)
 {
     for (unsigned i = nslots; i-- > 0;)
@@ -205,6 +233,10 @@ static void detach(void)
 {
     unpatch_all();                 /* from here on, new calls go straight to libc */
     st_recorder_stop(ST_END_DETACHED);
+    for (int i = 0; i < 2; i++)
+        if (unwinder_fds[i] >= 0)
+            close(unwinder_fds[i]);
+    unwinder_fds[0] = unwinder_fds[1] = -1;
 }
 
 /* Polls for `stalltrace detach` and the --duration deadline, then gives
@@ -237,6 +269,7 @@ int st_attach_begin(void)
     if (self_hi <= self_lo)
         return -1;
     __atomic_or_fetch(&st_rec.hdr->flags, ST_FLAG_ATTACHED, __ATOMIC_RELEASE);
+    warm_unwinder();
     dl_iterate_phdr(patch_module, NULL);
 
     sigset_t all, old;

@@ -1,0 +1,234 @@
+"""End-to-end tests of `stalltrace attach` and `detach` (issue 15).
+
+- py_attach (pyenv CPython 3.11): an asyncio program started without the
+  recorder (py_attach.py: a 200 ms time.sleep in a callback every 0.5 s)
+  is attached after its first stalls. While attached, libpython's GOT slot
+  of clock_nanosleep points into libstalltrace-attach.so; every stall the
+  program timed between attach and detach is in the dump, 200 ms at
+  blocking_callback, against the program's own durations; the dump says
+  attached and, after detach, complete. After detach the slot points into
+  libc again, the recorder's threads are gone, and the fds and signal
+  dispositions and mask are those from before attach (but SIGSETXID's,
+  which glibc sets on a single-threaded process's first pthread_create, for
+  good: the recorder's threads are its first); the program prints
+  all its rounds and exits 0.
+- attach_refusals: one line and exit 2, the target untouched, for a process
+  that is gone, another user's process, a static binary, a process already
+  recorded by the preload, and one already attached.
+"""
+
+import os
+import re
+import subprocess
+import time
+
+from e2e_lib import Fail, Proc, Skip, clean_env, expect, json_report, pyenv_python, run_cmd, test, target
+
+SLACK_MS = 15.0          # the loop iteration around the sleep, on a loaded machine
+
+
+def maps_of(pid):
+    with open("/proc/%d/maps" % pid) as fh:
+        return fh.read().splitlines()
+
+
+def module_range(pid, needle):
+    lo, hi, path = None, None, None
+    for line in maps_of(pid):
+        parts = line.split()
+        if len(parts) >= 6 and needle in os.path.basename(parts[5]):
+            a, b = (int(x, 16) for x in parts[0].split("-"))
+            lo = a if lo is None else min(lo, a)
+            hi = b if hi is None else max(hi, b)
+            path = parts[5]
+    return lo, hi, path
+
+
+def got_value(pid, module, symbol):
+    """The word in module's GOT slot for symbol (its JUMP_SLOT or GLOB_DAT), read live."""
+    lo, _, path = module_range(pid, module)
+    if path is None:
+        raise Fail("%s is not mapped in %d" % (module, pid))
+    out = subprocess.run(["readelf", "-rW", path], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) >= 5 and f[2] in ("R_X86_64_JUMP_SLOT", "R_X86_64_GLOB_DAT") and f[4].split("@")[0] == symbol:
+            with open("/proc/%d/mem" % pid, "rb") as mem:
+                mem.seek(lo + int(f[0], 16))
+                return int.from_bytes(mem.read(8), "little")
+    raise Fail("no relocation of %s in %s" % (symbol, path))
+
+
+def in_module(pid, addr, needle):
+    lo, hi, _ = module_range(pid, needle)
+    return lo is not None and lo <= addr < hi
+
+
+def process_state(pid):
+    fds = {}
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            fds[fd] = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            pass
+    status = {}
+    with open("/proc/%d/status" % pid) as fh:
+        for line in fh:
+            k, _, v = line.partition(":")
+            if k in ("SigBlk", "SigIgn", "SigCgt", "Threads"):
+                status[k] = v.strip()
+    return fds, status
+
+
+def truths(lines):
+    out = []
+    for line in lines:
+        m = re.match(r"TRUTH stall ([\d.]+) ([\d.]+) ([\d.]+)", line)
+        if m:
+            out.append(tuple(float(x) for x in m.groups()))
+    return out
+
+
+@test("py_attach")
+def py_attach(cfg, tmpdir):
+    python = pyenv_python(11)
+    if python is None:
+        raise Skip("no pyenv CPython 3.11")
+    dump = os.path.join(tmpdir, "attached.dump")
+    prog = Proc([python, target("py_attach.py"), "24"], env=clean_env(), cwd=tmpdir)
+    try:
+        prog.wait_for_line(r"^READY", 20)
+        prog.wait_for_line(r"^TRUTH", 20)
+        pid = prog.popen.pid
+        fds0, status0 = process_state(pid)
+        expect(not in_module(pid, got_value(pid, "libpython3.11", "clock_nanosleep"), "libstalltrace"),
+               "clock_nanosleep's slot points into the recorder before attach")
+
+        t_attach0 = time.monotonic()
+        rc, out, err = run_cmd([cfg.stalltrace, "attach", str(pid), "-o", dump, "--threshold", "50"])
+        t_attach1 = time.monotonic()
+        expect(rc == 0, "attach exited %d: %s" % (rc, err.strip()))
+        m = re.search(r"attached to %d in (\d+) ms, recording to (\S+)" % pid, out)
+        expect(m and m.group(2) == dump, "attach said %r" % out)
+        slot = got_value(pid, "libpython3.11", "clock_nanosleep")
+        expect(in_module(pid, slot, "libstalltrace-attach"),
+               "while attached, clock_nanosleep's slot 0x%x is not the recorder's" % slot)
+
+        n0 = len(truths(prog.out))
+        while len(truths(prog.out)) < n0 + 6:
+            prog.wait_for_line(r"^TRUTH", 20)
+            time.sleep(0.05)
+        live = json_report(cfg, dump)["processes"][0]
+        expect(live.get("attached") is True and live.get("complete") is False,
+               "live dump: attached=%r complete=%r" % (live.get("attached"), live.get("complete")))
+
+        t_detach0 = time.monotonic()
+        rc, out, err = run_cmd([cfg.stalltrace, "detach", str(pid)])
+        t_detach1 = time.monotonic()
+        expect(rc == 0, "detach exited %d: %s" % (rc, err.strip()))
+        time.sleep(0.3)                 # the poller thread ends
+        slot = got_value(pid, "libpython3.11", "clock_nanosleep")
+        expect(in_module(pid, slot, "libc.so"), "after detach, clock_nanosleep's slot 0x%x is not libc's" % slot)
+        fds1, status1 = process_state(pid)
+        expect(fds1 == fds0, "fds before attach %s, after detach %s" % (fds0, fds1))
+        if status0["Threads"] == "1":
+            # glibc installs its SIGSETXID handler (33) on a process's first
+            # pthread_create, once for good: the recorder's threads did it.
+            status1["SigCgt"] = "%016x" % (int(status1["SigCgt"], 16) & ~(1 << 32)
+                                           | int(status0["SigCgt"], 16) & (1 << 32))
+        expect(status1 == status0, "status before attach %s, after detach %s" % (status0, status1))
+
+        rc = prog.wait(60)
+        expect(rc == 0, "the program exited %d%s" % (rc, prog.tail()))
+        expect(prog.out[-1:] == ["DONE"], "the program did not finish its rounds%s" % prog.tail())
+        all_truth = truths(prog.out)
+        expect(len(all_truth) == 24, "%d stalls printed, expected 24" % len(all_truth))
+        expect(all(199.0 <= ms < 400 for _, _, ms in all_truth), "the program's own sleeps: %s"
+               % [ms for _, _, ms in all_truth])
+    finally:
+        prog.close()
+
+    proc = json_report(cfg, dump)["processes"][0]
+    expect(proc.get("attached") is True and proc.get("complete") is True,
+           "final dump: attached=%r complete=%r" % (proc.get("attached"), proc.get("complete")))
+    inside = [t for t in all_truth if t[0] > t_attach1 and t[1] < t_detach0]
+    stalls = [s for s in proc.get("stalls") or [] if s.get("tid") == pid]
+    # The one running when detach came is cut there and has no stack.
+    full = [s for s in stalls if s.get("stack")]
+    expect(len(inside) >= 5 and len(inside) <= len(full) <= len(inside) + 1,
+           "%d stalls with a stack recorded, the program timed %d while attached" % (len(full), len(inside)), proc)
+    worst = 0.0
+    for s, t in zip(full[-len(inside):] if len(full) > len(inside) else full, inside):
+        d = s.get("duration_ms") or 0
+        worst = max(worst, abs(d - t[2]))
+        expect(t[2] - 1 <= d <= t[2] + SLACK_MS, "stall of %.1f ms, the program timed %.1f ms" % (d, t[2]), proc)
+        names = [f.get("function") for f in s["stack"]]
+        expect("blocking_callback" in names and s.get("call") == "clock_nanosleep",
+               "stall at %s in %s, expected clock_nanosleep in blocking_callback" % (s.get("call"), names[:8]), proc)
+    return "%d stalls of %.0f ms vs the program's (worst diff %.1f ms), attach took %s ms, detach %.0f ms" % (
+        len(inside), sum(t[2] for t in inside) / len(inside), worst, m.group(1) if m else "?",
+        (t_detach1 - t_detach0) * 1000)
+
+
+def refused(cfg, argv, pattern, what):
+    rc, out, err = run_cmd(argv)
+    lines = [l for l in err.splitlines() if l.strip()]
+    expect(rc == 2 and len(lines) == 1 and re.search(pattern, lines[0]),
+           "%s: exit %d, stderr %r, expected one line /%s/ and exit 2" % (what, rc, err, pattern))
+    return lines[0]
+
+
+@test("attach_refusals")
+def attach_refusals(cfg, tmpdir):
+    msgs = []
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    msgs.append(refused(cfg, [cfg.stalltrace, "attach", str(gone.pid)], r"no such process", "gone"))
+
+    python = pyenv_python(11)
+    if python is None:
+        raise Skip("no pyenv CPython 3.11")
+    prog = Proc([python, target("py_attach.py"), "200"], env=clean_env(), cwd=tmpdir)
+    try:
+        prog.wait_for_line(r"^READY", 20)
+        pid = prog.popen.pid
+        before = maps_of(pid)
+        msgs.append(refused(cfg, ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                  cfg.stalltrace, "attach", str(pid)], r"belongs to uid 0: run attach as that user",
+                            "another user's process"))
+        expect(maps_of(pid) == before, "a refused attach changed the target's maps")
+        dump = os.path.join(tmpdir, "a.dump")
+        rc, out, err = run_cmd([cfg.stalltrace, "attach", str(pid), "-o", dump])
+        expect(rc == 0, "attach exited %d: %s" % (rc, err))
+        msgs.append(refused(cfg, [cfg.stalltrace, "attach", str(pid)], r"already recorded", "attached twice"))
+        rc, out, err = run_cmd([cfg.stalltrace, "detach", str(pid)])
+        expect(rc == 0, "detach exited %d: %s" % (rc, err))
+        msgs.append(refused(cfg, [cfg.stalltrace, "attach", str(pid)], r"already recorded", "attached, detached"))
+        expect(prog.popen.poll() is None, "the target died")
+    finally:
+        prog.close()
+
+    pre = Proc([cfg.stalltrace, "run", "-o", os.path.join(tmpdir, "p.dump"), "--", python,
+                target("py_attach.py"), "200"], env=clean_env(), cwd=tmpdir)
+    try:
+        pre.wait_for_line(r"^READY", 20)
+        child = int(open("/proc/%d/task/%d/children" % (pre.popen.pid, pre.popen.pid)).read().split()[0])
+        msgs.append(refused(cfg, [cfg.stalltrace, "attach", str(child)], r"already recorded", "preloaded"))
+    finally:
+        pre.close()
+
+    src = os.path.join(tmpdir, "static.c")
+    with open(src, "w") as fh:
+        fh.write("#include <unistd.h>\nint main(void) { for (;;) pause(); }\n")
+    exe = os.path.join(tmpdir, "static")
+    if subprocess.run(["cc", "-static", "-o", exe, src], capture_output=True).returncode != 0:
+        raise Skip("no static libc to build a static target")
+    st = Proc([exe], env=clean_env())
+    try:
+        time.sleep(0.2)
+        msgs.append(refused(cfg, [cfg.stalltrace, "attach", str(st.popen.pid)], r"static or non-glibc binary",
+                            "static"))
+        expect(st.popen.poll() is None, "the static target died")
+    finally:
+        st.close()
+    return " | ".join(m.split(": ", 1)[1][:60] for m in msgs)
