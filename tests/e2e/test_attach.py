@@ -232,3 +232,38 @@ def attach_refusals(cfg, tmpdir):
     finally:
         st.close()
     return " | ".join(m.split(": ", 1)[1][:60] for m in msgs)
+
+
+@test("py_attach_duration")
+def py_attach_duration(cfg, tmpdir):
+    """attach --duration 1.5: the recorder detaches by itself, the dump complete."""
+    python = pyenv_python(11)
+    if python is None:
+        raise Skip("no pyenv CPython 3.11")
+    dump = os.path.join(tmpdir, "d.dump")
+    prog = Proc([python, target("py_attach.py"), "12"], env=clean_env(), cwd=tmpdir)
+    try:
+        prog.wait_for_line(r"^TRUTH", 20)
+        pid = prog.popen.pid
+        t0 = time.monotonic()
+        rc, out, err = run_cmd([cfg.stalltrace, "attach", str(pid), "-o", dump, "--duration", "1.5"])
+        expect(rc == 0, "attach exited %d: %s" % (rc, err.strip()))
+        deadline = t0 + 6
+        while time.monotonic() < deadline:
+            proc = json_report(cfg, dump)["processes"][0]
+            if proc.get("complete"):
+                break
+            time.sleep(0.1)
+        took = time.monotonic() - t0
+        expect(proc.get("complete") is True and proc.get("attached") is True,
+               "after %.1f s: complete=%r attached=%r" % (took, proc.get("complete"), proc.get("attached")))
+        expect(1.4 <= took <= 3.5, "detached %.1f s after attach, asked 1.5 s" % took)
+        expect(abs(proc.get("duration_s", 0) - 1.5) < 0.5, "recorded %.2f s, asked 1.5 s" % proc.get("duration_s", 0))
+        slot = got_value(pid, "libpython3.11", "clock_nanosleep")
+        expect(in_module(pid, slot, "libc.so"), "after --duration, clock_nanosleep's slot 0x%x is not libc's" % slot)
+        stalls = [s for s in proc.get("stalls") or [] if s.get("stack")]
+        expect(len(stalls) >= 2, "%d stalls with a stack in 1.5 s, expected 2 or 3" % len(stalls), proc)
+        expect(prog.wait(30) == 0 and prog.out[-1:] == ["DONE"], "the program did not end well%s" % prog.tail())
+    finally:
+        prog.close()
+    return "detached itself after %.1f s; %d stalls, recorded %.2f s" % (took, len(stalls), proc["duration_s"])
