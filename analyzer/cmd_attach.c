@@ -41,6 +41,15 @@ static int parse_pid(const char *s)
     return *s && *end == '\0' && v > 0 && v < INT_MAX ? (int)v : -1;
 }
 
+/* Opens a file of the target's by its own name for it: through its root,
+ * which is its mount namespace's view. */
+static int open_in(int pid, const char *name)
+{
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "/proc/%d/root%s", pid, name);
+    return open(path, O_RDONLY | O_CLOEXEC);
+}
+
 /* Reads /proc/PID/maps: libc's mapping, whether a recorder is in, and the
  * dump it maps (a shared mapping starting with the dump magic). */
 static int scan_maps(int pid, struct libc_map *libc, int *recorded, char *dump, size_t dumpcap)
@@ -74,7 +83,7 @@ static int scan_maps(int pid, struct libc_map *libc, int *recorded, char *dump, 
         }
         if (dump && !dump[0] && perms[3] == 's' && name[0] == '/') {
             char magic[8];
-            int fd = open(name, O_RDONLY | O_CLOEXEC);
+            int fd = open_in(pid, name);
             if (fd >= 0 && read(fd, magic, 8) == 8 && memcmp(magic, ST_MAGIC, 8) == 0)
                 snprintf(dump, dumpcap, "%s", name);
             if (fd >= 0)
@@ -88,9 +97,7 @@ static int scan_maps(int pid, struct libc_map *libc, int *recorded, char *dump, 
 /* dlopen's address in libc's file: the default version, glibc 2.34's. */
 static int dlopen_offset(int pid, const struct libc_map *libc, uint64_t *off)
 {
-    char path[PATH_MAX + 32];
-    snprintf(path, sizeof path, "/proc/%d/root%s", pid, libc->path);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open_in(pid, libc->path);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0 || st.st_ino != libc->inode) {
         if (fd >= 0)
@@ -158,18 +165,35 @@ static int find_attach_lib(char *out, size_t cap)
 }
 
 /* Why ptrace was refused, as far as it can be told. */
-static int explain_eperm(int pid)
+/* From /proc/PID/status: effective ids, its tracer, its pid in its own namespace. */
+struct target_ids {
+    unsigned uid, gid, tracer;
+    int nspid;
+};
+
+static void read_ids(int pid, struct target_ids *t)
 {
     char path[64], line[256];
+    *t = (struct target_ids){0, 0, 0, pid};
     snprintf(path, sizeof path, "/proc/%d/status", pid);
     FILE *f = fopen(path, "re");
-    unsigned uid = 0, tracer = 0;
     while (f && fgets(line, sizeof line, f)) {
-        sscanf(line, "Uid: %*u %u", &uid);
-        sscanf(line, "TracerPid: %u", &tracer);
+        sscanf(line, "Uid: %*u %u", &t->uid);
+        sscanf(line, "Gid: %*u %u", &t->gid);
+        sscanf(line, "TracerPid: %u", &t->tracer);
+        if (strncmp(line, "NSpid:", 6) == 0 && strrchr(line, '\t'))
+            t->nspid = atoi(strrchr(line, '\t') + 1);
     }
     if (f)
         fclose(f);
+}
+
+static int explain_eperm(int pid)
+{
+    char line[64];
+    struct target_ids ids;
+    read_ids(pid, &ids);
+    unsigned uid = ids.uid, tracer = ids.tracer;
     if (tracer) {
         snprintf(line, sizeof line, "%u", tracer);
         return refuse(pid, "it is already traced by process %s (a debugger?): detach that first", line);
@@ -178,7 +202,7 @@ static int explain_eperm(int pid)
         snprintf(line, sizeof line, "%u", uid);
         return refuse(pid, "it belongs to uid %s: run attach as that user or as root", line);
     }
-    f = fopen("/proc/sys/kernel/yama/ptrace_scope", "re");
+    FILE *f = fopen("/proc/sys/kernel/yama/ptrace_scope", "re");
     int scope = -1;
     if (f) {
         if (fscanf(f, "%d", &scope) != 1)
@@ -194,20 +218,42 @@ static int explain_eperm(int pid)
                   "(docker run --cap-add SYS_PTRACE) or run as root", "");
 }
 
-static int write_settings(int pid, const char *output, double threshold_ms, double duration_s)
+/* A request file as the recorder looks for it: in the target's own /tmp
+ * (a service's PrivateTmp, a container's), named by its pid as it sees it. */
+static void request_path(int pid, const char *fmt, char *out, size_t cap)
 {
     char path[64];
-    snprintf(path, sizeof path, ST_ATTACH_CONF_FMT, pid);
+    struct target_ids ids;
+    read_ids(pid, &ids);
+    snprintf(path, sizeof path, fmt, ids.nspid);
+    snprintf(out, cap, "/proc/%d/root%s", pid, path);
+}
+
+/* Made new (O_EXCL), 0600, and given to the target's user when we are root:
+ * the recorder trusts only its own user's or root's, and must read it. */
+static int make_request(int pid, const char *fmt, const char *text)
+{
+    char path[128];
+    request_path(pid, fmt, path, sizeof path);
     unlink(path);       /* a stale one of ours; another user's stays and makes us fail */
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return -1;
+    struct target_ids ids;
+    read_ids(pid, &ids);
+    int ok = (geteuid() != 0 || ids.uid == 0 || fchown(fd, ids.uid, ids.gid) == 0) && write(fd, text, strlen(text)) == (ssize_t)strlen(text);
+    close(fd);
+    if (!ok)
+        unlink(path);
+    return ok ? 0 : -1;
+}
+
+static int write_settings(int pid, const char *output, double threshold_ms, double duration_s)
+{
     char buf[PATH_MAX + 128];
     int n = snprintf(buf, sizeof buf, "%s%s\n%s%g\n%s%g\n", ST_ATTACH_KEY_OUTPUT, output,
                      ST_ATTACH_KEY_THRESHOLD, threshold_ms, ST_ATTACH_KEY_DURATION, duration_s);
-    int ok = n > 0 && n < (int)sizeof buf && write(fd, buf, (size_t)n) == n;
-    close(fd);
-    return ok ? 0 : -1;
+    return n > 0 && n < (int)sizeof buf ? make_request(pid, ST_ATTACH_CONF_FMT, buf) : -1;
 }
 
 static void usage_attach(void)
@@ -275,11 +321,10 @@ int cmd_attach(int argc, char **argv)
     char lib[PATH_MAX];
     if (find_attach_lib(lib, sizeof lib) != 0)
         return refuse(pid, "cannot find %s (set STALLTRACE_ATTACH_LIB)", ST_ATTACH_LIBNAME);
-    if (write_settings(pid, output, threshold_ms, duration_s) != 0) {
-        char p[64];
-        snprintf(p, sizeof p, ST_ATTACH_CONF_FMT, pid);
-        return refuse(pid, "cannot create %s (another user's file there?)", p);
-    }
+    char conf[128];
+    request_path(pid, ST_ATTACH_CONF_FMT, conf, sizeof conf);
+    if (write_settings(pid, output, threshold_ms, duration_s) != 0)
+        return refuse(pid, "cannot create %s (another user's file there?)", conf);
 
     char err[512];
     uint64_t handle = 0;
@@ -287,8 +332,6 @@ int cmd_attach(int argc, char **argv)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int rc = st_inject_dlopen(pid, libc.base + off, lib, &handle, err, sizeof err);
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    char conf[64];
-    snprintf(conf, sizeof conf, ST_ATTACH_CONF_FMT, pid);
     unlink(conf);               /* the recorder has read it, or will never */
     if (rc == -3)
         return explain_eperm(pid);
@@ -324,19 +367,25 @@ int cmd_detach(int argc, char **argv)
         fprintf(stderr, "stalltrace: detach %d: it is not being recorded\n", pid);
         return 2;
     }
-    char path[64];
-    snprintf(path, sizeof path, ST_ATTACH_DETACH_FMT, pid);
-    unlink(path);
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) {
+    struct st_file_header h;
+    int hfd = open_in(pid, dump);
+    int attached = hfd >= 0 && pread(hfd, &h, sizeof h, 0) == (ssize_t)sizeof h && (h.flags & ST_FLAG_ATTACHED);
+    if (hfd >= 0)
+        close(hfd);
+    if (!attached) {
+        fprintf(stderr, "stalltrace: detach %d: it was started with the recorder preloaded, which "
+                "records until it exits; only `stalltrace attach` recordings detach\n", pid);
+        return 2;
+    }
+    char path[128];
+    request_path(pid, ST_ATTACH_DETACH_FMT, path, sizeof path);
+    if (make_request(pid, ST_ATTACH_DETACH_FMT, "") != 0) {
         fprintf(stderr, "stalltrace: detach %d: cannot create %s: %s\n", pid, path, strerror(errno));
         return 2;
     }
-    close(fd);
     /* The recorder polls for the request and sets the dump complete last. */
     for (int i = 0; i < 100; i++) {
-        struct st_file_header h;
-        int dfd = open(dump, O_RDONLY | O_CLOEXEC);
+        int dfd = open_in(pid, dump);
         int done = dfd >= 0 && pread(dfd, &h, sizeof h, 0) == (ssize_t)sizeof h &&
                    (h.flags & ST_FLAG_COMPLETE);
         if (dfd >= 0)
@@ -349,7 +398,6 @@ int cmd_detach(int argc, char **argv)
         nanosleep(&ms, NULL);
     }
     unlink(path);
-    fprintf(stderr, "stalltrace: detach %d: the recorder did not answer within 5 s (a preloaded one "
-            "cannot detach)\n", pid);
+    fprintf(stderr, "stalltrace: detach %d: the recorder did not answer within 5 s\n", pid);
     return 2;
 }

@@ -89,13 +89,31 @@ def truths(lines):
     return out
 
 
-@test("py_attach")
-def py_attach(cfg, tmpdir):
+def wait_truths(prog, n, timeout=30):
+    """Until the program has printed n stalls of its own."""
+    deadline = time.monotonic() + timeout
+    while len(truths(prog.out)) < n:
+        expect(time.monotonic() < deadline and prog.popen.poll() is None,
+               "the program printed %d stalls, not %d%s" % (len(truths(prog.out)), n, prog.tail()))
+        time.sleep(0.05)
+
+
+def python311():
     python = pyenv_python(11)
     if python is None:
         raise Skip("no pyenv CPython 3.11")
+    return python
+
+
+def start_program(tmpdir, rounds):
+    """py_attach.py with `rounds` stalls, plain: no recorder in it."""
+    return Proc([python311(), target("py_attach.py"), str(rounds)], env=clean_env(), cwd=tmpdir)
+
+
+@test("py_attach")
+def py_attach(cfg, tmpdir):
     dump = os.path.join(tmpdir, "attached.dump")
-    prog = Proc([python, target("py_attach.py"), "24"], env=clean_env(), cwd=tmpdir)
+    prog = start_program(tmpdir, 24)
     try:
         prog.wait_for_line(r"^READY", 20)
         prog.wait_for_line(r"^TRUTH", 20)
@@ -114,10 +132,7 @@ def py_attach(cfg, tmpdir):
         expect(in_module(pid, slot, "libstalltrace-attach"),
                "while attached, clock_nanosleep's slot 0x%x is not the recorder's" % slot)
 
-        n0 = len(truths(prog.out))
-        while len(truths(prog.out)) < n0 + 6:
-            prog.wait_for_line(r"^TRUTH", 20)
-            time.sleep(0.05)
+        wait_truths(prog, len(truths(prog.out)) + 6)
         live = json_report(cfg, dump)["processes"][0]
         expect(live.get("attached") is True and live.get("complete") is False,
                "live dump: attached=%r complete=%r" % (live.get("attached"), live.get("complete")))
@@ -185,10 +200,8 @@ def attach_refusals(cfg, tmpdir):
     gone.wait()
     msgs.append(refused(cfg, [cfg.stalltrace, "attach", str(gone.pid)], r"no such process", "gone"))
 
-    python = pyenv_python(11)
-    if python is None:
-        raise Skip("no pyenv CPython 3.11")
-    prog = Proc([python, target("py_attach.py"), "200"], env=clean_env(), cwd=tmpdir)
+    python = python311()
+    prog = start_program(tmpdir, 200)
     try:
         prog.wait_for_line(r"^READY", 20)
         pid = prog.popen.pid
@@ -237,11 +250,8 @@ def attach_refusals(cfg, tmpdir):
 @test("py_attach_duration")
 def py_attach_duration(cfg, tmpdir):
     """attach --duration 1.5: the recorder detaches by itself, the dump complete."""
-    python = pyenv_python(11)
-    if python is None:
-        raise Skip("no pyenv CPython 3.11")
     dump = os.path.join(tmpdir, "d.dump")
-    prog = Proc([python, target("py_attach.py"), "12"], env=clean_env(), cwd=tmpdir)
+    prog = start_program(tmpdir, 12)
     try:
         prog.wait_for_line(r"^TRUTH", 20)
         pid = prog.popen.pid
@@ -267,3 +277,44 @@ def py_attach_duration(cfg, tmpdir):
     finally:
         prog.close()
     return "detached itself after %.1f s; %d stalls, recorded %.2f s" % (took, len(stalls), proc["duration_s"])
+
+
+@test("py_attach_other_user")
+def py_attach_other_user(cfg, tmpdir):
+    """root attaches to a program of uid 65534: the settings file is handed to
+    that user, the dump is made with its rights; detach of a preloaded
+    process is refused."""
+    if os.geteuid() != 0:
+        raise Skip("needs root")
+    os.chmod(tmpdir, 0o777)
+    dump = os.path.join(tmpdir, "nobody.dump")
+    prog = Proc(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python311(),
+                 target("py_attach.py"), "10"], env=clean_env(), cwd=tmpdir)
+    try:
+        prog.wait_for_line(r"^TRUTH", 20)
+        pid = prog.popen.pid
+        rc, out, err = run_cmd([cfg.stalltrace, "attach", str(pid), "-o", dump])
+        expect(rc == 0, "attach exited %d: %s" % (rc, err.strip()))
+        expect(os.stat(dump).st_uid == 65534, "the dump belongs to uid %d, not the program's" % os.stat(dump).st_uid)
+        wait_truths(prog, len(truths(prog.out)) + 2)
+        rc, out, err = run_cmd([cfg.stalltrace, "detach", str(pid)])
+        expect(rc == 0, "detach exited %d: %s" % (rc, err.strip()))
+        proc = json_report(cfg, dump)["processes"][0]
+        expect(proc.get("complete") and proc.get("attached") and
+               any(s.get("stack") and 190 < s.get("duration_ms", 0) < 230 for s in proc.get("stalls") or []),
+               "no complete attached dump with a 200 ms stall", proc)
+        expect(prog.wait(30) == 0, "the program failed%s" % prog.tail())
+        leftovers = [p for p in os.listdir("/tmp") if p.endswith(".%d" % pid) and p.startswith(".stalltrace-")]
+        expect(not leftovers, "request files left in /tmp: %s" % leftovers)
+    finally:
+        prog.close()
+
+    pre = Proc([cfg.stalltrace, "run", "-o", os.path.join(tmpdir, "p.dump"), "--", python311(),
+                target("py_attach.py"), "200"], env=clean_env(), cwd=tmpdir)
+    try:
+        pre.wait_for_line(r"^READY", 20)
+        child = int(open("/proc/%d/task/%d/children" % (pre.popen.pid, pre.popen.pid)).read().split()[0])
+        line = refused(cfg, [cfg.stalltrace, "detach", str(child)], r"preloaded", "detach of a preloaded process")
+    finally:
+        pre.close()
+    return "%d stalls recorded as uid 65534 | %s" % (len(proc["stalls"]), line.split(": ", 1)[1][:70])
