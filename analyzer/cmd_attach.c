@@ -94,8 +94,9 @@ static int scan_maps(int pid, struct libc_map *libc, int *recorded, char *dump, 
     return 0;
 }
 
-/* dlopen's address in libc's file: the default version, glibc 2.34's. */
-static int dlopen_offset(int pid, const struct libc_map *libc, uint64_t *off)
+/* The offsets of names[] in libc's file, default versions (dlopen's is
+ * glibc 2.34's); -1 unless all are found. */
+static int libc_offsets(int pid, const struct libc_map *libc, const char *const *names, uint64_t *off, int n_names)
 {
     int fd = open_in(pid, libc->path);
     struct stat st;
@@ -106,7 +107,7 @@ static int dlopen_offset(int pid, const struct libc_map *libc, uint64_t *off)
     }
     elf_version(EV_CURRENT);
     Elf *e = elf_begin(fd, ELF_C_READ, NULL);
-    int found = -1;
+    int found = 0;
     Elf_Scn *scn = NULL, *dynsym = NULL, *versym = NULL;
     GElf_Shdr sh, dsh = {0};
     while (e && (scn = elf_nextscn(e, scn)) != NULL) {
@@ -126,20 +127,22 @@ static int dlopen_offset(int pid, const struct libc_map *libc, uint64_t *off)
         if (gelf_getsym(data, (int)i, &sym) == NULL || sym.st_shndx == SHN_UNDEF)
             continue;
         const char *name = elf_strptr(e, dsh.sh_link, sym.st_name);
-        if (name == NULL || strcmp(name, "dlopen") != 0)
+        int k = 0;
+        while (name && k < n_names && strcmp(name, names[k]) != 0)
+            k++;
+        if (name == NULL || k == n_names)
             continue;
         if (vdata)
             gelf_getversym(vdata, (int)i, &v);
         if (v & 0x8000)
             continue;            /* a hidden compat version */
-        *off = sym.st_value;
-        found = 0;
-        break;
+        off[k] = sym.st_value;
+        found |= 1 << k;
     }
     if (e)
         elf_end(e);
     close(fd);
-    return found;
+    return found == (1 << n_names) - 1 ? 0 : -1;
 }
 
 /* The library to load: $STALLTRACE_ATTACH_LIB, else next to this executable. */
@@ -314,8 +317,9 @@ int cmd_attach(int argc, char **argv)
     if (libc.base == 0)
         return refuse(pid, "it runs a static or non-glibc binary (no libc.so.6 in its maps): %s",
                       "attach needs a dynamically linked glibc program; start it with `stalltrace run`");
-    uint64_t off;
-    if (dlopen_offset(pid, &libc, &off) != 0)
+    static const char *const names[] = {"dlopen", "__errno_location"};
+    uint64_t off[2];
+    if (libc_offsets(pid, &libc, names, off, 2) != 0)
         return refuse(pid, "its libc (%s) has no dlopen (glibc older than 2.34?) or was replaced on disk "
                       "since it started", libc.path);
     char lib[PATH_MAX];
@@ -330,7 +334,7 @@ int cmd_attach(int argc, char **argv)
     uint64_t handle = 0;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    int rc = st_inject_dlopen(pid, libc.base + off, lib, &handle, err, sizeof err);
+    int rc = st_inject_dlopen(pid, libc.base + off[0], libc.base + off[1], lib, &handle, err, sizeof err);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     unlink(conf);               /* the recorder has read it, or will never */
     if (rc == -3)

@@ -28,6 +28,9 @@ struct saved {
     struct user_fpregs_struct fp;
 };
 
+/* The borrowed thread's state, as it was stopped (one injection at a time). */
+static struct saved s;
+
 /* Waits that hold nothing: an event loop's wait, a sleep, a blocking read. A
  * futex may be a lock wait inside malloc or the loader: never borrowed. */
 static int idle_syscall(long nr)
@@ -135,22 +138,85 @@ static int interrupt_stop(int tid, char *err, size_t errcap)
     }
 }
 
-static int write_mem(int pid, uint64_t addr, const void *buf, size_t len)
+/* Reads or writes the target's memory through /proc/PID/mem (we trace it). */
+static int mem_io(int pid, uint64_t addr, void *buf, size_t len, int write)
 {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/mem", pid);
-    int fd = open(path, O_RDWR | O_CLOEXEC);
+    int fd = open(path, (write ? O_RDWR : O_RDONLY) | O_CLOEXEC);
     if (fd < 0)
         return -1;
-    ssize_t n = pwrite(fd, buf, len, (off_t)addr);
+    ssize_t n = write ? pwrite(fd, buf, len, (off_t)addr) : pread(fd, buf, len, (off_t)addr);
     close(fd);
     return n == (ssize_t)len ? 0 : -1;
 }
 
-int st_inject_dlopen(int pid, uint64_t dlopen_addr, const char *lib, uint64_t *handle,
-                     char *err, size_t errcap)
+static int write_mem(int pid, uint64_t addr, const void *buf, size_t len)
 {
-    static struct saved s;
+    return mem_io(pid, addr, (void *)buf, len, 1);
+}
+
+static int read_mem(int pid, uint64_t addr, void *buf, size_t len)
+{
+    return mem_io(pid, addr, buf, len, 0);
+}
+
+/* Runs fn(str, arg) on the stopped thread, from the registers saved in s:
+ * the frame below the red zone, str copied there, a return address of 0 so
+ * that the return traps (SIGSEGV at 0). The thread is stopped again after.
+ * 0 and *ret; -1: not started (thread stopped, state intact); -2: the
+ * process died or the call never returned. */
+static int call_in(int pid, int tid, uint64_t fn, const char *str, uint64_t arg, uint64_t *ret,
+                   char *err, size_t errcap)
+{
+    struct user_regs_struct call = s.regs;
+    size_t len = str ? strlen(str) + 1 : 0;
+    uint64_t sp = (s.regs.rsp - 256) & ~(uint64_t)15;
+    sp -= (len + 15) & ~(size_t)15;
+    uint64_t str_addr = sp;
+    uint64_t zero = 0;
+    sp -= 8;
+    if ((str && write_mem(pid, str_addr, str, len) != 0) || write_mem(pid, sp, &zero, 8) != 0) {
+        snprintf(err, errcap, "cannot write the target's stack: %s", strerror(errno));
+        return -1;
+    }
+    call.rsp = sp;
+    call.rip = fn;
+    call.rdi = str ? str_addr : 0;
+    call.rsi = arg;
+    call.rax = 0;
+    call.orig_rax = (unsigned long long)-1;   /* no syscall restart on resume */
+    if (ptrace(PTRACE_SETREGS, tid, 0, &call) != 0 || ptrace(PTRACE_CONT, tid, 0, 0) != 0) {
+        snprintf(err, errcap, "cannot start the call: %s", strerror(errno));
+        return -1;
+    }
+    for (;;) {
+        int st;
+        if (wait_stop(tid, &st, 20000) != 0) {
+            snprintf(err, errcap, "a call did not return within 20 s in thread %d (left running)", tid);
+            return -2;
+        }
+        if (WIFEXITED(st) || WIFSIGNALED(st)) {
+            snprintf(err, errcap, "the process died during the call");
+            return -2;
+        }
+        if (st >> 16 == PTRACE_EVENT_STOP) {
+            ptrace(PTRACE_CONT, tid, 0, 0);
+            continue;
+        }
+        int sig = WSTOPSIG(st);
+        struct user_regs_struct now;
+        if (sig == SIGSEGV && ptrace(PTRACE_GETREGS, tid, 0, &now) == 0 && now.rip == 0) {
+            *ret = now.rax;
+            return 0;
+        }
+        ptrace(PTRACE_CONT, tid, 0, (void *)(long)sig);   /* the program's own signal */
+    }
+}
+
+int st_inject_dlopen(int pid, uint64_t dlopen_addr, uint64_t errno_loc_addr, const char *lib,
+                     uint64_t *handle, char *err, size_t errcap)
+{
     int tid = pid;
     if (ptrace(PTRACE_SEIZE, tid, 0, 0) != 0) {
         snprintf(err, errcap, "PTRACE_SEIZE: %s", strerror(errno));
@@ -189,57 +255,19 @@ int st_inject_dlopen(int pid, uint64_t dlopen_addr, const char *lib, uint64_t *h
         return -1;
     }
 
-    /* The call's frame: below the red zone, the library path, then a return
-     * address of 0 so that dlopen's return traps. */
-    struct user_regs_struct call = s.regs;
-    size_t len = strlen(lib) + 1;
-    uint64_t sp = (s.regs.rsp - 256) & ~(uint64_t)15;
-    sp -= (len + 15) & ~(size_t)15;
-    uint64_t path_addr = sp;
-    uint64_t zero = 0;
-    sp -= 8;
-    if (write_mem(pid, path_addr, lib, len) != 0 || write_mem(pid, sp, &zero, 8) != 0) {
-        snprintf(err, errcap, "cannot write the target's stack: %s", strerror(errno));
-        ptrace(PTRACE_DETACH, tid, 0, 0);
-        return -1;
-    }
-    call.rsp = sp;
-    call.rip = dlopen_addr;
-    call.rdi = path_addr;
-    call.rsi = 2;                         /* RTLD_NOW */
-    call.rax = 0;
-    call.orig_rax = (unsigned long long)-1;   /* no syscall restart on resume */
-    if (ptrace(PTRACE_SETREGS, tid, 0, &call) != 0 || ptrace(PTRACE_CONT, tid, 0, 0) != 0) {
-        snprintf(err, errcap, "cannot start the call: %s", strerror(errno));
-        struct user_regs_struct back = resumed_regs(&s.regs);
-        restore_regs(tid, &s, &back);
-        ptrace(PTRACE_DETACH, tid, 0, 0);
-        return -1;
-    }
-
-    /* dlopen runs the recorder's constructor; it returns to 0 and faults. */
-    for (;;) {
-        int st;
-        if (wait_stop(tid, &st, 20000) != 0) {
-            snprintf(err, errcap, "dlopen did not return within 20 s in thread %d (left running)", tid);
-            return -1;
-        }
-        if (WIFEXITED(st) || WIFSIGNALED(st)) {
-            snprintf(err, errcap, "the process died during dlopen");
-            return -1;
-        }
-        if (st >> 16 == PTRACE_EVENT_STOP) {
-            ptrace(PTRACE_CONT, tid, 0, 0);
-            continue;
-        }
-        int sig = WSTOPSIG(st);
-        struct user_regs_struct now;
-        if (sig == SIGSEGV && ptrace(PTRACE_GETREGS, tid, 0, &now) == 0 && now.rip == 0) {
-            *handle = now.rax;
-            break;
-        }
-        ptrace(PTRACE_CONT, tid, 0, (void *)(long)sig);   /* the program's own signal */
-    }
+    /* errno is the thread's: dlopen's path search may leave ENOENT there. */
+    uint64_t errno_addr = 0, handle_v = 0;
+    int saved_errno = 0;
+    int rc = call_in(pid, tid, errno_loc_addr, NULL, 0, &errno_addr, err, errcap);
+    if (rc == 0 && (errno_addr == 0 || read_mem(pid, errno_addr, &saved_errno, sizeof saved_errno) != 0))
+        errno_addr = 0;           /* not readable: dlopen goes ahead, errno is not put back */
+    if (rc == 0)
+        rc = call_in(pid, tid, dlopen_addr, lib, 2 /* RTLD_NOW */, &handle_v, err, errcap);
+    if (rc == -2)
+        return -1;                /* dead, or the thread left running inside the call */
+    if (rc == 0 && errno_addr)
+        write_mem(pid, errno_addr, &saved_errno, sizeof saved_errno);
+    *handle = handle_v;
 
     struct user_regs_struct back = resumed_regs(&s.regs);
     if (restore_regs(tid, &s, &back) != 0) {
@@ -247,5 +275,5 @@ int st_inject_dlopen(int pid, uint64_t dlopen_addr, const char *lib, uint64_t *h
         return -1;
     }
     ptrace(PTRACE_DETACH, tid, 0, 0);     /* the SIGSEGV is suppressed */
-    return 0;
+    return rc;
 }

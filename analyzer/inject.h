@@ -7,9 +7,10 @@
 #include <stdint.h>
 
 /* Calls dlopen(lib, RTLD_NOW) in pid's main thread, dlopen_addr being
- * dlopen's address in pid. Returns 0 and the handle (0: dlopen failed in the
+ * dlopen's address in pid; its errno (found by __errno_location, at
+ * errno_loc_addr) is put back after. Returns 0 and the handle (0: dlopen failed in the
  * target), or -1 with one line (no newline) in err, the target untouched. */
-int st_inject_dlopen(int pid, uint64_t dlopen_addr, const char *lib, uint64_t *handle,
+int st_inject_dlopen(int pid, uint64_t dlopen_addr, uint64_t errno_loc_addr, const char *lib, uint64_t *handle,
                      char *err, size_t errcap);
 
 #endif /* STALLTRACE_INJECT_H */
