@@ -12,6 +12,12 @@
   which glibc sets on a single-threaded process's first pthread_create, for
   good: the recorder's threads are its first); the program prints
   all its rounds and exits 0.
+- py_attach_killed_3.11/3.12/3.13: attached to each CPython, its stalls
+  at blocking_callback; then SIGKILLed: the dump reads, attached,
+  incomplete.
+- py_attach_duration: --duration 1.5 detaches by itself.
+- py_attach_other_user: root attaches to uid 65534's program; detach of a
+  preloaded process is refused.
 - attach_refusals: one line and exit 2, the target untouched, for a process
   that is gone, another user's process, a static binary, a process already
   recorded by the preload, and one already attached.
@@ -318,3 +324,36 @@ def py_attach_other_user(cfg, tmpdir):
     finally:
         pre.close()
     return "%d stalls recorded as uid 65534 | %s" % (len(proc["stalls"]), line.split(": ", 1)[1][:70])
+
+
+def attach_then_kill(cfg, tmpdir, minor):
+    """Attached to CPython 3.<minor>, then SIGKILLed: the dump reads, incomplete."""
+    python = pyenv_python(minor)
+    if python is None:
+        raise Skip("no pyenv CPython 3.%d" % minor)
+    dump = os.path.join(tmpdir, "k.dump")
+    prog = Proc([python, target("py_attach.py"), "40"], env=clean_env(), cwd=tmpdir)
+    try:
+        wait_truths(prog, 1)
+        rc, out, err = run_cmd([cfg.stalltrace, "attach", str(prog.popen.pid), "-o", dump])
+        expect(rc == 0, "attach exited %d: %s" % (rc, err.strip()))
+        wait_truths(prog, len(truths(prog.out)) + 3)
+        prog.kill_group()
+        prog.wait(10)
+    finally:
+        prog.close()
+    proc = json_report(cfg, dump)["processes"][0]
+    full = [s for s in proc.get("stalls") or [] if s.get("stack")]
+    expect(proc.get("attached") is True and proc.get("complete") is False,
+           "killed: attached=%r complete=%r" % (proc.get("attached"), proc.get("complete")), proc)
+    expect(len(full) >= 2, "%d stalls with a stack, the program timed 3 while attached" % len(full), proc)
+    for s in full:
+        names = [f.get("function") for f in s["stack"]]
+        expect("blocking_callback" in names and 195 <= s.get("duration_ms", 0) <= 200 + SLACK_MS + 5,
+               "stall of %r ms at %s" % (s.get("duration_ms"), names[:8]), proc)
+    return "3.%d: %d stalls of %s ms at blocking_callback; killed: dump incomplete" % (
+        minor, len(full), "/".join("%.0f" % s["duration_ms"] for s in full))
+
+
+for _minor in (11, 12, 13):
+    test("py_attach_killed_3.%d" % _minor)(lambda cfg, tmpdir, m=_minor: attach_then_kill(cfg, tmpdir, m))
