@@ -21,7 +21,8 @@
 
 struct slot {
     uintptr_t *addr;
-    uintptr_t old;
+    uintptr_t old, wrapper;
+    uintptr_t bias;         /* of its module: one dlclose'd since is not written to */
     uint8_t read_only;      /* in a RELRO page: made writable for the store */
 };
 
@@ -144,14 +145,45 @@ static void patch_relocs(const ElfW(Rela) *rel, size_t bytes, const ElfW(Sym) *s
         if (old != real && !(old >= lo && old < hi))
             continue;
         int ro = (uintptr_t)addr >= ro_lo && (uintptr_t)addr < ro_hi;
-        slots[nslots++] = (struct slot){addr, old, (uint8_t)ro};
+        slots[nslots++] = (struct slot){addr, old, w, bias, (uint8_t)ro};
         store_slot(addr, w, ro);
     }
 }
 
+/* Modules seen so far, by load bias: a later pass patches only new ones. */
+#define MAX_MODULES 1024
+static uintptr_t seen_bias[MAX_MODULES];
+static unsigned nseen;
+static unsigned long long seen_adds;
+
+static int seen(uintptr_t bias)
+{
+    for (unsigned i = 0; i < nseen; i++)
+        if (seen_bias[i] == bias)
+            return 1;
+    return 0;
+}
+
+/* Is name one of the lines of list? */
+static int in_list(const char *list, const char *name)
+{
+    size_t len = strlen(name);
+    for (const char *l = list; len && *l; l = strchr(l, '\n') + 1)
+        if (strncmp(l, name, len) == 0 && l[len] == '\n')
+            return 1;
+    return 0;
+}
+
 static int patch_module(struct dl_phdr_info *info, size_t size, void *data)
 {
-    (void)size, (void)data;
+    (void)size;
+    if (seen(info->dlpi_addr) || nseen >= MAX_MODULES)
+        return 0;
+    /* A later pass patches only the modules the loader has finished (data: their names). */
+    if (data != NULL && !in_list(data, info->dlpi_name))
+        return 0;
+    seen_bias[nseen++] = info->dlpi_addr;
+    seen_adds = info->dlpi_adds;
     const char *name = info->dlpi_name ? info->dlpi_name : "";
     const char *base = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
     if (strncmp(base, "libc.so", 7) == 0 || strncmp(base, "ld-linux", 8) == 0 ||
@@ -222,10 +254,28 @@ static void warm_unwinder(void)
         unwinder_fds[0] = unwinder_fds[1] = -1;
 }
 
+/* Gives back the slots of one module still loaded, those still ours. */
+static int unpatch_module(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size, (void)data;
+    for (int p = 0; p < info->dlpi_phnum; p++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[p];
+        if (ph->p_type != PT_LOAD)
+            continue;
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
+        for (unsigned i = 0; i < nslots; i++) {
+            struct slot *s = &slots[i];
+            if (s->bias == info->dlpi_addr && (uintptr_t)s->addr >= lo && (uintptr_t)s->addr < hi &&
+                __atomic_load_n(s->addr, __ATOMIC_ACQUIRE) == s->wrapper)
+                store_slot(s->addr, s->old, s->read_only);
+        }
+    }
+    return 0;
+}
+
 static void unpatch_all(void)
 {
-    for (unsigned i = nslots; i-- > 0;)
-        store_slot(slots[i].addr, slots[i].old, slots[i].read_only);
+    dl_iterate_phdr(unpatch_module, NULL);
     nslots = 0;
 }
 
@@ -237,6 +287,61 @@ static void detach(void)
         if (unwinder_fds[i] >= 0)
             close(unwinder_fds[i]);
     unwinder_fds[0] = unwinder_fds[1] = -1;
+}
+
+static int list_new(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    char *names = data;
+    size_t used = strlen(names), len = strlen(info->dlpi_name);
+    if (!seen(info->dlpi_addr) && len && used + len + 2 < 65536) {
+        memcpy(names + used, info->dlpi_name, len);
+        names[used + len] = '\n';
+        names[used + len + 1] = '\0';
+    }
+    return 0;
+}
+
+static int count_adds(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    *(unsigned long long *)data = info->dlpi_adds;
+    return 1;
+}
+
+/* Modules dlopen'ed since: each is first opened again with RTLD_NOLOAD,
+ * which waits for the loader to finish relocating it (and protecting its
+ * RELRO), then its slots are taken like the others'. */
+static void patch_new_modules(void)
+{
+    static char names[65536];
+    unsigned long long adds = 0;
+    dl_iterate_phdr(count_adds, &adds);
+    if (adds == seen_adds)
+        return;
+    names[0] = '\0';
+    dl_iterate_phdr(list_new, names);
+    static char ready[65536];
+    ready[0] = '\0';
+    size_t used = 0;
+    for (char *n = names, *end; *n; n = end + 1) {
+        end = strchr(n, '\n');
+        *end = '\0';
+        void *h = dlopen(n, RTLD_NOW | RTLD_NOLOAD);
+        if (h == NULL)
+            continue;             /* gone again, or failed to load */
+        dlclose(h);
+        size_t len = strlen(n);
+        if (used + len + 2 < sizeof ready) {
+            memcpy(ready + used, n, len);
+            ready[used + len] = '\n';
+            used += len + 1;
+            ready[used] = '\0';
+        }
+    }
+    if (used)
+        dl_iterate_phdr(patch_module, ready);
+    seen_adds = adds;
 }
 
 /* Polls for `stalltrace detach` and the --duration deadline, then gives
@@ -258,6 +363,7 @@ static void *poller(void *arg)
             detach();
             return NULL;
         }
+        patch_new_modules();
     }
 }
 

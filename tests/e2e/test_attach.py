@@ -16,6 +16,9 @@
   at blocking_callback; then SIGKILLed: the dump reads, attached,
   incomplete.
 - py_attach_duration: --duration 1.5 detaches by itself.
+- py_attach_late_module: _multiprocessing, imported after attach, is
+  patched by the poller (within 100 ms of its load): its sem_timedwait
+  stalls are recorded, and its slot is libc's again after detach.
 - py_attach_other_user: root attaches to uid 65534's program; detach of a
   preloaded process is refused.
 - attach_refusals: one line and exit 2, the target untouched, for a process
@@ -326,6 +329,14 @@ def py_attach_other_user(cfg, tmpdir):
     return "%d stalls recorded as uid 65534 | %s" % (len(proc["stalls"]), line.split(": ", 1)[1][:70])
 
 
+def expect_200ms_at(proc, stalls, function):
+    """Each stall is the program's 200 ms wait, with function in its stack."""
+    for s in stalls:
+        names = [f.get("function") for f in s["stack"]]
+        expect(function in names and 195 <= s.get("duration_ms", 0) <= 200 + SLACK_MS + 5,
+               "stall of %r ms at %s, expected 200 ms in %s" % (s.get("duration_ms"), names[:8], function), proc)
+
+
 def attach_then_kill(cfg, tmpdir, minor):
     """Attached to CPython 3.<minor>, then SIGKILLed: the dump reads, incomplete."""
     python = pyenv_python(minor)
@@ -347,13 +358,46 @@ def attach_then_kill(cfg, tmpdir, minor):
     expect(proc.get("attached") is True and proc.get("complete") is False,
            "killed: attached=%r complete=%r" % (proc.get("attached"), proc.get("complete")), proc)
     expect(len(full) >= 2, "%d stalls with a stack, the program timed 3 while attached" % len(full), proc)
-    for s in full:
-        names = [f.get("function") for f in s["stack"]]
-        expect("blocking_callback" in names and 195 <= s.get("duration_ms", 0) <= 200 + SLACK_MS + 5,
-               "stall of %r ms at %s" % (s.get("duration_ms"), names[:8]), proc)
+    expect_200ms_at(proc, full, "blocking_callback")
     return "3.%d: %d stalls of %s ms at blocking_callback; killed: dump incomplete" % (
         minor, len(full), "/".join("%.0f" % s["duration_ms"] for s in full))
 
 
 for _minor in (11, 12, 13):
     test("py_attach_killed_3.%d" % _minor)(lambda cfg, tmpdir, m=_minor: attach_then_kill(cfg, tmpdir, m))
+
+
+@test("py_attach_late_module")
+def py_attach_late_module(cfg, tmpdir):
+    """A module dlopen'ed after attach (_multiprocessing) is patched too: its
+    sem_timedwait stalls are recorded; after detach its slot is libc's."""
+    if "_multiprocessing" in subprocess.run([python311(), "-c", "import asyncio, sys; print(list(sys.modules))"],
+                                           capture_output=True, text=True).stdout:
+        raise Skip("asyncio already imports _multiprocessing")
+    dump = os.path.join(tmpdir, "late.dump")
+    prog = Proc([python311(), target("py_attach.py"), "12", "4"], env=clean_env(), cwd=tmpdir)
+    try:
+        wait_truths(prog, 1)
+        pid = prog.popen.pid
+        rc, out, err = run_cmd([cfg.stalltrace, "attach", str(pid), "-o", dump])
+        expect(rc == 0, "attach exited %d: %s" % (rc, err.strip()))
+        expect(not module_range(pid, "_multiprocessing")[2], "_multiprocessing was loaded before attach")
+        deadline = time.monotonic() + 20
+        while sum(1 for l in prog.out if l.startswith("TRUTH semwait")) < 3:
+            expect(time.monotonic() < deadline, "no 3 semaphore waits%s" % prog.tail())
+            time.sleep(0.05)
+        slot = got_value(pid, "_multiprocessing", "sem_timedwait")
+        expect(in_module(pid, slot, "libstalltrace-attach"), "the late module's sem_timedwait slot is not ours")
+        rc, out, err = run_cmd([cfg.stalltrace, "detach", str(pid)])
+        expect(rc == 0, "detach exited %d: %s" % (rc, err.strip()))
+        slot = got_value(pid, "_multiprocessing", "sem_timedwait")
+        expect(in_module(pid, slot, "libc.so"), "after detach, the late module's slot 0x%x is not libc's" % slot)
+        expect(prog.wait(30) == 0, "the program failed%s" % prog.tail())
+    finally:
+        prog.close()
+    proc = json_report(cfg, dump)["processes"][0]
+    sem = [s for s in proc.get("stalls") or [] if s.get("stack") and s.get("call") == "sem_timedwait"]
+    expect(len(sem) >= 2, "%d sem_timedwait stalls recorded, expected 2 or more" % len(sem), proc)
+    expect_200ms_at(proc, sem, "late_callback")
+    return "%d sem_timedwait stalls of %s ms from the module loaded after attach" % (
+        len(sem), "/".join("%.0f" % s["duration_ms"] for s in sem))
