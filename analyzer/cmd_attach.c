@@ -23,6 +23,7 @@ struct libc_map {
     uint64_t base;                /* where its offset 0 is mapped */
     unsigned long inode;
     char path[PATH_MAX];
+    uint64_t ldso_lo, ldso_hi;    /* the dynamic loader's text: never borrowed inside */
 };
 
 /* One line per refusal: what is wrong and what to do, exit status 2. */
@@ -60,6 +61,7 @@ static int scan_maps(int pid, struct libc_map *libc, int *recorded, char *dump, 
     if (f == NULL)
         return -1;
     libc->base = 0;
+    libc->ldso_lo = libc->ldso_hi = 0;
     *recorded = 0;
     if (dump)
         dump[0] = '\0';
@@ -76,6 +78,10 @@ static int scan_maps(int pid, struct libc_map *libc, int *recorded, char *dump, 
         const char *base = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
         if (strstr(base, "libstalltrace"))
             *recorded = 1;
+        if (strncmp(base, "ld-linux", 8) == 0) {
+            libc->ldso_lo = libc->ldso_lo && libc->ldso_lo < lo ? libc->ldso_lo : lo;
+            libc->ldso_hi = hi > libc->ldso_hi ? hi : libc->ldso_hi;
+        }
         if (libc->base == 0 && off == 0 && strncmp(base, "libc.so.6", 9) == 0) {
             libc->base = lo;
             libc->inode = inode;
@@ -172,18 +178,20 @@ static int find_attach_lib(char *out, size_t cap)
 struct target_ids {
     unsigned uid, gid, tracer;
     int nspid;
+    int seccomp;                  /* 0 none, 1 strict, 2 filter */
 };
 
 static void read_ids(int pid, struct target_ids *t)
 {
     char path[64], line[256];
-    *t = (struct target_ids){0, 0, 0, pid};
+    *t = (struct target_ids){0, 0, 0, pid, 0};
     snprintf(path, sizeof path, "/proc/%d/status", pid);
     FILE *f = fopen(path, "re");
     while (f && fgets(line, sizeof line, f)) {
         sscanf(line, "Uid: %*u %u", &t->uid);
         sscanf(line, "Gid: %*u %u", &t->gid);
         sscanf(line, "TracerPid: %u", &t->tracer);
+        sscanf(line, "Seccomp: %d", &t->seccomp);
         if (strncmp(line, "NSpid:", 6) == 0 && strrchr(line, '\t'))
             t->nspid = atoi(strrchr(line, '\t') + 1);
     }
@@ -314,6 +322,11 @@ int cmd_attach(int argc, char **argv)
     if (recorded)
         return refuse(pid, "it is already recorded (libstalltrace is loaded in it): %s",
                       "stop that recording first (stalltrace detach, or restart it without the preload)");
+    struct target_ids ids;
+    read_ids(pid, &ids);
+    if (ids.seccomp == 1)
+        return refuse(pid, "it runs in strict seccomp mode (only read, write and exit): %s",
+                      "loading anything into it would kill it; it cannot be recorded");
     if (libc.base == 0)
         return refuse(pid, "it runs a static or non-glibc binary (no libc.so.6 in its maps): %s",
                       "attach needs a dynamically linked glibc program; start it with `stalltrace run`");
@@ -334,7 +347,7 @@ int cmd_attach(int argc, char **argv)
     uint64_t handle = 0;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    int rc = st_inject_dlopen(pid, libc.base + off[0], libc.base + off[1], lib, &handle, err, sizeof err);
+    int rc = st_inject_dlopen(pid, libc.base + off[0], libc.base + off[1], libc.ldso_lo, libc.ldso_hi, lib, &handle, err, sizeof err);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     unlink(conf);               /* the recorder has read it, or will never */
     if (rc == -3)

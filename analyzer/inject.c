@@ -214,8 +214,8 @@ static int call_in(int pid, int tid, uint64_t fn, const char *str, uint64_t arg,
     }
 }
 
-int st_inject_dlopen(int pid, uint64_t dlopen_addr, uint64_t errno_loc_addr, const char *lib,
-                     uint64_t *handle, char *err, size_t errcap)
+int st_inject_dlopen(int pid, uint64_t dlopen_addr, uint64_t errno_loc_addr, uint64_t avoid_lo,
+                     uint64_t avoid_hi, const char *lib, uint64_t *handle, char *err, size_t errcap)
 {
     int tid = pid;
     if (ptrace(PTRACE_SEIZE, tid, 0, 0) != 0) {
@@ -238,7 +238,8 @@ int st_inject_dlopen(int pid, uint64_t dlopen_addr, uint64_t errno_loc_addr, con
             ptrace(PTRACE_DETACH, tid, 0, 0);
             return -1;
         }
-        if ((long)s.regs.orig_rax >= 0 && idle_syscall((long)s.regs.orig_rax)) {
+        int in_loader = s.regs.rip >= avoid_lo && s.regs.rip < avoid_hi;
+        if ((long)s.regs.orig_rax >= 0 && idle_syscall((long)s.regs.orig_rax) && !in_loader) {
             found = 1;
             break;
         }

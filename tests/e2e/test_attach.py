@@ -23,7 +23,8 @@
   preloaded process is refused.
 - attach_refusals: one line and exit 2, the target untouched, for a process
   that is gone, another user's process, a static binary, a process already
-  recorded by the preload, and one already attached.
+  recorded by the preload, one already attached, and one in strict
+  seccomp mode.
 """
 
 import os
@@ -238,6 +239,23 @@ def attach_refusals(cfg, tmpdir):
         msgs.append(refused(cfg, [cfg.stalltrace, "attach", str(child)], r"already recorded", "preloaded"))
     finally:
         pre.close()
+
+    strict = os.path.join(tmpdir, "strict")
+    with open(strict + ".c", "w") as fh:
+        fh.write("#include <linux/seccomp.h>\n#include <sys/prctl.h>\n#include <unistd.h>\n"
+                 "int main(void) { int p[2]; char c; if (pipe(p)) return 1;\n"
+                 "  prctl(PR_SET_SECCOMP, SECCOMP_MODE_STRICT); write(1, \"READY\\n\", 6);\n"
+                 "  read(p[0], &c, 1); return 0; }\n")
+    expect(subprocess.run(["cc", "-o", strict, strict + ".c"], capture_output=True).returncode == 0,
+           "cannot build the strict-seccomp target")
+    sc = Proc([strict], env=clean_env())
+    try:
+        sc.wait_for_line(r"^READY", 10)
+        msgs.append(refused(cfg, [cfg.stalltrace, "attach", str(sc.popen.pid)], r"strict seccomp mode",
+                            "strict seccomp"))
+        expect(sc.popen.poll() is None, "the strict-seccomp target died")
+    finally:
+        sc.close()
 
     src = os.path.join(tmpdir, "static.c")
     with open(src, "w") as fh:
