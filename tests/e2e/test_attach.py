@@ -21,6 +21,10 @@
   stalls are recorded, and its slot is libc's again after detach.
 - py_attach_other_user: root attaches to uid 65534's program; detach of a
   preloaded process is refused.
+- c_epoll_attach: the C epoll server (c_epoll_server.c) attached while it
+  serves, its three 200 ms usleep stalls in handle_slow_request against the
+  latency its client saw, then detached while it keeps serving; every reply
+  right, exit status 0.
 - attach_refusals: one line and exit 2, the target untouched, for a process
   that is gone, another user's process, a static binary, a process already
   recorded by the preload, one already attached, and one in strict
@@ -29,10 +33,12 @@
 
 import os
 import re
+import socket
 import subprocess
 import time
 
-from e2e_lib import Fail, Proc, Skip, clean_env, expect, json_report, pyenv_python, run_cmd, test, target
+from e2e_lib import (
+    Fail, Proc, Skip, c_target_binary, clean_env, expect, json_report, pyenv_python, run_cmd, test, target)
 
 SLACK_MS = 15.0          # the loop iteration around the sleep, on a loaded machine
 
@@ -419,3 +425,53 @@ def py_attach_late_module(cfg, tmpdir):
     expect_200ms_at(proc, sem, "late_callback")
     return "%d sem_timedwait stalls of %s ms from the module loaded after attach" % (
         len(sem), "/".join("%.0f" % s["duration_ms"] for s in sem))
+
+
+@test("c_epoll_attach")
+def c_epoll_attach(cfg, tmpdir):
+    server, note = c_target_binary(cfg, tmpdir, "c_epoll_server")
+    dump = os.path.join(tmpdir, "c.dump")
+    p = Proc([server], env=clean_env(), cwd=tmpdir)
+    slow_ms = []
+    try:
+        port = int(p.wait_for_line(r"^PORT \d+", 30).split()[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            stream = sock.makefile("rwb")
+
+            def ask(request):
+                t0 = time.monotonic()
+                stream.write(request.encode() + b"\n")
+                stream.flush()
+                reply = stream.readline().strip().decode()
+                expect(reply == {"quit": "bye"}.get(request, request), "server answered %r to %r" % (reply, request))
+                return (time.monotonic() - t0) * 1000
+
+            for request in ["fast"] * 10 + ["slow"]:
+                ask(request)                           # before attach: not recorded
+            rc, out, err = run_cmd([cfg.stalltrace, "attach", str(p.popen.pid), "-o", dump])
+            expect(rc == 0, "attach exited %d: %s" % (rc, err.strip()))
+            for request in (["fast"] * 10 + ["slow"]) * 3:
+                ms = ask(request)
+                if request == "slow":
+                    slow_ms.append(ms)
+            rc, out, err = run_cmd([cfg.stalltrace, "detach", str(p.popen.pid)])
+            expect(rc == 0, "detach exited %d: %s" % (rc, err.strip()))
+            for request in ["fast"] * 10 + ["slow", "quit"]:
+                ask(request)                           # after detach: not recorded
+        rc = p.wait(30)
+    finally:
+        p.close()
+    expect(rc == 0, "the server exited %d%s" % (rc, p.tail()))
+    proc = json_report(cfg, dump)["processes"][0]
+    stalls = [s for s in proc.get("stalls") or [] if s.get("duration_ms", 0) >= 100]
+    expect(len(stalls) == 3, "%d stalls of 100 ms or more, the client saw 3 slow replies while attached"
+           % len(stalls), proc)
+    for s, ms in zip(stalls, slow_ms):
+        names = [f.get("function") for f in s.get("stack") or []]
+        expect("handle_slow_request" in names and s.get("call") in ("usleep", "nanosleep", "clock_nanosleep"),
+               "stall at %s in %s, expected usleep in handle_slow_request" % (s.get("call"), names[:6]), proc)
+        # The iteration runs on a little after the reply the client timed.
+        expect(195 <= s["duration_ms"] and abs(s["duration_ms"] - ms) <= SLACK_MS,
+               "stall of %.1f ms, the client waited %.1f ms" % (s["duration_ms"], ms), proc)
+    return "3 stalls of %s ms at handle_slow_request, client saw %s ms%s" % (
+        "/".join("%.0f" % s["duration_ms"] for s in stalls), "/".join("%.0f" % ms for ms in slow_ms), note)
