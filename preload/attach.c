@@ -282,6 +282,10 @@ static void unpatch_all(void)
 static void detach(void)
 {
     unpatch_all();                 /* from here on, new calls go straight to libc */
+    /* An iteration under way is cut by detach, not ended by the program:
+     * not a stall of the recording (it has neither its length nor a stack). */
+    for (uint32_t i = 0; i < st_rec.hdr->thread_capacity; i++)
+        __atomic_store_n(&st_rec.threads[i].live_iter_start_ns, 0, __ATOMIC_RELEASE);
     st_recorder_stop(ST_END_DETACHED);
     for (int i = 0; i < 2; i++)
         if (unwinder_fds[i] >= 0)
