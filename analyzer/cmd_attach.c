@@ -179,12 +179,13 @@ struct target_ids {
     unsigned uid, gid, tracer;
     int nspid;
     int seccomp;                  /* 0 none, 1 strict, 2 filter */
+    char state;                   /* R S D T t Z ... */
 };
 
 static void read_ids(int pid, struct target_ids *t)
 {
     char path[64], line[256];
-    *t = (struct target_ids){0, 0, 0, pid, 0};
+    *t = (struct target_ids){0, 0, 0, pid, 0, '?'};
     snprintf(path, sizeof path, "/proc/%d/status", pid);
     FILE *f = fopen(path, "re");
     while (f && fgets(line, sizeof line, f)) {
@@ -192,6 +193,7 @@ static void read_ids(int pid, struct target_ids *t)
         sscanf(line, "Gid: %*u %u", &t->gid);
         sscanf(line, "TracerPid: %u", &t->tracer);
         sscanf(line, "Seccomp: %d", &t->seccomp);
+        sscanf(line, "State: %c", &t->state);
         if (strncmp(line, "NSpid:", 6) == 0 && strrchr(line, '\t'))
             t->nspid = atoi(strrchr(line, '\t') + 1);
     }
@@ -324,6 +326,9 @@ int cmd_attach(int argc, char **argv)
                       "stop that recording first (stalltrace detach, or restart it without the preload)");
     struct target_ids ids;
     read_ids(pid, &ids);
+    if (ids.state == 'T' || ids.state == 't' || ids.state == 'Z')
+        return refuse(pid, "%s", ids.state == 'Z' ? "it is a zombie: it has exited"
+                      : "it is stopped (SIGSTOP or a debugger): attach would resume it; continue it first");
     if (ids.seccomp == 1)
         return refuse(pid, "it runs in strict seccomp mode (only read, write and exit): %s",
                       "loading anything into it would kill it; it cannot be recorded");

@@ -27,12 +27,13 @@
   right, exit status 0.
 - attach_refusals: one line and exit 2, the target untouched, for a process
   that is gone, another user's process, a static binary, a process already
-  recorded by the preload, one already attached, and one in strict
-  seccomp mode.
+  recorded by the preload, one already attached, one stopped by SIGSTOP
+  (attach would resume it), and one in strict seccomp mode.
 """
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -227,6 +228,12 @@ def attach_refusals(cfg, tmpdir):
                                   cfg.stalltrace, "attach", str(pid)], r"belongs to uid 0: run attach as that user",
                             "another user's process"))
         expect(maps_of(pid) == before, "a refused attach changed the target's maps")
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(0.1)
+        msgs.append(refused(cfg, [cfg.stalltrace, "attach", str(pid)], r"it is stopped", "stopped"))
+        with open("/proc/%d/status" % pid) as fh:
+            expect("T (stopped)" in fh.read(), "a refused attach resumed the stopped target")
+        os.kill(pid, signal.SIGCONT)
         dump = os.path.join(tmpdir, "a.dump")
         rc, out, err = run_cmd([cfg.stalltrace, "attach", str(pid), "-o", dump])
         expect(rc == 0, "attach exited %d: %s" % (rc, err))
