@@ -1,7 +1,9 @@
 /* inject.c - ptrace injection of a dlopen call into a running thread.
  * Only a thread blocked in an idle system call is borrowed: there it holds no libc lock the call could need. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -48,6 +50,43 @@ static int idle_syscall(long nr)
     default:
         return 0;
     }
+}
+
+/* Is the thread blocked in an idle call now, by /proc (no stop needed)? */
+static int idle_now(int pid, int tid)
+{
+    char path[96], text[128];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/syscall", pid, tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, text, sizeof text - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    if (n <= 0)
+        return 0;
+    text[n] = '\0';
+    return text[0] != '-' && text[0] != 'r' && idle_syscall(strtol(text, NULL, 10));
+}
+
+/* The thread to borrow: the main one if it blocks in an idle call now,
+ * else the first that does, else the main one (tried again and again). */
+static int pick_thread(int pid)
+{
+    if (idle_now(pid, pid))
+        return pid;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", pid);
+    DIR *d = opendir(path);
+    int found = pid;
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        int tid = atoi(e->d_name);
+        if (tid > 0 && tid != pid && idle_now(pid, tid)) {
+            found = tid;
+            break;
+        }
+    }
+    if (d)
+        closedir(d);
+    return found;
 }
 
 /* Waits for tid's next stop; signals that arrive meanwhile are passed on. */
@@ -217,7 +256,7 @@ static int call_in(int pid, int tid, uint64_t fn, const char *str, uint64_t arg,
 int st_inject_dlopen(int pid, uint64_t dlopen_addr, uint64_t errno_loc_addr, uint64_t avoid_lo,
                      uint64_t avoid_hi, const char *lib, uint64_t *handle, char *err, size_t errcap)
 {
-    int tid = pid;
+    int tid = pick_thread(pid);
     if (ptrace(PTRACE_SEIZE, tid, 0, 0) != 0) {
         snprintf(err, errcap, "PTRACE_SEIZE: %s", strerror(errno));
         return errno == EPERM ? -3 : -1;
@@ -251,8 +290,8 @@ int st_inject_dlopen(int pid, uint64_t dlopen_addr, uint64_t errno_loc_addr, uin
     }
     if (!found) {
         ptrace(PTRACE_DETACH, tid, 0, 0);
-        snprintf(err, errcap, "thread %d never blocked in an event wait, sleep or read within 3 s: "
-                 "nothing was changed; try again when it is less busy", tid);
+        snprintf(err, errcap, "no thread blocked in an event wait, sleep or read within 3 s (thread %d "
+                 "tried): nothing was changed; try again when it is less busy", tid);
         return -1;
     }
 

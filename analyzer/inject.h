@@ -6,7 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Calls dlopen(lib, RTLD_NOW) in pid's main thread, dlopen_addr being
+/* Calls dlopen(lib, RTLD_NOW) in a thread of pid blocked in an idle call
+ * (the main one when it is), dlopen_addr being
  * dlopen's address in pid; its errno (found by __errno_location, at
  * errno_loc_addr) is put back after. A thread stopped with its pc in
  * [avoid_lo, avoid_hi) (the loader, mid-load) is not borrowed. Returns 0 and the handle (0: dlopen failed in the

@@ -25,6 +25,8 @@
   serves, its three 200 ms usleep stalls in handle_slow_request against the
   latency its client saw, then detached while it keeps serving; every reply
   right, exit status 0.
+- py_attach_loop_in_thread: the main thread waits in a futex; attach borrows
+  the loop thread (in epoll_wait) and records its stalls.
 - attach_refusals: one line and exit 2, the target untouched, for a process
   that is gone, another user's process, a static binary, a process already
   recorded by the preload, one already attached, one stopped by SIGSTOP
@@ -483,3 +485,32 @@ def c_epoll_attach(cfg, tmpdir):
                "stall of %.1f ms, the client waited %.1f ms" % (s["duration_ms"], ms), proc)
     return "3 stalls of %s ms at handle_slow_request, client saw %s ms%s" % (
         "/".join("%.0f" % s["duration_ms"] for s in stalls), "/".join("%.0f" % ms for ms in slow_ms), note)
+
+
+@test("py_attach_loop_in_thread")
+def py_attach_loop_in_thread(cfg, tmpdir):
+    """The main thread waits in a futex (Thread.join): attach borrows the loop
+    thread, blocked in epoll_wait, instead; its stalls are recorded."""
+    dump = os.path.join(tmpdir, "t.dump")
+    code = ("import runpy, sys, threading\n"
+            "sys.argv = ['py_attach.py', '12']\n"
+            "t = threading.Thread(target=lambda: runpy.run_path(%r, run_name='__main__'))\n"
+            "t.start(); t.join()\n" % target("py_attach.py"))
+    prog = Proc([python311(), "-c", code], env=clean_env(), cwd=tmpdir)
+    try:
+        wait_truths(prog, 1)
+        pid = prog.popen.pid
+        rc, out, err = run_cmd([cfg.stalltrace, "attach", str(pid), "-o", dump])
+        expect(rc == 0, "attach exited %d: %s" % (rc, err.strip()))
+        wait_truths(prog, len(truths(prog.out)) + 3)
+        rc, out, err = run_cmd([cfg.stalltrace, "detach", str(pid)])
+        expect(rc == 0, "detach exited %d: %s" % (rc, err.strip()))
+        expect(prog.wait(30) == 0 and prog.out[-1:] == ["DONE"], "the program did not end well%s" % prog.tail())
+    finally:
+        prog.close()
+    proc = json_report(cfg, dump)["processes"][0]
+    stalls = [s for s in proc.get("stalls") or [] if s.get("tid") != pid]
+    expect(len(stalls) >= 2, "%d stalls of the loop thread" % len(stalls), proc)
+    expect_200ms_at(proc, stalls, "blocking_callback")
+    return "%d stalls of %s ms on loop thread %d (main thread in a futex)" % (
+        len(stalls), "/".join("%.0f" % s["duration_ms"] for s in stalls), stalls[0]["tid"])
