@@ -271,14 +271,14 @@ static int write_settings(int pid, const char *output, double threshold_ms, doub
 
 static void usage_attach(void)
 {
-    fprintf(stderr, "usage: stalltrace attach PID [-o PATH] [--threshold MS] [--duration S]\n");
+    fprintf(stderr, "usage: stalltrace attach PID [-o PATH] [--threshold MS] [--duration S] [--seccomp-ok]\n");
 }
 
 int cmd_attach(int argc, char **argv)
 {
     const char *output = "stalltrace.%p.dump";
     double threshold_ms = 20, duration_s = 0;
-    int pid = -1;
+    int pid = -1, seccomp_ok = 0;
     for (int i = 1; i < argc; i++) {
         char *end;
         if ((strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "--output") == 0) && i + 1 < argc) {
@@ -295,6 +295,8 @@ int cmd_attach(int argc, char **argv)
                 usage_attach();
                 return 2;
             }
+        } else if (strcmp(argv[i], "--seccomp-ok") == 0) {
+            seccomp_ok = 1;
         } else if (pid < 0 && (pid = parse_pid(argv[i])) > 0) {
             continue;
         } else {
@@ -332,6 +334,10 @@ int cmd_attach(int argc, char **argv)
     if (ids.seccomp == 1)
         return refuse(pid, "it runs in strict seccomp mode (only read, write and exit): %s",
                       "loading anything into it would kill it; it cannot be recorded");
+    if (ids.seccomp == 2 && !seccomp_ok)
+        return refuse(pid, "it runs under a seccomp filter, which may kill it on a call the recorder makes "
+                      "(openat, mmap, mprotect, clone, timer_create...)%s: if the filter allows them (Docker's "
+                      "default does), attach again with --seccomp-ok", "");
     if (libc.base == 0)
         return refuse(pid, "it runs a static or non-glibc binary (no libc.so.6 in its maps): %s",
                       "attach needs a dynamically linked glibc program; start it with `stalltrace run`");

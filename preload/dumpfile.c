@@ -700,7 +700,9 @@ void st_dump_finish(uint32_t end_reason, int end_signal)
     /* Not a vforked child running on our memory: only the process itself
      * retitles or rewrites its dump. */
     int self = getpid() == st_rec.proc_pid;
-    if (dump_is_empty()) {
+    /* An empty dump is no news for a program run, but `attach` was asked for
+     * this one: that nothing happened is its answer. */
+    if (dump_is_empty() && !(h->flags & ST_FLAG_ATTACHED)) {
         syscall(SYS_unlink, st_rec.dump_path);
         if (self && end_reason == ST_END_EXIT)
             st_jitmap_remove_requested();

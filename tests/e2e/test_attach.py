@@ -30,7 +30,8 @@
 - attach_refusals: one line and exit 2, the target untouched, for a process
   that is gone, another user's process, a static binary, a process already
   recorded by the preload, one already attached, one stopped by SIGSTOP
-  (attach would resume it), and one in strict seccomp mode.
+  (attach would resume it), one in strict seccomp mode, and one under a
+  seccomp filter (attached with --seccomp-ok only).
 """
 
 import os
@@ -272,6 +273,31 @@ def attach_refusals(cfg, tmpdir):
         expect(sc.popen.poll() is None, "the strict-seccomp target died")
     finally:
         sc.close()
+
+    filt = os.path.join(tmpdir, "filtered")
+    with open(filt + ".c", "w") as fh:
+        fh.write("#include <linux/filter.h>\n#include <linux/seccomp.h>\n#include <sys/prctl.h>\n"
+                 "#include <stdio.h>\n#include <unistd.h>\n"
+                 "int main(void) { int p[2]; char c; if (pipe(p)) return 1;\n"
+                 "  struct sock_filter allow = BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);\n"
+                 "  struct sock_fprog prog = {1, &allow};\n"
+                 "  prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);\n"
+                 "  if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog)) return 2;\n"
+                 "  printf(\"READY\\n\"); fflush(stdout); read(p[0], &c, 1); return 0; }\n")
+    expect(subprocess.run(["cc", "-o", filt, filt + ".c"], capture_output=True).returncode == 0,
+           "cannot build the seccomp-filter target")
+    fp = Proc([filt], env=clean_env())
+    try:
+        fp.wait_for_line(r"^READY", 10)
+        msgs.append(refused(cfg, [cfg.stalltrace, "attach", str(fp.popen.pid)], r"seccomp filter.*--seccomp-ok",
+                            "seccomp filter"))
+        rc, out, err = run_cmd([cfg.stalltrace, "attach", str(fp.popen.pid), "--seccomp-ok",
+                                "-o", os.path.join(tmpdir, "f.dump")])
+        expect(rc == 0, "attach --seccomp-ok to an allow-all filter exited %d: %s" % (rc, err.strip()))
+        rc, out, err = run_cmd([cfg.stalltrace, "detach", str(fp.popen.pid)])
+        expect(rc == 0 and fp.popen.poll() is None, "detach exited %d: %s" % (rc, err.strip()))
+    finally:
+        fp.close()
 
     src = os.path.join(tmpdir, "static.c")
     with open(src, "w") as fh:
