@@ -206,6 +206,16 @@ def py_attach(cfg, tmpdir):
         (t_detach1 - t_detach0) * 1000)
 
 
+def build_c(tmpdir, name, source):
+    """A little C target written here and built with cc."""
+    exe = os.path.join(tmpdir, name)
+    with open(exe + ".c", "w") as fh:
+        fh.write(source)
+    expect(subprocess.run(["cc", "-o", exe, exe + ".c"], capture_output=True).returncode == 0,
+           "cannot build the %s target" % name)
+    return exe
+
+
 def refused(cfg, argv, pattern, what):
     rc, out, err = run_cmd(argv)
     lines = [l for l in err.splitlines() if l.strip()]
@@ -257,14 +267,10 @@ def attach_refusals(cfg, tmpdir):
     finally:
         pre.close()
 
-    strict = os.path.join(tmpdir, "strict")
-    with open(strict + ".c", "w") as fh:
-        fh.write("#include <linux/seccomp.h>\n#include <sys/prctl.h>\n#include <unistd.h>\n"
-                 "int main(void) { int p[2]; char c; if (pipe(p)) return 1;\n"
-                 "  prctl(PR_SET_SECCOMP, SECCOMP_MODE_STRICT); write(1, \"READY\\n\", 6);\n"
-                 "  read(p[0], &c, 1); return 0; }\n")
-    expect(subprocess.run(["cc", "-o", strict, strict + ".c"], capture_output=True).returncode == 0,
-           "cannot build the strict-seccomp target")
+    strict = build_c(tmpdir, "strict", "#include <linux/seccomp.h>\n#include <sys/prctl.h>\n#include <unistd.h>\n"
+                     "int main(void) { int p[2]; char c; if (pipe(p)) return 1;\n"
+                     "  prctl(PR_SET_SECCOMP, SECCOMP_MODE_STRICT); write(1, \"READY\\n\", 6);\n"
+                     "  read(p[0], &c, 1); return 0; }\n")
     sc = Proc([strict], env=clean_env())
     try:
         sc.wait_for_line(r"^READY", 10)
@@ -274,18 +280,14 @@ def attach_refusals(cfg, tmpdir):
     finally:
         sc.close()
 
-    filt = os.path.join(tmpdir, "filtered")
-    with open(filt + ".c", "w") as fh:
-        fh.write("#include <linux/filter.h>\n#include <linux/seccomp.h>\n#include <sys/prctl.h>\n"
-                 "#include <stdio.h>\n#include <unistd.h>\n"
-                 "int main(void) { int p[2]; char c; if (pipe(p)) return 1;\n"
-                 "  struct sock_filter allow = BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);\n"
-                 "  struct sock_fprog prog = {1, &allow};\n"
-                 "  prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);\n"
-                 "  if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog)) return 2;\n"
-                 "  printf(\"READY\\n\"); fflush(stdout); read(p[0], &c, 1); return 0; }\n")
-    expect(subprocess.run(["cc", "-o", filt, filt + ".c"], capture_output=True).returncode == 0,
-           "cannot build the seccomp-filter target")
+    filt = build_c(tmpdir, "filtered", "#include <linux/filter.h>\n#include <linux/seccomp.h>\n"
+                   "#include <sys/prctl.h>\n#include <stdio.h>\n#include <unistd.h>\n"
+                   "int main(void) { int p[2]; char c; if (pipe(p)) return 1;\n"
+                   "  struct sock_filter allow = BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);\n"
+                   "  struct sock_fprog prog = {1, &allow};\n"
+                   "  prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);\n"
+                   "  if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog)) return 2;\n"
+                   "  printf(\"READY\\n\"); fflush(stdout); read(p[0], &c, 1); return 0; }\n")
     fp = Proc([filt], env=clean_env())
     try:
         fp.wait_for_line(r"^READY", 10)
