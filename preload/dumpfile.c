@@ -722,7 +722,9 @@ void st_dump_finish(uint32_t end_reason, int end_signal)
     h->end_reason = end_reason;
     h->end_signal = end_signal;
     __atomic_fetch_or(&h->flags, ST_FLAG_COMPLETE, __ATOMIC_RELEASE);
-    if (self && end_reason == ST_END_EXIT) {
+    /* Detached, the process runs on: threads still in a wrapper write on
+     * into the old file, as at exit. */
+    if (self && (end_reason == ST_END_EXIT || end_reason == ST_END_DETACHED)) {
         int saved_errno = errno;
         if (compact_copy() != 0)
             compact_in_place();

@@ -183,6 +183,8 @@ def py_attach(cfg, tmpdir):
     finally:
         prog.close()
 
+    size = os.path.getsize(dump)
+    expect(size < 1 << 20, "the detached dump is %d bytes: not compacted" % size)
     proc = json_report(cfg, dump)["processes"][0]
     expect(proc.get("attached") is True and proc.get("complete") is True,
            "final dump: attached=%r complete=%r" % (proc.get("attached"), proc.get("complete")))
@@ -201,9 +203,9 @@ def py_attach(cfg, tmpdir):
         names = [f.get("function") for f in s["stack"]]
         expect("blocking_callback" in names and s.get("call") == "clock_nanosleep",
                "stall at %s in %s, expected clock_nanosleep in blocking_callback" % (s.get("call"), names[:8]), proc)
-    return "%d stalls of %.0f ms vs the program's (worst diff %.1f ms), attach took %s ms, detach %.0f ms" % (
+    return "%d stalls of %.0f ms vs the program's (worst diff %.1f ms), attach took %s ms, detach %.0f ms, %d KB" % (
         len(inside), sum(t[2] for t in inside) / len(inside), worst, m.group(1) if m else "?",
-        (t_detach1 - t_detach0) * 1000)
+        (t_detach1 - t_detach0) * 1000, size >> 10)
 
 
 def build_c(tmpdir, name, source):
