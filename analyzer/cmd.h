@@ -14,6 +14,8 @@ int cmd_check(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_top(int argc, char **argv);
 int cmd_metrics(int argc, char **argv);
+int cmd_attach(int argc, char **argv);
+int cmd_detach(int argc, char **argv);
 
 /* Load the dumps and print them in a format; NULL options are the
  * defaults. On a bad dump prints one line and returns 2. */

@@ -27,6 +27,10 @@ static const struct command commands[] = {
                      "        live view of a running process: loops, recent stalls, pools, locks"},
     {"metrics", cmd_metrics, "--listen ADDR:PORT DUMP...\n"
                              "        serve the OpenMetrics figures of (live) dumps over HTTP for Prometheus"},
+    {"attach", cmd_attach, "PID [-o PATH] [--threshold MS] [--duration S] [--seccomp-ok]\n"
+                           "        start recording a running process (no restart); --duration: detach after S"},
+    {"detach", cmd_detach, "PID\n"
+                           "        stop recording it; the process runs on unchanged"},
     {NULL, NULL, NULL},
 };
 

@@ -35,6 +35,7 @@ struct m_process *model_build(const struct dump *d, const struct model_options *
     p->duration_s = (double)d->hdr.last_update_ns / 1e9;
     p->threshold_ms = (double)d->hdr.threshold_ns / 1e6;
     p->complete = (d->hdr.flags & ST_FLAG_COMPLETE) != 0;
+    p->attached = (d->hdr.flags & ST_FLAG_ATTACHED) != 0;
     p->dropped = d->dropped;
     p->end_reason = d->hdr.end_reason;
     p->end_signal = d->hdr.end_signal;

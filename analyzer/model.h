@@ -254,6 +254,7 @@ struct m_process {
     char **argv;
     double duration_s, threshold_ms;
     bool complete;
+    bool attached;                 /* recorded by `stalltrace attach` */
     uint64_t dropped;
     uint32_t end_reason;
     int32_t end_signal;

@@ -407,6 +407,7 @@ static json_t *process_json(const struct m_process *p)
     json_object_set_new(o, "argv", a);
     json_object_set_new(o, "duration_s", real(p->duration_s, 1e6));
     json_object_set_new(o, "complete", json_boolean(p->complete));
+    json_object_set_new(o, "attached", json_boolean(p->attached));
     json_object_set_new(o, "dropped_events", json_integer((json_int_t)p->dropped));
     json_object_set_new(o, "threshold_ms", real(p->threshold_ms, 1e3));
 

@@ -481,6 +481,9 @@ static void process_text(FILE *out, const struct m_process *p, const struct text
     line_fit(out, buf);
     fprintf(out, "   %s recorded, stall threshold %s%s\n", a, b, p->complete ? ", complete" : "");
 
+    if (p->attached)
+        fprintf(out, "   attached to the running process%s\n",
+                p->end_reason == ST_END_DETACHED ? ", then detached" : "");
     if (p->end_reason == ST_END_STEPPED_ASIDE)
         fprintf(out, "   the program filtered its system calls (seccomp) at %.3f s: the recorder stepped aside "
                      "there, and recorded nothing after\n", p->duration_s);

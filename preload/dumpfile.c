@@ -700,7 +700,9 @@ void st_dump_finish(uint32_t end_reason, int end_signal)
     /* Not a vforked child running on our memory: only the process itself
      * retitles or rewrites its dump. */
     int self = getpid() == st_rec.proc_pid;
-    if (dump_is_empty()) {
+    /* An empty dump is no news for a program run, but `attach` was asked for
+     * this one: that nothing happened is its answer. */
+    if (dump_is_empty() && !(h->flags & ST_FLAG_ATTACHED)) {
         syscall(SYS_unlink, st_rec.dump_path);
         if (self && end_reason == ST_END_EXIT)
             st_jitmap_remove_requested();
@@ -720,7 +722,9 @@ void st_dump_finish(uint32_t end_reason, int end_signal)
     h->end_reason = end_reason;
     h->end_signal = end_signal;
     __atomic_fetch_or(&h->flags, ST_FLAG_COMPLETE, __ATOMIC_RELEASE);
-    if (self && end_reason == ST_END_EXIT) {
+    /* Detached, the process runs on: threads still in a wrapper write on
+     * into the old file, as at exit. */
+    if (self && (end_reason == ST_END_EXIT || end_reason == ST_END_DETACHED)) {
         int saved_errno = errno;
         if (compact_copy() != 0)
             compact_in_place();

@@ -8,6 +8,13 @@
 
 static ST_TLS int resolving;
 
+#ifdef ST_ATTACH_BUILD
+/* dlopen'ed after start, RTLD_NEXT may name no libc: ask libc itself. */
+#define NEXT (st_attach_libc() ? st_attach_libc() : RTLD_NEXT)
+#else
+#define NEXT RTLD_NEXT
+#endif
+
 void *st_real(void **cache, const char *name)
 {
     void *fn = __atomic_load_n(cache, __ATOMIC_ACQUIRE);
@@ -17,7 +24,7 @@ void *st_real(void **cache, const char *name)
         return NULL;      /* dlsym called back into a wrapper: caller falls back */
     resolving = 1;
     int saved_errno = errno;
-    fn = dlsym(RTLD_NEXT, name);
+    fn = dlsym(NEXT, name);
     errno = saved_errno;
     resolving = 0;
     __atomic_store_n(cache, fn, __ATOMIC_RELEASE);
@@ -33,9 +40,9 @@ void *st_real_versioned(void **cache, const char *name, const char *version)
         return NULL;
     resolving = 1;
     int saved_errno = errno;
-    fn = dlvsym(RTLD_NEXT, name, version);
+    fn = dlvsym(NEXT, name, version);
     if (fn == NULL)
-        fn = dlsym(RTLD_NEXT, name);
+        fn = dlsym(NEXT, name);
     errno = saved_errno;
     resolving = 0;
     __atomic_store_n(cache, fn, __ATOMIC_RELEASE);

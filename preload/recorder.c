@@ -71,7 +71,16 @@ void st_recorder_child_start(void)
 __attribute__((constructor)) static void st_init(void)
 {
     int saved_errno = errno;
+#ifdef ST_ATTACH_BUILD
+    if (st_attach_config(&config) != 0) {
+        st_warn("loaded without `stalltrace attach`'s settings: not recording", NULL);
+        st_rec.state = ST_OFF;
+        errno = saved_errno;
+        return;
+    }
+#else
     st_config_read(&config);
+#endif
     /* setuid/setgid: never write files with someone else's rights. */
     if (config.disabled || getauxval(AT_SECURE)) {
         st_rec.state = ST_OFF;
@@ -85,10 +94,23 @@ __attribute__((constructor)) static void st_init(void)
     }
     st_tls.recorder_depth--;
     st_rec.state = ok ? ST_ACTIVE : ST_OFF;
+#ifdef ST_ATTACH_BUILD
+    if (ok && st_attach_begin() != 0) {
+        st_warn("attach: cannot start the detach poller; not recording", NULL);
+        st_step_aside();
+    }
+#endif
     errno = saved_errno;
 }
 
 void st_step_aside(void)
+{
+    st_recorder_stop(ST_END_STEPPED_ASIDE);
+}
+
+/* Ends recording for good while the program runs on: wrappers pass through
+ * from here, the dump is finished (complete) with end_reason. */
+void st_recorder_stop(uint32_t end_reason)
 {
     int expected = ST_ACTIVE;
     if (!__atomic_compare_exchange_n(&st_rec.state, &expected, ST_OFF, 0, __ATOMIC_ACQ_REL,
@@ -97,7 +119,7 @@ void st_step_aside(void)
     int saved_errno = st_recorder_enter(&st_tls);
     st_watchdog_stop();
     st_sync_flush_waits();
-    st_dump_finish(ST_END_STEPPED_ASIDE, 0);
+    st_dump_finish(end_reason, 0);
     st_recorder_leave(&st_tls, saved_errno);
 }
 

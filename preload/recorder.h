@@ -24,7 +24,12 @@
 #define ST_EXPORT __attribute__((visibility("default")))   /* what the target binds to */
 #define ST_LIKELY(x) __builtin_expect(!!(x), 1)
 #define ST_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#ifdef ST_ATTACH_BUILD
+/* dlopen'ed by attach: the static TLS block has no room for st_tls. */
+#define ST_TLS __thread
+#else
 #define ST_TLS __thread __attribute__((tls_model("initial-exec")))
+#endif
 
 /* ---- Process-wide state (recorder.c) ------------------------------------- */
 
@@ -436,6 +441,11 @@ struct st_config {
     int disabled;
 };
 ST_HIDDEN void st_config_read(struct st_config *cfg);
+/* attach.c: the settings `stalltrace attach` left (-1: none we trust), then
+ * taking over the GOT slots and starting the detach poller. */
+ST_HIDDEN int st_attach_config(struct st_config *cfg);
+ST_HIDDEN int st_attach_begin(void);
+ST_HIDDEN void *st_attach_libc(void);
 ST_HIDDEN void st_warn(const char *msg1, const char *msg2);
 
 /* ---- The dump file (dumpfile.c) ----------------------------------------------- */
@@ -447,6 +457,7 @@ ST_HIDDEN void st_recorder_child_start(void);
 /* The program is about to filter its system calls (seccomp): the dump is
  * finished as it stands and the recorder makes no system call from now on. */
 ST_HIDDEN void st_step_aside(void);
+ST_HIDDEN void st_recorder_stop(uint32_t end_reason);
 /* syscall(SYS_seccomp, op, ...) is about to run (wrap_seccomp.c). */
 ST_HIDDEN void st_seccomp_syscall(long op);
 ST_HIDDEN void st_jitmap_copy(void);

@@ -24,7 +24,7 @@ LAYERS = [
     ("commands", ["main.c", "cmd.h", "cmd_report.c", "cmd_run.c", "cmd_check.c", "cmd_diff.c",
                   "cmd_top.c", "cmd_metrics.c", "metrics_server.h", "metrics_server.c",
                   "metrics_scrape.h", "metrics_scrape.c", "metrics_trust.h", "metrics_trust.c",
-                  "metrics_webconfig.h", "metrics_webconfig.c"]),
+                  "metrics_webconfig.h", "metrics_webconfig.c", "cmd_attach.c", "inject.h", "inject.c"]),
     ("formats", ["report.h", "report_formats.c", "report_text.c", "report_json.c", "report_html.c",
                  "report_folded.c", "report_chrome.c", "report_openmetrics.c", "report_html_views.c", "report_pprof.c",
                  "report_util.h",

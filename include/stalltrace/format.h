@@ -133,12 +133,14 @@ enum st_end_reason {
     ST_END_FATAL_SIGNAL = 3,/* a fatal signal (SIGSEGV, SIGABRT, ...) was seen */
     ST_END_STEPPED_ASIDE = 4,/* the program filtered its system calls (seccomp):
                                the recorder stopped there; the dump is complete to then */
+    ST_END_DETACHED = 5,    /* `stalltrace detach` (or attach --duration) ended it: complete */
 };
 
 enum st_file_flags {
     ST_FLAG_COMPLETE = 1u << 0,      /* set last, on a clean end: all counters final */
     ST_FLAG_SAMPLING = 1u << 1,      /* in-stall sampling by signal was active */
     ST_FLAG_FORKED_CHILD = 1u << 2,  /* this process is a fork() of parent_pid */
+    ST_FLAG_ATTACHED = 1u << 3,      /* recorded by `stalltrace attach`, not from the start */
 };
 
 struct st_file_header {

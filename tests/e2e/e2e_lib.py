@@ -529,6 +529,7 @@ def check_schema(report):
         need(p, "argv", (list,), w)
         need(p, "duration_s", num, w)
         need(p, "complete", (bool,), w)
+        need(p, "attached", (bool,), w)
         need(p, "dropped_events", (int,), w)
         for j, t in enumerate(need(p, "threads", (list,), w) or []):
             wt = "%s.threads[%d]" % (w, j)

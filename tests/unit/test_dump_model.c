@@ -158,7 +158,8 @@ Test(dump_model, a_killed_process_shows_its_stall_in_progress)
     cr_assert_not_null(doc, "%s", jerr.text);
     cr_assert_str_eq(json_string_value(json_object_get(doc, "format")), "stalltrace-report");
     json_t *proc = json_array_get(json_object_get(doc, "processes"), 0);
-    const char *keys[] = {"pid", "exe", "argv", "duration_s", "complete", "dropped_events", "threads",
+    cr_assert(json_is_false(json_object_get(proc, "attached")), "a preloaded dump is not attached");
+    const char *keys[] = {"pid", "exe", "argv", "duration_s", "complete", "attached", "dropped_events", "threads",
                           "stalls", "pools", "locks", "diagnosis", NULL};
     for (int i = 0; keys[i]; i++)
         cr_assert_not_null(json_object_get(proc, keys[i]), "missing %s", keys[i]);
