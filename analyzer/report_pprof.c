@@ -5,6 +5,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "grow.h"
 #include "profile.pb-c.h"
 #include "report.h"
 #include "report_util.h"
@@ -51,22 +52,6 @@ struct pprof {
     size_t nsamples, samples_cap;
     bool failed;                       /* out of memory somewhere: the profile is not written */
 };
-
-static void *grow_array(struct pprof *pp, void *array, size_t *cap, size_t need, size_t size)
-{
-    if (need <= *cap)
-        return array;
-    size_t nc = *cap ? *cap * 2 : 64;
-    while (nc < need)
-        nc *= 2;
-    void *more = realloc(array, nc * size);
-    if (!more) {
-        pp->failed = true;
-        return NULL;
-    }
-    *cap = nc;
-    return more;
-}
 
 static uint64_t mix64(uint64_t x)
 {
@@ -148,14 +133,12 @@ static int64_t string_id(struct pprof *pp, const char *s)
         if (strcmp(pp->strings[id - 1], s) == 0)
             return (int64_t)(id - 1);
     }
-    char **more = grow_array(pp, pp->strings, &pp->strings_cap, pp->nstrings + 1, sizeof(*more));
     char *copy = strdup(s);
-    if (!more || !copy) {
+    if (!copy || GROW(pp->strings, pp->strings_cap, pp->nstrings + 1, 64) < 0) {
         free(copy);
         pp->failed = true;
         return 0;
     }
-    pp->strings = more;
     uint64_t key = hash_string(s);
     while (id_find(&pp->strings_by_hash, key))
         key++;
@@ -175,15 +158,12 @@ static uint64_t function_id(struct pprof *pp, const struct sym_frame *f)
     if (id || pp->failed)
         return id;
 
-    Perftools__Profiles__Function **more =
-        grow_array(pp, pp->functions, &pp->functions_cap, pp->nfunctions + 1, sizeof(*more));
     Perftools__Profiles__Function *fn = malloc(sizeof(*fn));
-    if (!more || !fn) {
+    if (!fn || GROW(pp->functions, pp->functions_cap, pp->nfunctions + 1, 64) < 0) {
         free(fn);
         pp->failed = true;
         return 0;
     }
-    pp->functions = more;
     perftools__profiles__function__init(fn);
     fn->id = pp->nfunctions + 1;
     fn->name = name;
@@ -223,17 +203,14 @@ static uint64_t location_id(struct pprof *pp, size_t first_mapping, const struct
     if (id || pp->failed)
         return id;
 
-    Perftools__Profiles__Location **more =
-        grow_array(pp, pp->locations, &pp->locations_cap, pp->nlocations + 1, sizeof(*more));
     Perftools__Profiles__Location *loc = malloc(sizeof(*loc));
     Perftools__Profiles__Line **lines = calloc(n, sizeof(*lines));
-    if (!more || !loc || !lines) {
+    if (!loc || !lines || GROW(pp->locations, pp->locations_cap, pp->nlocations + 1, 64) < 0) {
         free(loc);
         free(lines);
         pp->failed = true;
         return 0;
     }
-    pp->locations = more;
     perftools__profiles__location__init(loc);
     loc->id = pp->nlocations + 1;
     loc->address = f->kind && strcmp(f->kind, "python") == 0 ? 0 : f->address;
@@ -291,13 +268,11 @@ static void add_sample(struct pprof *pp, const struct sample_of *of, enum pprof_
 {
     if (pp->failed)
         return;
-    Perftools__Profiles__Sample **more =
-        grow_array(pp, pp->samples, &pp->samples_cap, pp->nsamples + 1, sizeof(*more));
     Perftools__Profiles__Sample *sm = malloc(sizeof(*sm));
     int64_t *values = calloc(V_COUNT, sizeof(*values));
     uint64_t *locs = calloc(of->stack->n ? of->stack->n : 1, sizeof(*locs));
     Perftools__Profiles__Label **labels = calloc(MAX_LABELS, sizeof(*labels));
-    if (!more || !sm || !values || !locs || !labels) {
+    if (!sm || !values || !locs || !labels || GROW(pp->samples, pp->samples_cap, pp->nsamples + 1, 64) < 0) {
         free(sm);
         free(values);
         free(locs);
@@ -305,7 +280,6 @@ static void add_sample(struct pprof *pp, const struct sample_of *of, enum pprof_
         pp->failed = true;
         return;
     }
-    pp->samples = more;
     perftools__profiles__sample__init(sm);
     pp->samples[pp->nsamples++] = sm;
     values[which] = which == V_STALL_SAMPLES ? (int64_t)amount : (int64_t)(amount * 1000.0 + 0.5);
@@ -341,15 +315,12 @@ static void add_mappings(struct pprof *pp, const struct m_process *p)
 
     for (uint32_t i = 0; i < d->nmodules && !pp->failed; i++) {
         const struct st_module *m = &d->modules[i];
-        Perftools__Profiles__Mapping **more =
-            grow_array(pp, pp->mappings, &pp->mappings_cap, pp->nmappings + 1, sizeof(*more));
         Perftools__Profiles__Mapping *mp = malloc(sizeof(*mp));
-        if (!more || !mp) {
+        if (!mp || GROW(pp->mappings, pp->mappings_cap, pp->nmappings + 1, 64) < 0) {
             free(mp);
             pp->failed = true;
             return;
         }
-        pp->mappings = more;
         perftools__profiles__mapping__init(mp);
         mp->id = pp->nmappings + 1;
         mp->memory_start = m->start;
@@ -512,8 +483,7 @@ int report_pprof(FILE *out, struct m_process **procs, size_t n, const struct rep
     int64_t comment;
     int rc = -1;
 
-    pp.strings = grow_array(&pp, pp.strings, &pp.strings_cap, 1, sizeof(*pp.strings));
-    if (pp.strings && (pp.strings[0] = strdup(""))) /* entry 0 must be "" */
+    if (GROW(pp.strings, pp.strings_cap, 1, 64) == 0 && (pp.strings[0] = strdup(""))) /* entry 0 must be "" */
         pp.nstrings = 1;
     else
         pp.failed = true;
