@@ -118,18 +118,25 @@ void st_iteration_end(struct st_tls *t, uint64_t now)
     end_iteration(t, st_ticks_elapsed_ns(t->iter_start_ticks, now));
 }
 
-/* The loop wait returned: the next iteration starts. */
-void st_iteration_begin(struct st_tls *t, uint64_t now)
+/* An iteration (or a first iteration in waiting) starts now; the watchdog
+ * sees it from the last store on. */
+static inline void open_iteration(struct st_tls *t, uint64_t now)
 {
     struct st_thread *s = t->slot;
-    s->idle_ns += st_ticks_elapsed_ns(t->wait_start_ticks, now);
     t->iter_start_ticks = now;
     t->iter_start_ns = st_ticks_at(t, now) | 1;    /* 0 means "no iteration" */
-    t->in_iteration = 1;
     t->ncalls = 0;
     t->calls_ns = 0;
     s->live_iter_seq++;
     __atomic_store_n(&s->live_iter_start_ns, t->iter_start_ns, __ATOMIC_RELEASE);
+}
+
+/* The loop wait returned: the next iteration starts. */
+void st_iteration_begin(struct st_tls *t, uint64_t now)
+{
+    t->slot->idle_ns += st_ticks_elapsed_ns(t->wait_start_ticks, now);
+    t->in_iteration = 1;
+    open_iteration(t, now);
     if (ST_UNLIKELY(__atomic_load_n(&st_hot.watchdog_down, __ATOMIC_RELAXED)))
         st_watchdog_restart();
 }
@@ -147,14 +154,8 @@ void st_iteration_begin(struct st_tls *t, uint64_t now)
  * iteration needs its stack too. */
 static void pre_iteration_begin(struct st_tls *t, uint64_t now)
 {
-    struct st_thread *s = t->slot;
-    t->iter_start_ticks = now;
-    t->iter_start_ns = st_ticks_at(t, now) | 1;
     t->pre_iteration = 1;
-    t->ncalls = 0;
-    t->calls_ns = 0;
-    s->live_iter_seq++;
-    __atomic_store_n(&s->live_iter_start_ns, t->iter_start_ns, __ATOMIC_RELEASE);
+    open_iteration(t, now);
 }
 
 static void pre_iteration_drop(struct st_tls *t)
