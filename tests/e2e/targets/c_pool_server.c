@@ -24,6 +24,7 @@ struct pool {
     pthread_cond_t all_done;     /* the main thread waits here */
     int queue[JOBS];
     int head, tail;              /* queued jobs are queue[head..tail) */
+    int idle;                    /* workers in their idle wait */
     int done;
     int stopping;
 };
@@ -48,8 +49,10 @@ static void *worker_main(void *arg)
     (void)arg;
     pthread_mutex_lock(&pool.lock);
     for (;;) {
+        pool.idle++;
         while (pool.head == pool.tail && !pool.stopping)
             pthread_cond_wait(&pool.work_ready, &pool.lock);
+        pool.idle--;
         if (pool.head == pool.tail)
             break;  /* stopping and nothing left */
         int job = pool.queue[pool.head++];
@@ -79,11 +82,18 @@ int main(void)
             return 1;
         }
     }
-    /* Let every worker reach its idle wait, so the pool is seen idle first. */
-    usleep(20000);
+    /* Every worker in its idle wait first (one counted there has released
+     * the lock in pthread_cond_wait), so the pool is seen idle and exactly
+     * JOBS - POOL_THREADS jobs queue: on a loaded machine a 20 ms sleep was
+     * not always enough for the third worker to get there. */
+    pthread_mutex_lock(&pool.lock);
+    while (pool.idle < POOL_THREADS) {
+        pthread_mutex_unlock(&pool.lock);
+        usleep(1000);
+        pthread_mutex_lock(&pool.lock);
+    }
 
     double t0 = now_ms();
-    pthread_mutex_lock(&pool.lock);
     for (int i = 0; i < JOBS; i++) {
         pool.queue[pool.tail++] = i;
         pthread_cond_signal(&pool.work_ready);
