@@ -289,7 +289,9 @@ struct metrics_server *metrics_server_start(const struct metrics_server_config *
     return srv;
 }
 
-bool metrics_server_stop(struct metrics_server *srv, int wait_ms)
+/* New connections refused, the scrape cancelled, the renderer asked to
+ * leave and waited for (at most wait_ms): whether it left. */
+static bool end_renderer(struct metrics_server *srv, int wait_ms)
 {
     struct timespec until;
     bool ended;
@@ -312,7 +314,17 @@ bool metrics_server_stop(struct metrics_server *srv, int wait_ms)
             break;
     ended = srv->renderer_done;
     pthread_mutex_unlock(&srv->lock);
-    if (!ended)
+    return ended;
+}
+
+bool metrics_server_drain(struct metrics_server *srv, int wait_ms)
+{
+    return end_renderer(srv, wait_ms);
+}
+
+bool metrics_server_stop(struct metrics_server *srv, int wait_ms)
+{
+    if (!end_renderer(srv, wait_ms))
         return false;              /* a render still runs: leave it all be */
     pthread_join(srv->renderer, NULL);
     if (srv->daemon)

@@ -24,5 +24,8 @@ struct metrics_server *metrics_server_start(const struct metrics_server_config *
  * progress at most wait_ms; false when it did not end in time (the caller
  * exits without freeing what the renderer still uses). */
 bool metrics_server_stop(struct metrics_server *srv, int wait_ms);
+/* The same short of tearing the HTTP daemon down, for a process about to
+ * exit: its threads end with it. */
+bool metrics_server_drain(struct metrics_server *srv, int wait_ms);
 
 #endif /* STALLTRACE_METRICS_SERVER_H */
