@@ -12,7 +12,7 @@
 static const char *const plumbing_modules[] = {
     "libc.so", "libc-", "ld-linux", "ld-", "libpthread", "libstalltrace", "[vdso]",
     "python2", "python3", "libpython", "node", "libnode", "libuv", "libv8", "libjvm", "libjli",
-    "libjava", "libnio", "libnet", NULL,
+    "libjava", "libnio", "libnet", "libruby", "ruby", NULL,
 };
 static const char *const plumbing_functions[] = {
     /* CPython's evaluation and call machinery */
@@ -37,13 +37,18 @@ static const char *const plumbing_python_files[] = {
     "/asyncio/", "/concurrent/futures/", "/threading.py", "/runpy.py", "<frozen runpy>",
     "stalltrace_hook/", NULL,
 };
+/* Ruby files that only dispatch the user's code: servers, Rack, threads. */
+static const char *const plumbing_ruby_files[] = {
+    "/gems/puma-", "/puma/", "/gems/rack-", "/rack/", "<internal:", NULL,
+};
 /* Java's own classes, named as HotSpot names them: libraries the user called. */
 static const char *const java_library_packages[] = {
     "java.", "javax.", "jdk.", "sun.", "com.sun.", NULL,
 };
 /* Where libraries live: the standard library, installed packages. */
 static const char *const library_paths[] = {
-    "/lib/python2", "/lib/python3", "-packages/", "<frozen ", "/node_modules/", "node:", NULL,
+    "/lib/python2", "/lib/python3", "-packages/", "<frozen ", "/node_modules/", "node:",
+    "/lib/ruby/", "/gems/", "/rubygems", NULL,
 };
 
 static bool has_prefix_in(const char *s, const char *const *list)
@@ -72,8 +77,8 @@ enum frame_role frames_role(const struct sym_frame *f)
 {
     if (f->hidden)
         return FRAME_PLUMBING;
-    if (strcmp(f->kind, "python") == 0) {
-        if (contains_any(f->file, plumbing_python_files))
+    if (strcmp(f->kind, "python") == 0 || strcmp(f->kind, "ruby") == 0) {
+        if (contains_any(f->file, f->kind[0] == 'p' ? plumbing_python_files : plumbing_ruby_files))
             return FRAME_PLUMBING;
         return contains_any(f->file, library_paths) ? FRAME_LIBRARY : FRAME_USER;
     }

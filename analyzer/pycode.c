@@ -6,6 +6,7 @@
 #include "grow.h"
 #include "stalltrace/format.h"
 #include "pycode.h"
+#include "rbcode.h"
 
 static char *copy_text(const uint8_t *src, size_t len)
 {
@@ -36,6 +37,7 @@ int py_codes_add(struct py_codes *t, uint64_t pos, const uint8_t *rec, size_t si
     c.code = r.code;
     c.firstlineno = r.firstlineno <= (uint32_t)INT32_MAX ? (int)r.firstlineno : 0;
     c.py_version = r.py_version;
+    c.language = r.language;
     c.qualname = copy_text(data, r.qualname_len);
     c.filename = copy_text(data + r.qualname_len, r.filename_len);
     if (r.linetable_len) {
@@ -243,7 +245,13 @@ int py_linetable_line(const uint8_t *table, size_t len, int firstlineno, uint32_
 
 int py_code_line(const struct py_code *c, uint32_t instr)
 {
-    if (c->linetable && instr != UINT32_MAX && py_linetable_supported(c->py_version)) {
+    if (c->language == ST_CODE_CRUBY) {
+        int line = c->linetable && c->py_version == 0x0301 && instr != UINT32_MAX
+                       ? rb_linetable_line(c->linetable, c->linetable_len, instr) : -1;
+        return line > 0 ? line : c->firstlineno;
+    }
+    if (c->language == ST_CODE_CPYTHON && c->linetable && instr != UINT32_MAX &&
+        py_linetable_supported(c->py_version)) {
         int line = py_linetable_line(c->linetable, c->linetable_len, c->firstlineno, instr);
         if (line > 0)
             return line;

@@ -12,7 +12,8 @@ struct py_code {
     uint64_t pos;                  /* ring position of its record */
     uint64_t code;                 /* PyCodeObject address */
     int firstlineno;               /* 0 when unknown */
-    uint16_t py_version;           /* 0x030b for 3.11, ... */
+    uint16_t py_version;           /* 0x030b for 3.11, ...; Ruby's for CRuby */
+    uint16_t language;             /* st_code_language */
     char *qualname;                /* NUL-terminated copies; may be empty */
     char *filename;
     uint8_t *linetable;            /* co_linetable, NULL when not kept */
@@ -70,7 +71,8 @@ bool py_loc_next(struct py_loc_iter *it, struct py_location *loc);
 int py_linetable_line(const uint8_t *table, size_t len, int firstlineno, uint32_t instr);
 
 /* The line a frame of code c is at: from its line table when it can be
- * worked out, its first line otherwise (0 when that is unknown too). */
+ * worked out (CPython's or CRuby's, as c->language says), its first line
+ * otherwise (0 when that is unknown too). */
 int py_code_line(const struct py_code *c, uint32_t instr);
 
 #endif /* STALLTRACE_PYCODE_H */

@@ -1,5 +1,5 @@
-/* pyframes.c - names the CPython frames of recorded stacks (qualname, file,
- * line from the code's location table) and splices them into native stacks. */
+/* pyframes.c - names the CPython and CRuby frames of recorded stacks (name,
+ * file, line from the code's line table) and splices them into native stacks. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,34 +107,41 @@ const struct sym_frame *py_namer_frame(struct py_namer *nm, const struct dump_py
     if (!f)
         return NULL;
     f->address = pf->code;
-    f->kind = "python";
-    f->module = "[python]";        /* as the perf-map Python frames */
+    if (pf->flags & ST_PYFRAME_RUBY) {
+        f->kind = "ruby";
+        f->module = "[ruby]";
+    } else {
+        f->kind = "python";
+        f->module = "[python]";    /* as the perf-map Python frames */
+    }
     f->line = line > 0 ? line : 0;
     if (info) {
         f->function = info->qualname[0] ? info->qualname : NULL;
         f->file = info->filename[0] ? info->filename : NULL;
         if (!f->function)
-            f->note = "code object without a name";
+            f->note = pf->flags & ST_PYFRAME_RUBY ? "iseq without a label" : "code object without a name";
         /* stalltrace's own start-up hook wraps the pools' tasks: its
          * frames are the recorder's, never the place that blocked. */
         if (f->file && strstr(f->file, "stalltrace_hook/sitecustomize.py"))
             f->hidden = true;
     } else {
-        f->note = "code object not described in the dump (its record was overwritten)";
+        f->note = pf->flags & ST_PYFRAME_RUBY ? "iseq not described in the dump (its record was overwritten)"
+                                              : "code object not described in the dump (its record was overwritten)";
     }
     *slot = (struct py_slot){info, pf->code, line, f};
     nm->used++;
     return f;
 }
 
-/* The frame of CPython's evaluation loop (GCC may split off a ".cold" part). */
-static bool is_eval_frame(const struct sym_frame *f)
+/* The frame of the interpreter's evaluation loop: CPython's, or CRuby's VM
+ * entry (GCC may split off a ".cold" part). */
+static bool is_eval_frame(const struct sym_frame *f, bool ruby)
 {
-    static const char eval[] = "_PyEval_EvalFrameDefault";
+    const char *eval = ruby ? "rb_vm_exec" : "_PyEval_EvalFrameDefault";
+    size_t len = strlen(eval);
 
-    return f->function && strcmp(f->kind, "native") == 0 &&
-           strncmp(f->function, eval, sizeof(eval) - 1) == 0 &&
-           (f->function[sizeof(eval) - 1] == '\0' || f->function[sizeof(eval) - 1] == '.');
+    return f->function && strcmp(f->kind, "native") == 0 && strncmp(f->function, eval, len) == 0 &&
+           (f->function[len] == '\0' || f->function[len] == '.');
 }
 
 /* Append the Python frames [*next, end) to out; end is the end of the run
@@ -168,14 +175,15 @@ int py_splice(struct py_namer *nm, const struct dump_stack *ds, const struct sym
     out = malloc((*n + ds->npython) * sizeof(*out));
     if (!out)
         return -1;
+    bool ruby = (ds->pyframes[0].flags & ST_PYFRAME_RUBY) != 0;
     for (i = 0; i < *n; i++)
-        evals += is_eval_frame(in[i]);
+        evals += is_eval_frame(in[i], ruby);
     for (i = 0; i < *n; i++) {
         const struct sym_frame *f = in[i];
         /* A perf-map Python frame repeats what the walk says exactly. */
         if (strcmp(f->kind, "python") == 0)
             continue;
-        if (is_eval_frame(f) && next < ds->npython) {
+        if (is_eval_frame(f, ruby) && next < ds->npython) {
             /* The outermost evaluation frame we have takes any runs left:
              * deeper native frames were cut, or the counts disagree. */
             if (place_run(nm, ds, &next, ++seen == evals, out, &k) < 0)

@@ -1,5 +1,5 @@
-/* pyframes.h - CPython frames in reports: names the Python frames a stack
- * carries and splices them in place of the interpreter's evaluation frames. */
+/* pyframes.h - CPython and CRuby frames in reports: names the script frames a
+ * stack carries and splices them in place of the interpreter's evaluation frames. */
 #ifndef STALLTRACE_PYFRAMES_H
 #define STALLTRACE_PYFRAMES_H
 
@@ -18,12 +18,14 @@ struct py_namer *py_namer_new(bool native_only);
 void py_namer_free(struct py_namer *nm);
 
 /* The frame of one recorded Python frame: kind "python", module "[python]",
- * function = qualified name, file, line. NULL only when out of memory. */
+ * function = qualified name, file, line; of a Ruby frame (ST_PYFRAME_RUBY):
+ * kind "ruby", module "[ruby]", function = the iseq's label. NULL only when
+ * out of memory. */
 const struct sym_frame *py_namer_frame(struct py_namer *nm, const struct dump_pyframe *pf);
 
 /* Splice the Python frames of ds into its named native frames (*frames, *n,
  * a malloc'd array, innermost first): the innermost _PyEval_EvalFrameDefault
- * frame gives way to the Python frames up to and including the first entry
+ * frame (rb_vm_exec for Ruby frames) gives way to the Python frames up to and including the first entry
  * frame, the next one to the next run, and so on. Runs left over go after
  * the last evaluation frame (at the end when there is none); evaluation
  * frames left over stay. Frames named from perf maps as Python are dropped

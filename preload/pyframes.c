@@ -59,7 +59,12 @@ static ST_TLS uintptr_t cached_tstate;
  * on other threads' states, every read goes through process_vm_readv. */
 static ST_TLS int reading_own_frames;
 
-static int peek(void *dst, uintptr_t src, size_t n)
+void st_frames_own(int own_context)
+{
+    reading_own_frames = own_context;
+}
+
+int st_frames_peek(void *dst, uintptr_t src, size_t n)
 {
     if (reading_own_frames && src >= 4096) {
         memcpy(dst, (const void *)src, n);
@@ -67,6 +72,8 @@ static int peek(void *dst, uintptr_t src, size_t n)
     }
     return st_safe_read(dst, src, n);
 }
+
+#define peek st_frames_peek
 
 static uintptr_t peek_ptr(uintptr_t src)
 {
@@ -182,7 +189,7 @@ static uint32_t peek_ascii(uintptr_t str, char *out, uint32_t cap)
 /* Write the code object's names and line table once per address, and
  * again once the ring has come round: the old record may be overwritten
  * while stacks that name the code are still in the ring. */
-static void note_code(uintptr_t code)
+int st_code_first_in_lap(uintptr_t code)
 {
     uint64_t h = (code >> 4) * 0x9e3779b97f4a7c15ULL;
     uint32_t lap = (uint32_t)(__atomic_load_n(st_rec.ring.head, __ATOMIC_RELAXED) /
@@ -192,16 +199,23 @@ static void note_code(uintptr_t code)
         uint64_t seen = __atomic_load_n(&seen_codes[at], __ATOMIC_RELAXED);
         if (seen == code) {
             if (__atomic_load_n(&seen_lap[at], __ATOMIC_RELAXED) == lap)
-                return;
+                return 0;
             __atomic_store_n(&seen_lap[at], lap, __ATOMIC_RELAXED);
-            break;
+            return 1;
         }
         if (seen == 0 && __atomic_compare_exchange_n(&seen_codes[at], &seen, code, 0,
                                                      __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
             __atomic_store_n(&seen_lap[at], lap, __ATOMIC_RELAXED);
-            break;
+            return 1;
         }
     }
+    return 1;                      /* cache full here: writing again is only wasteful */
+}
+
+static void note_code(uintptr_t code)
+{
+    if (!st_code_first_in_lap(code))
+        return;
     const struct py_layout *l = &py.l;
     union {
         struct st_rec_pycode rec;
@@ -243,7 +257,7 @@ unsigned st_py_walk(struct st_pyframe *out, unsigned max, uint8_t *status, int o
     uintptr_t frame = l->version >= 0x030d
                           ? peek_ptr(tstate + l->tstate_current_frame)
                           : peek_ptr(peek_ptr(tstate + l->tstate_cframe) + l->cframe_current_frame);
-    reading_own_frames = own_context;
+    st_frames_own(own_context);
     unsigned n = 0;
     *status = ST_PY_OK;
     for (unsigned steps = 0; frame != 0; steps++) {
@@ -279,6 +293,6 @@ unsigned st_py_walk(struct st_pyframe *out, unsigned max, uint8_t *status, int o
         n++;
         note_code(code);
     }
-    reading_own_frames = 0;
+    st_frames_own(0);
     return n;
 }

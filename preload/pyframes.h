@@ -24,6 +24,15 @@ unsigned st_py_walk(struct st_pyframe *out, unsigned max, uint8_t *status, int o
  * known; 0 before (or when this is no CPython we know). */
 uint32_t st_py_native_tid_offset(void);
 
+/* Shared with the CRuby walker (rbframes.c). st_frames_peek reads the
+ * VM's memory: plain loads while st_frames_own(1) (the thread's own frames
+ * in a wrapped call), else through st_safe_read. st_code_first_in_lap: 1
+ * when a code record for this address must be written now (first time, or
+ * first time since the ring came round). */
+void st_frames_own(int own_context);
+int st_frames_peek(void *dst, uintptr_t src, size_t n);
+int st_code_first_in_lap(uintptr_t code);
+
 /* After fork: the child's dump has none of the code records yet. */
 void st_py_forget(void);
 

@@ -17,6 +17,7 @@
 #include "clock.h"
 #include "objects.h"
 #include "pyframes.h"
+#include "rbframes.h"
 #include "queues.h"
 #include "ring.h"
 

@@ -203,7 +203,10 @@ void st_capture_here(struct st_captured *c, void *real_fn)
     c->nframes = (uint16_t)native_here(c->frames, ST_MAX_FRAMES, real_fn, &c->truncated);
     st_jitmap_mark(c);
     st_py_init();
+    st_rb_init();
     c->npython = (uint16_t)st_py_walk(c->py, ST_MAX_PYFRAMES, &c->python, 1);
+    if (c->python == ST_PY_NONE)
+        c->npython = (uint16_t)st_rb_walk(c->py, ST_MAX_PYFRAMES, &c->python, 1);
     st_tls.unwind_warm = 1;
     st_recorder_leave(&st_tls, saved_errno);
 }
@@ -213,6 +216,8 @@ void st_capture_signal(struct st_captured *c, void *ucontext)
     c->nframes = (uint16_t)native_signal(c->frames, ST_MAX_FRAMES, ucontext, &c->truncated);
     st_jitmap_mark(c);
     c->npython = (uint16_t)st_py_walk(c->py, ST_MAX_PYFRAMES, &c->python, 0);
+    if (c->python == ST_PY_NONE)
+        c->npython = (uint16_t)st_rb_walk(c->py, ST_MAX_PYFRAMES, &c->python, 0);
 }
 
 /* libunwind builds its per-thread cache on first use: do that outside a

@@ -35,7 +35,7 @@ LAYERS = [
     ("helpers", ["model.h", "model_helpers.h", "model_stack.c", "model_lookup.c", "frames.h",
                  "frames.c", "pyframes.h", "pyframes.c"]),
     ("reader", ["dump.h", "dump.c", "symbolize.h", "symbolize.c", "pycode.h", "pycode.c",
-                "grow.h"]),
+                "rbcode.h", "rbcode.c", "grow.h"]),
 ]
 
 WORD = re.compile(r"[A-Za-z_]\w*")

@@ -459,6 +459,15 @@ enum st_stack_flags {
  * Python frames; the one that entered it carries ST_PYFRAME_ENTRY. The
  * innermost eval frame runs the Python frames up to and including the first
  * ENTRY frame, the next eval frame the following run, and so on.
+ *
+ * CRuby (3.1) frames travel the same way, in the same array and status
+ * (`python` says how the script walk went, whichever the language): such a
+ * frame carries ST_PYFRAME_RUBY, its code is the rb_iseq_t address, instr
+ * the word index of its current instruction in the iseq, and its code
+ * record says ST_CODE_CRUBY. Native rb_vm_exec frames run them as
+ * _PyEval_EvalFrameDefault frames run Python's, with ST_PYFRAME_ENTRY on
+ * the frame each VM entry began with (VM_FRAME_FLAG_FINISH). Added within version 1: a dump without Ruby
+ * frames is unchanged, and the flag and field were 0 before.
  */
 #define ST_MAX_PYFRAMES 64u
 
@@ -472,6 +481,7 @@ enum st_python_walk {
 
 enum st_pyframe_flags {
     ST_PYFRAME_ENTRY = 1u << 0,    /* first frame of an eval-loop invocation */
+    ST_PYFRAME_RUBY = 1u << 1,     /* a CRuby frame (see below), not a CPython one */
 };
 
 struct st_pyframe {
@@ -658,9 +668,42 @@ struct st_rec_pycode {
     uint16_t qualname_len;         /* bytes, no terminator */
     uint16_t filename_len;
     uint16_t linetable_len;        /* 0 when it was too long to keep */
-    uint32_t reserved;
+    uint16_t language;             /* st_code_language; 0 in dumps before CRuby */
+    uint16_t reserved;
     /* char qualname[qualname_len], filename[filename_len],
        uint8_t linetable[linetable_len] follow */
+};
+
+/* Whose code a code record describes. For ST_CODE_CRUBY, py_version is
+ * Ruby's (0x0301 for 3.1), qualname the iseq's label ("load_report",
+ * "block in timed"), filename its path, firstlineno the line of its
+ * definition, and the line table, when kept, is st_ruby_linetable. */
+enum st_code_language {
+    ST_CODE_CPYTHON = 0,
+    ST_CODE_CRUBY = 1,
+};
+
+/* CRuby 3.1's instruction-to-line table, copied as the VM keeps it: the
+ * line of entry i holds from instruction word positions[i] on, and the
+ * positions are a "succinct index" (iseq.c): rank(x) = how many entries
+ * start at or before word x, so the line of word x is lines[rank(x) - 1].
+ * The index is imm[] then blocks[]: word x < 54 reads 7-bit field x % 9 of
+ * imm[x / 9]; above, block (x - 54) / 512 gives rank + the 9-bit field
+ * (j - 1) of small_ranks (0 for j = 0), j = ((x - 54) % 512) / 64, + the
+ * ones of bits[j] at or below bit (x - 54) % 64. */
+struct st_ruby_linetable {
+    uint32_t iseq_size;            /* instruction words */
+    uint32_t entries;              /* >= 1; with 1, no index follows */
+    /* int32_t lines[entries], then, at the next multiple of 8 bytes,
+       uint64_t imm[min(iseq_size + 8, 54) / 9], then
+       struct st_ruby_succ_block[(iseq_size - 54 + 511) / 512 when >= 54] */
+};
+
+struct st_ruby_succ_block {
+    uint32_t rank;
+    uint32_t pad;
+    uint64_t small_ranks;          /* 9 bits per 64-bit part 1..7 */
+    uint64_t bits[8];
 };
 
 /* A JIT symbol from the process's perf map (/tmp/perf-PID.map, written by
