@@ -16,6 +16,15 @@ threads are no pool.
   together, and the diagnosis says it ran out of workers.
 - real_puma_healthy: bursts of fast requests from 2 clients with idle gaps:
   no stall, no saturation, no diagnosis.
+
+Ruby frames (preload/rbframes.c) name the Ruby code of every stack: the
+sleeps' slow calls are at `load_report (config.ru:4)`, the line that sleeps,
+and the saturated pool's diagnosis says so. puma runs requests on its pool,
+never on a loop thread, so CPU-bound work is no stall there: real_ruby_loop
+is a plain Ruby IO.select loop (targets/ruby/loop.rb) whose 3 sleeps must be
+stalls at `nap (loop.rb:6)`, taken in the wrapped call, and whose 3 CPU-bound
+steps must be stalls sampled (from the signal handler) in crunch_numbers, in
+the text, json and folded reports.
 """
 
 import os
@@ -24,12 +33,13 @@ import shutil
 import threading
 import time
 
-from e2e_lib import (Skip, diagnosis_names, expect, fmt_stack, free_port, load_process, start_target, test,
-                     truth_values, wait_port)
+from e2e_lib import (Skip, diagnosis_names, expect, fmt_stack, free_port, load_process, run_cmd, start_target,
+                     test, truth_values, wait_port)
 from test_real_loops import get, load
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG = os.path.join(HERE, "targets", "ruby", "config.ru")
+LOOP_RB = os.path.join(HERE, "targets", "ruby", "loop.rb")
 THRESHOLD = 50
 WORKER_NAME = re.compile(r"puma srv tp \d+$")
 
@@ -56,6 +66,23 @@ def serve(cfg, tmpdir, requests):
     expect(rc == 0, "stalltrace run -- puma exited %r, expected 0%s" % (rc, p.tail()))
     proc, _ = load_process(cfg, tmpdir, "puma", p)
     return proc, truth_values(p.out)
+
+
+def line_of(path, text):
+    """The line of the program's own source that holds text (1-based)."""
+    with open(path) as f:
+        for i, line in enumerate(f, 1):
+            if text in line:
+                return i
+    raise AssertionError("%r not in %s" % (text, path))
+
+
+def innermost_ruby(stack):
+    """The innermost Ruby frame of a JSON stack, as "func (file:line)"."""
+    for f in stack or []:
+        if f.get("kind") == "ruby":
+            return "%s (%s:%s)" % (f.get("function"), os.path.basename(f.get("file") or "?"), f.get("line"))
+    return None
 
 
 def request_pool(proc):
@@ -98,14 +125,17 @@ def t_puma_sleep(cfg, tmpdir):
                   key=lambda c: c["start_s"])
     expect(len(slow) == 3, "%d slow calls on the request threads, the app slept 3 times: %s"
            % (len(slow), [(round(c["duration_ms"]), c.get("call")) for c in slow]), proc)
+    where = "load_report (config.ru:%d)" % line_of(CONFIG, "sleep 0.25")
     for c, ms in zip(slow, sleeps):
         expect(c.get("call") in ("pthread_cond_timedwait", "ppoll") and ms * 0.98 <= c["duration_ms"] <= ms + 50,
                "a sleep of %.1f ms came out as %.1f ms in %s" % (ms, c["duration_ms"], c.get("call")), proc)
+        expect(innermost_ruby(c.get("stack")) == where, "a sleep's slow call is at %s, expected %s: %s"
+               % (innermost_ruby(c.get("stack")), where, fmt_stack(c.get("stack"), 12)), proc)
     busy = pool.get("busy_in") or []
     expect(busy and busy[0].get("count") == 3, "the pool's workers were busy in %s, expected the 3 sleeps"
            % [(b.get("call"), b.get("count")) for b in busy], proc)
-    return "sleeps %s -> slow calls %s ms on pool %d" % (
-        [round(x, 1) for x in sleeps], [round(c["duration_ms"], 1) for c in slow], pool["id"])
+    return "sleeps %s -> slow calls %s ms at %s on pool %d" % (
+        [round(x, 1) for x in sleeps], [round(c["duration_ms"], 1) for c in slow], where, pool["id"])
 
 
 @test("real_puma_pool_saturated")
@@ -145,6 +175,9 @@ def t_puma_pool_saturated(cfg, tmpdir):
     names = diagnosis_names(proc)
     expect("thread_pool_exhaustion" in names, "diagnosis %s, the pool was out of workers %.0f ms"
            % (names, sum(spans)), proc)
+    where = "load_report (config.ru:%d)" % line_of(CONFIG, "sleep 0.25")
+    said = " ".join(d.get("summary") or "" for d in proc["diagnosis"])
+    expect(where in said, "the diagnosis does not say where the workers were (%s): %s" % (where, said), proc)
     expect("event_loop_blocking" not in names, "diagnosis %s blames a loop" % names, proc)
     return "both clients waiting %s ms -> saturated %s ms (%.2f s in all)" % (
         [round(x) for x in together], [round(x) for x in spans], pool["saturated_s"])
@@ -170,3 +203,65 @@ def t_puma_healthy(cfg, tmpdir):
     latencies.sort()
     return "%d requests, p99 %.1f ms, max %.1f ms: no stall, no diagnosis" % (
         len(latencies), latencies[int(len(latencies) * 0.99) - 1], latencies[-1])
+
+
+@test("real_ruby_loop")
+def t_ruby_loop(cfg, tmpdir):
+    if not shutil.which("ruby"):
+        raise Skip("no ruby (apt-get install ruby)")
+    p = start_target(cfg, tmpdir, ["ruby", LOOP_RB, "sleep", "cpu", "sleep", "cpu", "sleep", "cpu"],
+                     threshold=THRESHOLD)
+    try:
+        rc = p.wait(60)
+    finally:
+        p.close()
+    expect(rc == 0, "stalltrace run -- ruby loop.rb exited %r, expected 0%s" % (rc, p.tail()))
+    proc, _ = load_process(cfg, tmpdir, "loop.rb", p)
+    truth = truth_values(p.out)
+    expect(len(truth.get("sleep", [])) == 3 and len(truth.get("cpu", [])) == 3, "the loop timed %s" % truth)
+    nap = "nap (loop.rb:%d)" % line_of(LOOP_RB, "sleep 0.2")
+    crunch = range(line_of(LOOP_RB, "def crunch_numbers"), line_of(LOOP_RB, "acc = (acc") + 1)
+    stalls = sorted(proc["stalls"], key=lambda s: s["start_s"])
+    expect(len(stalls) == 6, "%d stalls %s, the loop slept 3 times and spun 3 times"
+           % (len(stalls), [(round(s["duration_ms"]), s.get("call")) for s in stalls]), proc)
+    sleeps = [s for s in stalls if s.get("call")]
+    spins = [s for s in stalls if not s.get("call")]
+    expect(len(sleeps) == 3 and len(spins) == 3, "stalls in calls %s, expected 3 sleeps and 3 CPU-bound"
+           % [s.get("call") for s in stalls], proc)
+    for s, ms in zip(sleeps, truth["sleep"]):
+        expect(ms * 0.98 <= s["duration_ms"] <= ms + 50, "a sleep of %.1f ms stalled %.1f ms" % (ms, s["duration_ms"]),
+               proc)
+        at = innermost_ruby(s.get("stack"))
+        expect(at == nap, "a sleep's stall is at %s, expected %s: %s" % (at, nap, fmt_stack(s.get("stack"), 12)), proc)
+    sampled = []
+    for s, ms in zip(spins, truth["cpu"]):
+        expect(ms * 0.98 <= s["duration_ms"] <= ms + 50, "a CPU step of %.1f ms stalled %.1f ms"
+               % (ms, s["duration_ms"]), proc)
+        samples = s.get("samples") or []
+        named = [innermost_ruby(x.get("stack")) for x in samples]
+        good = [n for n in named if n and n.startswith("crunch_numbers (loop.rb:") and
+                int(n.rsplit(":", 1)[1].rstrip(")")) in crunch]
+        expect(samples and len(good) == len(samples), "a CPU stall's samples are at %s, expected crunch_numbers "
+               "(loop.rb:%d-%d)" % (named, crunch[0], crunch[-1]), proc)
+        sampled.append(len(samples))
+    # The one naming policy, in every format.
+    dump = [d for d in os.listdir(tmpdir) if d.endswith(".dump")]
+    outs = {}
+    for fmt in ("text", "folded"):
+        rc, out, err = run_cmd([cfg.stalltrace, "report", "--format", fmt, os.path.join(tmpdir, dump[0])], timeout=60)
+        expect(rc == 0, "report --format %s exited %d: %s" % (fmt, rc, err[:300]))
+        outs[fmt] = out
+    expect("at %s" % nap in outs["text"], "the text report does not say the loop blocked at %s:\n%s"
+           % (nap, outs["text"]), proc)
+    expect("crunch_numbers ([ruby] loop.rb:" in outs["text"], "the text report does not name crunch_numbers:\n%s"
+           % outs["text"], proc)
+    folded = [line for line in outs["folded"].splitlines() if line.strip()]
+    expect(any(";nap;" in line for line in folded) and any(";crunch_numbers" in line for line in folded),
+           "the folded stacks do not name nap and crunch_numbers:\n%s" % outs["folded"], proc)
+    # It names the larger of the two, which are about as long.
+    said = " ".join(d.get("summary") or "" for d in proc["diagnosis"])
+    expect(nap in said or "crunch_numbers (loop.rb:" in said, "the diagnosis names neither %s nor crunch_numbers: %s"
+           % (nap, said), proc)
+    return "sleeps %s ms -> stalls %s at %s; spins %s ms -> stalls %s, %s samples all in crunch_numbers" % (
+        [round(x) for x in truth["sleep"]], [round(s["duration_ms"]) for s in sleeps], nap,
+        [round(x) for x in truth["cpu"]], [round(s["duration_ms"]) for s in spins], sampled)
