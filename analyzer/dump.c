@@ -644,6 +644,10 @@ static int walk_ring(struct dump *d, const uint8_t *ring, const uint8_t *wrap, u
             pos += ST_RECORD_ALIGN;  /* torn or stale: resynchronise */
             continue;
         }
+        if (st_ring_record_suspect(&d->hdr, pos, r.size)) {
+            pos += r.size;           /* a lapped writer's bytes may be in it: dropped */
+            continue;
+        }
 
         size_t n = r.size < REC_COPY_MAX ? r.size : REC_COPY_MAX;
         struct dump_event ev;
@@ -869,6 +873,13 @@ struct dump *dump_open_path(const char *path, char **err)
             head_after = 0;
             memcpy(wrap, buf + h.ring_offset, wrap_len);
         }
+        /* And the lapped writers' marks again: one left while we copied
+         * covers what its bytes damaged in our copy. */
+        enum { AT = offsetof(struct st_file_header, ring_lapped),
+               MARKS = offsetof(struct st_file_header, reserved) - AT };
+        uint8_t fresh[MARKS];
+        if ((size_t)got >= sizeof(h) && read_at(fd, fresh, MARKS, AT) == MARKS)
+            memcpy(buf + AT, fresh, MARKS);
     }
     d = parse(path, buf, (size_t)got, head_after, h.flags & ST_FLAG_COMPLETE ? NULL : wrap, err);
     if (d)

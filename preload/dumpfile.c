@@ -468,6 +468,7 @@ int st_dump_create(const struct st_config *cfg, int forked_from)
     st_rec.objects.count = &h->object_count;
     st_rec.objects.untracked = &h->objects_untracked;
     st_rec.ring.records = &h->ring_records;
+    st_rec.ring.hdr = h;
     h->owner_pidns = self_owner.pidns;
     h->owner_start_ticks = self_owner.start_ticks;
     memcpy(h->owner_boot_id, self_owner.boot_id, sizeof h->owner_boot_id);

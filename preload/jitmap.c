@@ -95,6 +95,10 @@ static void collect(struct addresses *a)
             pos += ST_RECORD_ALIGN;
             continue;
         }
+        if (ring->hdr != NULL && st_ring_record_suspect(ring->hdr, pos, h->size)) {
+            pos += h->size;        /* a lapped writer's bytes may be in it */
+            continue;
+        }
         size_t size = h->size < sizeof rec ? h->size : sizeof rec;
         for (size_t i = 0; i < size; i++)
             rec[i] = ring->base[(pos + i) & (ring->size - 1)];

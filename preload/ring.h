@@ -7,11 +7,14 @@
 
 #include <stdint.h>
 
+#include "stalltrace/format.h"
+
 struct st_ring {
     uint8_t *base;          /* ring_size bytes */
-    uint64_t size;          /* power of two, multiple of ST_RECORD_ALIGN */
+    uint64_t size;          /* power of two, multiple of ST_RECORD_ALIGN, at most 4 GiB */
     uint64_t *head;         /* -> st_file_header.ring_head */
     uint64_t *records;      /* -> st_file_header.ring_records */
+    struct st_file_header *hdr;   /* its lapped-writer fields: ring_lapped, ring_damage... */
 };
 
 /* Append one record. `rec` starts with a struct st_record whose fields are
@@ -19,5 +22,11 @@ struct st_ring {
  * ST_RECORD_ALIGN). Lock-free, async-signal-safe. Returns 0, or -1 when the
  * record can never fit. */
 int st_ring_put(struct st_ring *ring, uint16_t type, void *rec, uint32_t len);
+
+/* st_ring_put in its two steps, so a test can delay a writer between them
+ * as a preempted thread is: reserve returns the record's position (or -1 as
+ * st_ring_put does), write fills and commits it there. */
+int st_ring_reserve(struct st_ring *ring, uint32_t len, uint64_t *pos);
+void st_ring_write(struct st_ring *ring, uint64_t pos, uint16_t type, void *rec, uint32_t len);
 
 #endif

@@ -143,6 +143,17 @@ enum st_file_flags {
     ST_FLAG_ATTACHED = 1u << 3,      /* recorded by `stalltrace attach`, not from the start */
 };
 
+/* One lapped write's damage mark: its bytes covered ring offsets
+ * [off, off + len) and were written before ring_head reached `until`, so a
+ * record reserved below `until` that overlaps those offsets may hold them.
+ * span = off | (uint64_t)len << 32 (rings are at most 4 GiB); until is 0 for
+ * a free slot and 1 while a writer fills it (never a real head). */
+#define ST_RING_DAMAGE_SLOTS 4u
+struct st_ring_damage {
+    uint64_t span;
+    uint64_t until;
+};
+
 struct st_file_header {
     char magic[8];                 /* ST_MAGIC */
     uint32_t version;              /* ST_FORMAT_VERSION */
@@ -205,7 +216,14 @@ struct st_file_header {
      * and the boot id. A process replaces only a file with these of its own. */
     uint64_t owner_pidns, owner_start_ticks;
     uint8_t owner_boot_id[16];
-    uint8_t reserved[152];
+
+    /* Lapped writers (see "Lapped writers" at the event ring): where their
+     * late bytes may have landed. All zero in a dump none was lapped in. */
+    uint64_t ring_lapped;          /* writes a newer lap overtook before they were done */
+    uint64_t ring_suspect_below;   /* damage marks that found no free slot: every record
+                                      reserved below this is suspect */
+    struct st_ring_damage ring_damage[ST_RING_DAMAGE_SLOTS];
+    uint8_t reserved[152 - 16 - 16 * ST_RING_DAMAGE_SLOTS];
 };
 
 /* ---- Process facts --------------------------------------------------------- */
@@ -389,8 +407,39 @@ struct st_queue {
  * before it were overwritten. dropped = ring_records - records accepted.
  * Resynchronising after a torn record: step ST_RECORD_ALIGN bytes forward
  * until a header commits at its own position.
+ *
+ * Lapped writers: a writer delayed (preempted, stopped) between reserving P
+ * and its last store while others reserve a whole ring_size more stores its
+ * bytes over records of a newer lap, whose headers stay committed. So after
+ * its commit a writer reads ring_head again; past P + ring_size it was
+ * lapped: it counts itself in ring_lapped and leaves a damage mark
+ * (st_ring_damage; when no slot is free, raises ring_suspect_below to that
+ * head instead). A reader rejects, as dropped, every committed record that
+ * a mark covers (reserved below its `until`, overlapping its offsets) and
+ * every one reserved below ring_suspect_below. A record reserved at or past
+ * the head a lapped writer read was written after all of its bytes.
  */
 #define ST_RECORD_MAGIC 0x5354u    /* "ST" */
+
+/* The reader's half of "Lapped writers": 1 if the committed record at
+ * absolute position `pos`, `size` bytes, may hold a lapped writer's bytes
+ * (reject it as dropped). Header fields are untrusted: they can only make
+ * a reader reject records. */
+static inline int st_ring_record_suspect(const struct st_file_header *h, uint64_t pos, uint64_t size)
+{
+    uint64_t mask = h->ring_size - 1, at = pos & mask;
+    if (pos < h->ring_suspect_below)
+        return 1;
+    for (unsigned i = 0; i < ST_RING_DAMAGE_SLOTS; i++) {
+        uint64_t until = h->ring_damage[i].until, span = h->ring_damage[i].span;
+        uint64_t off = span & 0xffffffffu, len = span >> 32;
+        if (until == 1)
+            return 1;              /* a mark half written (the writer died): unknown */
+        if (pos < until && (((off - at) & mask) < size || ((at - off) & mask) < len))
+            return 1;
+    }
+    return 0;
+}
 
 enum st_record_type {
     ST_REC_PAD = 0,                /* never written; reserved */

@@ -224,13 +224,17 @@ def check_py_lock_contention(proc):
     schema_ok(proc)
     locks = locks_of(proc)
     expect(locks, "no lock reported (one threading.Lock contended by 4 threads)", proc)
-    # The contended lock is a semaphore waited for over and over; the main
-    # thread's joins are single waits on other objects, and the GIL (if it
-    # shows) is not the program's lock.
+    # The program's lock is the one its threads wait for at its own `with
+    # lock:` in update_shared_state. Not the most contended object: on 3.13
+    # the main thread's joins all park on one semaphore of its own, as often
+    # (1-4 waits) as the lock may be (3-10), and the GIL is not the lock.
     mine = [l for l in locks if not is_gil_lock(l)]
     expect(mine, "no lock reported but the GIL", proc)
-    lock = max(mine, key=lambda l: (l.get("kind") == "sem", l.get("contentions") or 0,
-                                    num(l.get("wait_total_ms")) or 0.0))
+    at_site = [l for l in mine if frame_named(l.get("stack"), "update_shared_state")]
+    expect(at_site, "no lock waited for in update_shared_state; the locks were waited for at: %s"
+           % "; ".join(fmt_stack(l.get("stack"), 6) for l in mine), proc)
+    lock = max(at_site, key=lambda l: (l.get("kind") == "sem", l.get("contentions") or 0,
+                                       num(l.get("wait_total_ms")) or 0.0))
     expect(lock.get("kind") == "sem", "the most contended lock is of kind %r, expected sem "
            "(CPython's threading.Lock is a semaphore)" % lock.get("kind"), proc)
     expect(isinstance(lock.get("contentions"), int) and lock["contentions"] >= 2,
@@ -494,6 +498,10 @@ def pools_self_test(case):
         dict(procs["py_gil_contention.py"]["locks"][0], contentions=900))), True)
     case("lock: only the GIL", check_py_lock_contention,
          mutate(k, lambda p: p.update(locks=procs["py_gil_contention.py"]["locks"])), False)
+    case("lock: 3.13's join semaphore waited for more often", check_py_lock_contention, mutate(
+        k, lambda p: p["locks"][1].update(contentions=9, wait_total_ms=1200.0, wait_max_ms=900.0)), True)
+    case("lock: only the join's semaphore", check_py_lock_contention, mutate(
+        k, lambda p: p.update(locks=[dict(p["locks"][1], contentions=4, wait_max_ms=900.0)])), False)
 
     g = procs["py_gil_contention.py"]
     case("gil good", check_py_gil_contention, g, True)

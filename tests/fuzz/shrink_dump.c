@@ -64,6 +64,13 @@ int main(int argc, char **argv)
     if (ring > h.ring_size)
         ring = h.ring_size;
     struct st_file_header n = h;
+    /* Damage marks name offsets in the old ring: kept as the coarse mark. */
+    for (unsigned i = 0; i < ST_RING_DAMAGE_SLOTS; i++) {
+        uint64_t until = h.ring_damage[i].until == 1 ? h.ring_head : h.ring_damage[i].until;
+        if (until > n.ring_suspect_below)
+            n.ring_suspect_below = until;
+        n.ring_damage[i] = (struct st_ring_damage){0, 0};
+    }
     n.process_offset = align_up(sizeof(n));
     n.modules_offset = align_up(n.process_offset + h.process_size);
     n.module_capacity = h.module_count;
