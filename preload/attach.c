@@ -287,6 +287,11 @@ static void detach(void)
     for (uint32_t i = 0; i < st_rec.hdr->thread_capacity; i++)
         __atomic_store_n(&st_rec.threads[i].live_iter_start_ns, 0, __ATOMIC_RELEASE);
     st_recorder_stop(ST_END_DETACHED);
+    /* A wrapper entered before detach may still walk its stack through the
+     * pipe: it is closed only when none does (else left open, never reused
+     * under a walk). */
+    if (st_stack_quiesce() != 0)
+        return;
     for (int i = 0; i < 2; i++)
         if (unwinder_fds[i] >= 0)
             close(unwinder_fds[i]);
@@ -348,11 +353,45 @@ static void patch_new_modules(void)
     seen_adds = adds;
 }
 
+/* Where glibc's thread descriptor (pthread_self()) keeps the start routine
+ * and its argument: found in the poller's own, which we started with both
+ * known; -2 until the poller looked, -1 if no single place matched. Threads
+ * started before attach are pool workers like those started after: their
+ * routine is what groups them into a pool. */
+static long start_routine_at = -2;
+static char poller_arg;
+static int first_pass_done;        /* the modules loaded at attach are patched */
+
+static void *poller(void *arg);
+
+static void find_start_routine(void)
+{
+    const uintptr_t *self = (const uintptr_t *)pthread_self();
+    long found = -1;
+    for (long i = 0; i + 1 < 4096 / (long)sizeof *self; i++)
+        if (self[i] == (uintptr_t)poller && self[i + 1] == (uintptr_t)&poller_arg)
+            found = found == -1 ? i : -3;          /* twice: not sure which */
+    __atomic_store_n(&start_routine_at, found >= 0 ? found : -1, __ATOMIC_RELEASE);
+}
+
+uint64_t st_attach_start_routine(void)
+{
+    long at = __atomic_load_n(&start_routine_at, __ATOMIC_ACQUIRE);
+    if (at < 0)
+        return 0;
+    return ((const uintptr_t *)pthread_self())[at];
+}
+
 /* Polls for `stalltrace detach` and the --duration deadline, then gives
  * everything back and ends: the process has no thread of ours left. */
 static void *poller(void *arg)
 {
     (void)arg;
+    find_start_routine();
+    while (!__atomic_load_n(&first_pass_done, __ATOMIC_ACQUIRE)) {
+        struct timespec t = {0, 1000000};
+        syscall(SYS_nanosleep, &t, NULL);
+    }
     uint64_t start = st_clock_read_ns(CLOCK_MONOTONIC);
     for (;;) {
         struct timespec t = {0, 100000000};
@@ -380,7 +419,6 @@ int st_attach_begin(void)
         return -1;
     __atomic_or_fetch(&st_rec.hdr->flags, ST_FLAG_ATTACHED, __ATOMIC_RELEASE);
     warm_unwinder();
-    dl_iterate_phdr(patch_module, NULL);
 
     sigset_t all, old;
     sigfillset(&all);
@@ -389,12 +427,18 @@ int st_attach_begin(void)
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    int rc = pthread_create(&th, &attr, poller, NULL);
+    int rc = pthread_create(&th, &attr, poller, &poller_arg);
     pthread_attr_destroy(&attr);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0) {
-        unpatch_all();
+    if (rc != 0)
         return -1;
+    /* The poller finds where start routines are before any slot is ours
+     * (no thread claims its slot until then). */
+    for (int i = 0; i < 500 && __atomic_load_n(&start_routine_at, __ATOMIC_ACQUIRE) == -2; i++) {
+        struct timespec t = {0, 1000000};
+        syscall(SYS_nanosleep, &t, NULL);
     }
+    dl_iterate_phdr(patch_module, NULL);
+    __atomic_store_n(&first_pass_done, 1, __ATOMIC_RELEASE);
     return 0;
 }

@@ -392,6 +392,9 @@ ST_HIDDEN void st_capture_here(struct st_captured *c, void *real_fn);
 /* Stack of the interrupted context, from a signal handler. */
 ST_HIDDEN void st_capture_signal(struct st_captured *c, void *ucontext);
 ST_HIDDEN void st_stack_warm_up(void);
+/* Waits (up to 1 s) until no stack capture is under way once the recorder is
+ * off: 0, or -1 if one still is. */
+ST_HIDDEN int st_stack_quiesce(void);
 ST_HIDDEN int st_safe_read(void *dst, uintptr_t src, size_t n);
 
 /* ---- Records (events.c) -------------------------------------------------------- */
@@ -446,6 +449,9 @@ ST_HIDDEN void st_config_read(struct st_config *cfg);
 ST_HIDDEN int st_attach_config(struct st_config *cfg);
 ST_HIDDEN int st_attach_begin(void);
 ST_HIDDEN void *st_attach_libc(void);
+/* The start routine glibc keeps for the calling thread, started before
+ * attach (0 for the main thread, or when it cannot be found). */
+ST_HIDDEN uint64_t st_attach_start_routine(void);
 ST_HIDDEN void st_warn(const char *msg1, const char *msg2);
 
 /* ---- The dump file (dumpfile.c) ----------------------------------------------- */
