@@ -427,6 +427,9 @@ ST_HIDDEN void st_watchdog_after_fork_parent(void);
 /* Waits (briefly) until the watchdog thread has seen the recorder off. */
 ST_HIDDEN void st_watchdog_stop(void);
 ST_HIDDEN void st_watchdog_yield_signal(void);
+/* Whether sig's disposition is still the sampling handler (the program has
+ * not taken the signal since). */
+ST_HIDDEN int st_watchdog_owns_signal(int sig);
 /* Starts the watchdog if it is not running yet (a plain load when it is). */
 ST_HIDDEN void st_watchdog_ensure(void);
 struct st_cpu_reading;
