@@ -420,6 +420,71 @@ def micro(ctx):
     ctx.micro = (plain, pre, added, counts)
 
 
+# ---- attach ----------------------------------------------------------------------------
+
+
+def attach_detach(ctx):
+    """Wrapped calls in one process: plain, attached, after detach (issue 15:
+    after detach the process costs nothing more)."""
+    exe = os.path.join(ctx.build, "bench", "attach_micro")
+    passes = 1 if ctx.quick else 3
+    got = {"plain": {}, "attached": {}, "after detach": {}}
+
+    def measure(proc, phase):
+        proc.stdin.write("measure\n")
+        proc.stdin.flush()
+        for line in iter(proc.stdout.readline, ""):
+            if line.strip() == "END":
+                return
+            name, ns = line.split()
+            got[phase].setdefault(name, []).append(float(ns))
+        raise RuntimeError("attach_micro ended")
+
+    attach_ms = []
+    for _ in range(ctx.args.rounds):
+        proc = subprocess.Popen(pinned(0) + [exe], env=base_env(), stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            for _ in range(passes):
+                measure(proc, "plain")
+            dump = os.path.join(ctx.dumpdir(), "attached.dump")
+            t0 = time.monotonic()
+            subprocess.run([ctx.analyzer, "attach", str(proc.pid), "-o", dump], check=True,
+                           capture_output=True, timeout=30)
+            attach_ms.append((time.monotonic() - t0) * 1000)
+            measure(proc, "attached")
+            subprocess.run([ctx.analyzer, "detach", str(proc.pid)], check=True, capture_output=True,
+                           timeout=30)
+            time.sleep(0.3)            # the recorder's threads end
+            for _ in range(passes):
+                measure(proc, "after detach")
+            proc.stdin.write("quit\n")
+            proc.stdin.flush()
+            proc.wait(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    ctx.emit("\n### Attach, then detach: wrapped calls in one process\n")
+    ctx.emit(f"`bench/attach_micro` times each call (best of five passes) {passes} time(s) before "
+             f"`stalltrace attach`, once attached, and {passes} time(s) after `stalltrace detach`, "
+             f"in {ctx.args.rounds} processes; medians over all its passes (min-max). The calls go "
+             f"through the program's GOT, which attach takes over and detach gives back. "
+             f"`attach` took {cell(attach_ms, 0)} ms, from the command's start to its return "
+             "(recording from then on).\n")
+    ctx.emit("| operation | plain ns | attached ns | after detach ns | after detach / plain |")
+    ctx.emit("|---|---|---|---|---|")
+    worst = 0.0
+    for name, plain in got["plain"].items():
+        after = got["after detach"].get(name, [])
+        r = med(after) / med(plain) if plain and after else float("nan")
+        worst = max(worst, abs(r - 1))
+        ctx.emit(f"| {name} | {cell(plain)} | {cell(got['attached'].get(name, []))} | {cell(after)} | "
+                 f"{r:.3f} |")
+    budget(ctx, "attach: wrapped calls after detach / plain, worst |ratio - 1|", worst, "<= 0.05",
+           worst <= 0.05, "attach_micro, medians in one process")
+
+
 def callgrind(ctx, exe):
     """User-space instructions per operation, plain and preloaded: callgrind counts of
     two runs of different lengths, differenced, so start-up and first calls cancel."""
@@ -944,7 +1009,7 @@ def main():
     ap.add_argument("--output", help="Markdown output (default bench/RESULTS.md, "
                     "--quick: BUILD/bench-quick.md)")
     ap.add_argument("--only", help="comma-separated parts: micro,redis,nginx,echo,executor,node,java,"
-                    "memory,analyzer,first_sample,capture")
+                    "memory,analyzer,first_sample,capture,attach")
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--no-callgrind", action="store_true")
     args = ap.parse_args()
@@ -954,7 +1019,7 @@ def main():
                              else os.path.join(HERE, "RESULTS.md"))
     parts = [("micro", micro), ("redis", redis), ("nginx", nginx), ("echo", echo),
              ("executor", executor), ("node", node), ("java", java), ("memory", memory), ("analyzer", analyzer),
-             ("first_sample", first_sample), ("capture", capture_cost)]
+             ("first_sample", first_sample), ("capture", capture_cost), ("attach", attach_detach)]
     if args.only:
         want = set(args.only.split(","))
         parts = [p for p in parts if p[0] in want]
