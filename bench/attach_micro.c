@@ -6,6 +6,11 @@
  * and prints "name ns_per_call" for each, then "END"; "quit" ends it. The
  * calls go through the program's own GOT, as a service's do: attach points
  * those slots at the recorder's wrappers, detach points them back.
+ *
+ *   attach_micro            single-threaded, as started
+ *   attach_micro threaded   with one idle thread of its own from the start, as a
+ *                           service has: glibc takes its multi-threaded paths
+ *                           (atomic locks, cancellation points) either way
  */
 #include <fcntl.h>
 #include <poll.h>
@@ -82,9 +87,18 @@ static void measure(void)
     fflush(stdout);
 }
 
-int main(void)
+static void *idle_thread(void *arg)
+{
+    pause();
+    return arg;
+}
+
+int main(int argc, char **argv)
 {
     if (pipe(pipe_fds) != 0 || fcntl(pipe_fds[0], F_SETFL, O_NONBLOCK) != 0)
+        return 1;
+    pthread_t idle;
+    if (argc > 1 && strcmp(argv[1], "threaded") == 0 && pthread_create(&idle, NULL, idle_thread, NULL) != 0)
         return 1;
     char line[64];
     for (;;) {
