@@ -564,11 +564,12 @@ def py_attach_cpu_sampled(cfg, tmpdir):
         rc, out, err = run_cmd([cfg.stalltrace, "attach", str(pid), "-o", dump, "--threshold", "50"])
         t_attach1 = time.monotonic()
         expect(rc == 0, "attach exited %d: %s" % (rc, err.strip()))
+        wait_truths(prog, len(truths(prog.out)) + 4)
+        # The handler is installed when the watchdog starts, at the loop's first wait.
         _, attached = process_state(pid)
         caught = int(attached["SigCgt"], 16) & ~int(status0["SigCgt"], 16) & ~(1 << 32)
         expect(bin(caught).count("1") == 1 and caught >> 33,
                "while attached, the handlers added are %x: expected one real-time signal's" % caught)
-        wait_truths(prog, len(truths(prog.out)) + 4)
         t_detach0 = time.monotonic()
         rc, out, err = run_cmd([cfg.stalltrace, "detach", str(pid)])
         expect(rc == 0, "detach exited %d: %s" % (rc, err.strip()))
