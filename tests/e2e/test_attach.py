@@ -255,10 +255,12 @@ def attach_refusals(cfg, tmpdir):
         dump = os.path.join(tmpdir, "a.dump")
         rc, out, err = run_cmd([cfg.stalltrace, "attach", str(pid), "-o", dump])
         expect(rc == 0, "attach exited %d: %s" % (rc, err))
-        msgs.append(refused(cfg, [cfg.stalltrace, "attach", str(pid)], r"already recorded", "attached twice"))
+        msgs.append(refused(cfg, [cfg.stalltrace, "attach", str(pid)], r"already attached \(recording to %s\)"
+                            % re.escape(dump), "attached twice"))
         rc, out, err = run_cmd([cfg.stalltrace, "detach", str(pid)])
         expect(rc == 0, "detach exited %d: %s" % (rc, err))
-        msgs.append(refused(cfg, [cfg.stalltrace, "attach", str(pid)], r"already recorded", "attached, detached"))
+        msgs.append(refused(cfg, [cfg.stalltrace, "attach", str(pid)], r"attached before and detached",
+                            "attached, detached"))
         expect(prog.popen.poll() is None, "the target died")
     finally:
         prog.close()
@@ -268,7 +270,8 @@ def attach_refusals(cfg, tmpdir):
     try:
         pre.wait_for_line(r"^READY", 20)
         child = int(open("/proc/%d/task/%d/children" % (pre.popen.pid, pre.popen.pid)).read().split()[0])
-        msgs.append(refused(cfg, [cfg.stalltrace, "attach", str(child)], r"already recorded", "preloaded"))
+        msgs.append(refused(cfg, [cfg.stalltrace, "attach", str(child)], r"already recorded.*preloaded",
+                            "preloaded"))
     finally:
         pre.close()
 
