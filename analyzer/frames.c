@@ -181,8 +181,8 @@ void frames_where(const struct m_stack *s, char *buf, size_t len)
             snprintf(buf, len, "JIT-compiled code that has no name (run node with "
                                "--perf-basic-prof, or Python 3.12+ with -X perf, to name it)");
         else if (unnamed_v8_frames(s))
-            snprintf(buf, len, "JavaScript whose frames have no name: node was started without "
-                               "--perf-basic-prof --interpreted-frames-native-stack, which name them");
+            snprintf(buf, len, "JavaScript whose frames have no name: node was not started with both "
+                               "--perf-basic-prof and --interpreted-frames-native-stack, which name them");
         return;
     }
     frames_describe(s->frames[c], a, sizeof(a));

@@ -246,7 +246,8 @@ def node_attach_perf_map(cfg, tmpdir):
     node = node_or_skip()
     proc, figures = line_server_test(
         cfg, tmpdir, [node, "--perf-basic-prof", "--interpreted-frames-native-stack",
-                      target("node_attach_server.js")], "/usr/bin/node", ("pthread_cond_timedwait",), "handleSlowRequest")
+                      target("node_attach_server.js")], "/usr/bin/node", ("pthread_cond_timedwait",),
+        "handleSlowRequest")
     f = [f for f in loop_stalls(proc, proc["pid"])[0]["stack"] if f.get("function") == "handleSlowRequest"][0]
     expect(f.get("kind") == "jit" and str(f.get("file")).endswith("node_attach_server.js"),
            "handleSlowRequest is not named from node's perf map: %r" % f, proc)
@@ -269,7 +270,8 @@ def node_attach_no_perf_map(cfg, tmpdir):
            "expected 2 stalls without a JS frame named", proc)
     rc, text, err = run_cmd([cfg.stalltrace, "report", dump])
     line = [l.strip() for l in text.splitlines() if "pthread_cond_timedwait" in l and " at " in l]
-    expect(rc == 0 and line and "started without --perf-basic-prof" in " ".join(text.split()),
+    why = "not started with both --perf-basic-prof and --interpreted-frames-native-stack"
+    expect(rc == 0 and line and why in " ".join(text.split()),
            "the report does not say why the JS frames have no name:\n%s" % text)
     return "2 stalls; the report says: %s" % " ".join(text.split()).split("at JavaScript")[1][:110]
 
