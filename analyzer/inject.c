@@ -306,7 +306,7 @@ int st_inject_dlopen(int pid, uint64_t dlopen_addr, uint64_t errno_loc_addr, uin
     }
     if (!found) {
         ptrace(PTRACE_DETACH, tid, 0, 0);
-        snprintf(err, errcap, "no thread blocked in an event wait, sleep or read within 3 s (thread %d "
+        snprintf(err, errcap, "no thread blocked in an event wait, sleep or read within 4 s (thread %d "
                  "tried): nothing was changed; try again when it is less busy", tid);
         return -1;
     }
