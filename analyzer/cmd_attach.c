@@ -321,11 +321,24 @@ int cmd_attach(int argc, char **argv)
         return refuse(pid, "no such process%s", "");
     struct libc_map libc;
     int recorded;
-    if (scan_maps(pid, &libc, &recorded, NULL, 0) != 0)
+    char live[PATH_MAX];
+    if (scan_maps(pid, &libc, &recorded, live, sizeof live) != 0)
         return errno == ENOENT ? refuse(pid, "no such process%s", "") : explain_eperm(pid);
-    if (recorded)
-        return refuse(pid, "it is already recorded (libstalltrace is loaded in it): %s",
-                      "stop that recording first (stalltrace detach, or restart it without the preload)");
+    if (recorded) {
+        /* Which recording: its dump, still mapped under its name, says. */
+        struct st_file_header h;
+        int hfd = live[0] ? open_in(pid, live) : -1;
+        int read_ok = hfd >= 0 && pread(hfd, &h, sizeof h, 0) == (ssize_t)sizeof h;
+        if (hfd >= 0)
+            close(hfd);
+        if (read_ok && !(h.flags & ST_FLAG_ATTACHED))
+            return refuse(pid, "it is already recorded (libstalltrace is preloaded in it): %s",
+                          "it records until it exits; restart it without the preload to attach");
+        if (read_ok && !(h.flags & ST_FLAG_COMPLETE))
+            return refuse(pid, "it is already attached (recording to %s): stalltrace detach it first", live);
+        return refuse(pid, "it was attached before and detached: %s",
+                      "the recorder stays loaded in it, idle, and is not loaded twice; restart it to attach again");
+    }
     struct target_ids ids;
     read_ids(pid, &ids);
     if (ids.state == 'T' || ids.state == 't' || ids.state == 'Z')

@@ -157,6 +157,24 @@ static bool unnamed_jit_first(const struct m_stack *s)
     return false;
 }
 
+/* V8 ran JavaScript here (its entry or interpreter builtins are in the
+ * stack) but no frame is named from the perf map: node was started without
+ * the flags that name them (with --perf-basic-prof alone, the functions the
+ * interpreter runs are still only its trampoline). */
+static bool unnamed_v8_frames(const struct m_stack *s)
+{
+    bool v8 = false;
+    for (size_t i = 0; i < s->n; i++) {
+        const struct sym_frame *f = s->frames[i];
+        if (strcmp(f->kind, "jit") == 0)
+            return false;
+        if (f->function && (strcmp(f->function, "Builtins_JSEntry") == 0 ||
+                            strcmp(f->function, "Builtins_InterpreterEntryTrampoline") == 0))
+            v8 = true;
+    }
+    return v8;
+}
+
 void frames_where(const struct m_stack *s, char *buf, size_t len)
 {
     char a[300], b[300];
@@ -167,6 +185,9 @@ void frames_where(const struct m_stack *s, char *buf, size_t len)
         if (unnamed_jit_first(s))
             snprintf(buf, len, "JIT-compiled code that has no name (run node with "
                                "--perf-basic-prof, or Python 3.12+ with -X perf, to name it)");
+        else if (unnamed_v8_frames(s))
+            snprintf(buf, len, "JavaScript whose frames have no name: node was not started with both "
+                               "--perf-basic-prof and --interpreted-frames-native-stack, which name them");
         return;
     }
     frames_describe(s->frames[c], a, sizeof(a));

@@ -68,15 +68,15 @@ static int idle_now(int pid, int tid)
 }
 
 /* The thread to borrow: the main one if it blocks in an idle call now,
- * else the first that does, else the main one (tried again and again). */
-static int pick_thread(int pid)
+ * else the first that does; 0 if none does at this moment. */
+static int idle_thread(int pid)
 {
     if (idle_now(pid, pid))
         return pid;
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/task", pid);
     DIR *d = opendir(path);
-    int found = pid;
+    int found = 0;
     for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
         int tid = atoi(e->d_name);
         if (tid > 0 && tid != pid && idle_now(pid, tid)) {
@@ -87,6 +87,22 @@ static int pick_thread(int pid)
     if (d)
         closedir(d);
     return found;
+}
+
+/* Looks for an idle thread for up to ~1 s: a loop thread waits in short
+ * spells between callbacks, and one look may fall between two (the main
+ * thread in a join's futex would then be tried in vain); else the main one,
+ * tried again and again. */
+static int pick_thread(int pid)
+{
+    for (int i = 0; i < 100; i++) {
+        int tid = idle_thread(pid);
+        if (tid > 0)
+            return tid;
+        struct timespec ms = {0, 10000000};
+        nanosleep(&ms, NULL);
+    }
+    return pid;
 }
 
 /* Waits for tid's next stop; signals that arrive meanwhile are passed on. */
@@ -290,7 +306,7 @@ int st_inject_dlopen(int pid, uint64_t dlopen_addr, uint64_t errno_loc_addr, uin
     }
     if (!found) {
         ptrace(PTRACE_DETACH, tid, 0, 0);
-        snprintf(err, errcap, "no thread blocked in an event wait, sleep or read within 3 s (thread %d "
+        snprintf(err, errcap, "no thread blocked in an event wait, sleep or read within 4 s (thread %d "
                  "tried): nothing was changed; try again when it is less busy", tid);
         return -1;
     }

@@ -1,5 +1,6 @@
 /* model.c - turns a loaded dump into the report model by running the steps
  * in order (model_build.h); it only sets up, sequences and frees them. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,11 +10,18 @@
 #include "pyframes.h"
 
 /* redis-server is a link to redis-check-rdb: its frames are named after the
- * name it was run as. Interpreters keep their own (python3 -> python3.11). */
+ * name it was run as. Interpreters keep their own (python3 -> python3.11).
+ * A process title set over argv (redis's "redis-server unixsocket:/run/r.sock",
+ * read at attach) is cut at its first space: the name is the first word. */
 static int name_program_as_run(struct m_process *p)
 {
-    const char *exe = frames_basename(p->exe), *run = p->argc > 0 ? frames_basename(p->argv[0]) : NULL;
+    char first[256];
+    const char *exe = frames_basename(p->exe), *run = NULL;
 
+    if (p->argc > 0 && p->argv[0]) {
+        snprintf(first, sizeof(first), "%.*s", (int)strcspn(p->argv[0], " "), p->argv[0]);
+        run = frames_basename(first);
+    }
     if (!exe || !run || !run[0] || strcmp(exe, run) == 0 || strncmp(run, exe, strlen(run)) == 0 ||
         strncmp(exe, run, strlen(exe)) == 0)
         return 0;

@@ -420,6 +420,83 @@ def micro(ctx):
     ctx.micro = (plain, pre, added, counts)
 
 
+# ---- attach ----------------------------------------------------------------------------
+
+
+def attach_detach(ctx):
+    """Wrapped calls in one process: plain, attached, after detach (issue 15:
+    after detach the process costs nothing more). Twice: the program
+    single-threaded, and with an idle thread of its own (as a service has)."""
+    exe = os.path.join(ctx.build, "bench", "attach_micro")
+    passes = 1 if ctx.quick else 3
+    attach_ms = []
+
+    def measure(proc, phase, got):
+        proc.stdin.write("measure\n")
+        proc.stdin.flush()
+        for line in iter(proc.stdout.readline, ""):
+            if line.strip() == "END":
+                return
+            name, ns = line.split()
+            got[phase].setdefault(name, []).append(float(ns))
+        raise RuntimeError("attach_micro ended")
+
+    def one_process(args, got):
+        proc = subprocess.Popen(pinned(0) + [exe] + args, env=base_env(), stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            for _ in range(passes):
+                measure(proc, "plain", got)
+            dump = os.path.join(ctx.dumpdir(), "attached.dump")
+            t0 = time.monotonic()
+            subprocess.run([ctx.analyzer, "attach", str(proc.pid), "-o", dump], check=True,
+                           capture_output=True, timeout=30)
+            attach_ms.append((time.monotonic() - t0) * 1000)
+            measure(proc, "attached", got)
+            subprocess.run([ctx.analyzer, "detach", str(proc.pid)], check=True, capture_output=True,
+                           timeout=30)
+            time.sleep(0.3)            # the recorder's threads end
+            for _ in range(passes):
+                measure(proc, "after detach", got)
+            proc.stdin.write("quit\n")
+            proc.stdin.flush()
+            proc.wait(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    kinds = [("threaded", ["threaded"]), ("single-threaded", [])]
+    got = {kind: {"plain": {}, "attached": {}, "after detach": {}} for kind, _ in kinds}
+    for r in range(ctx.args.rounds):
+        for kind, args in (kinds if r % 2 == 0 else list(reversed(kinds))):
+            one_process(args, got[kind])
+    ctx.emit("\n### Attach, then detach: wrapped calls in one process\n")
+    ctx.emit(f"`bench/attach_micro` times each call (best of five passes) {passes} time(s) before "
+             f"`stalltrace attach`, once attached, and {passes} time(s) after `stalltrace detach`, "
+             f"in {ctx.args.rounds} processes of each kind; medians over all passes (min-max). The calls go "
+             "through the program's GOT, which attach takes over and detach gives back. "
+             f"`attach` took {cell(attach_ms, 0)} ms, from the command's start to its return "
+             "(recording from then on). *threaded*: the program has an idle thread of its own, "
+             "as a service has; *single-threaded*: the recorder's threads are its first, after "
+             "which glibc takes its multi-threaded paths for good (atomic lock instructions, "
+             "cancellation around system calls): the cost of any thread's creation, not of "
+             "stalltrace's wrappers.\n")
+    ctx.emit("| program | operation | plain ns | attached ns | after detach ns | after detach / plain |")
+    ctx.emit("|---|---|---|---|---|---|")
+    worst = 0.0
+    for kind, _ in kinds:
+        for name, plain in got[kind]["plain"].items():
+            after = got[kind]["after detach"].get(name, [])
+            r = med(after) / med(plain) if plain and after else float("nan")
+            if kind == "threaded":
+                worst = max(worst, abs(r - 1))
+            ctx.emit(f"| {kind} | {name} | {cell(plain)} | {cell(got[kind]['attached'].get(name, []))} | "
+                     f"{cell(after)} | {r:.3f} |")
+    budget(ctx, "attach: wrapped calls after detach / plain (threaded program), worst |ratio - 1|", worst,
+           "<= 0.05", worst <= 0.05, "attach_micro, medians in one process")
+
+
 def callgrind(ctx, exe):
     """User-space instructions per operation, plain and preloaded: callgrind counts of
     two runs of different lengths, differenced, so start-up and first calls cancel."""
@@ -944,7 +1021,7 @@ def main():
     ap.add_argument("--output", help="Markdown output (default bench/RESULTS.md, "
                     "--quick: BUILD/bench-quick.md)")
     ap.add_argument("--only", help="comma-separated parts: micro,redis,nginx,echo,executor,node,java,"
-                    "memory,analyzer,first_sample,capture")
+                    "memory,analyzer,first_sample,capture,attach")
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--no-callgrind", action="store_true")
     args = ap.parse_args()
@@ -954,7 +1031,7 @@ def main():
                              else os.path.join(HERE, "RESULTS.md"))
     parts = [("micro", micro), ("redis", redis), ("nginx", nginx), ("echo", echo),
              ("executor", executor), ("node", node), ("java", java), ("memory", memory), ("analyzer", analyzer),
-             ("first_sample", first_sample), ("capture", capture_cost)]
+             ("first_sample", first_sample), ("capture", capture_cost), ("attach", attach_detach)]
     if args.only:
         want = set(args.only.split(","))
         parts = [p for p in parts if p[0] in want]

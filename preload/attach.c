@@ -1,5 +1,6 @@
 /* attach.c - the recorder when `stalltrace attach` dlopen'ed it: its settings
  * file, the GOT slots it takes over and gives back, and the detach request it polls. */
+#include <dirent.h>
 #include <dlfcn.h>
 #include <elf.h>
 #include <fcntl.h>
@@ -14,6 +15,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "procstat.h"
 #include "recorder.h"
 #include "stalltrace/attach.h"
 
@@ -60,6 +62,73 @@ static int open_trusted(const char *fmt)
     return fd;
 }
 
+/* The in-stall sampling signal: a real-time signal the program does not
+ * use, as far as can be seen: its disposition is SIG_DFL (so a program that
+ * sent it would kill itself) and no thread blocks it (as sigwaitinfo's
+ * users do) or has it pending. The program's own sigaction or signal on it
+ * later goes through our wrappers (its GOT), and sampling steps aside as
+ * under the preload. Detach puts the disposition back as it was. */
+static int sample_sig;
+static struct sigaction sample_sig_old;
+
+/* Whether no thread has sig pending and, if blocked_too, none
+ * blocks it on its own: a thread blocking every real-time signal (a blanket
+ * mask, as jemalloc's and many a worker's) does not wait for this one. */
+static int quiet_everywhere(int sig, int blocked_too)
+{
+    DIR *dir = opendir("/proc/self/task");
+    if (dir == NULL)
+        return 0;
+    uint64_t bit = 1ull << (sig - 1), rt = 0;
+    for (int s = SIGRTMIN; s <= SIGRTMAX; s++)
+        rt |= 1ull << (s - 1);
+    int quiet = 1;
+    for (struct dirent *e; quiet && (e = readdir(dir)) != NULL;) {
+        uint32_t tid = (uint32_t)atoi(e->d_name);
+        uint64_t blocked, pending;
+        if (tid == 0)
+            continue;
+        if (st_thread_signal_masks(tid, &blocked, &pending) != 0)
+            continue;              /* gone meanwhile */
+        quiet = !(pending & bit) && !(blocked_too && (blocked & bit) && (blocked & rt) != rt);
+    }
+    closedir(dir);
+    return quiet;
+}
+
+static int pick_sample_signal(void)
+{
+    for (int sig = SIGRTMAX - 4; sig >= SIGRTMIN + 2; sig--) {
+        struct sigaction old;
+        if (sigaction(sig, NULL, &old) == 0 && !(old.sa_flags & SA_SIGINFO) && old.sa_handler == SIG_DFL &&
+            quiet_everywhere(sig, 1)) {
+            sample_sig = sig;
+            sample_sig_old = old;
+            return sig;
+        }
+    }
+    return 0;
+}
+
+/* After the watchdog stopped: once no sample is pending anywhere, the
+ * program's disposition again; a sample still pending (a thread that blocked
+ * the signal since) keeps our handler, which does nothing from now on,
+ * rather than let SIG_DFL kill the process. */
+static void give_back_signal(void)
+{
+    if (sample_sig == 0 || !st_watchdog_owns_signal(sample_sig))
+        return;                    /* the program took it for itself meanwhile */
+    for (int i = 0; i < 500 && !quiet_everywhere(sample_sig, 0); i++) {
+        struct timespec t = {0, 1000000};
+        syscall(SYS_nanosleep, &t, NULL);
+    }
+    if (quiet_everywhere(sample_sig, 0)) {
+        int saved_errno = st_recorder_enter(&st_tls);
+        sigaction(sample_sig, &sample_sig_old, NULL);
+        st_recorder_leave(&st_tls, saved_errno);
+    }
+}
+
 int st_attach_config(struct st_config *cfg)
 {
     int fd = open_trusted(ST_ATTACH_CONF_FMT);
@@ -73,7 +142,7 @@ int st_attach_config(struct st_config *cfg)
     buf[n] = '\0';
     st_config_read(cfg);           /* the defaults; the file says the rest */
     cfg->disabled = 0;
-    cfg->sample_signal = 0;        /* no handler of ours: the dispositions stay the program's */
+    cfg->sample_signal = pick_sample_signal();
     cfg->follow_fork = 0;
     for (char *line = buf, *next; line && *line; line = next) {
         next = strchr(line, '\n');
@@ -287,6 +356,12 @@ static void detach(void)
     for (uint32_t i = 0; i < st_rec.hdr->thread_capacity; i++)
         __atomic_store_n(&st_rec.threads[i].live_iter_start_ns, 0, __ATOMIC_RELEASE);
     st_recorder_stop(ST_END_DETACHED);
+    give_back_signal();
+    /* A wrapper entered before detach may still walk its stack through the
+     * pipe: it is closed only when none does (else left open, never reused
+     * under a walk). */
+    if (st_stack_quiesce() != 0)
+        return;
     for (int i = 0; i < 2; i++)
         if (unwinder_fds[i] >= 0)
             close(unwinder_fds[i]);
@@ -348,11 +423,45 @@ static void patch_new_modules(void)
     seen_adds = adds;
 }
 
+/* Where glibc's thread descriptor (pthread_self()) keeps the start routine
+ * and its argument: found in the poller's own, which we started with both
+ * known; -2 until the poller looked, -1 if no single place matched. Threads
+ * started before attach are pool workers like those started after: their
+ * routine is what groups them into a pool. */
+static long start_routine_at = -2;
+static char poller_arg;
+static int first_pass_done;        /* the modules loaded at attach are patched */
+
+static void *poller(void *arg);
+
+static void find_start_routine(void)
+{
+    const uintptr_t *self = (const uintptr_t *)pthread_self();
+    long found = -1;
+    for (long i = 0; i + 1 < 4096 / (long)sizeof *self; i++)
+        if (self[i] == (uintptr_t)poller && self[i + 1] == (uintptr_t)&poller_arg)
+            found = found == -1 ? i : -3;          /* twice: not sure which */
+    __atomic_store_n(&start_routine_at, found >= 0 ? found : -1, __ATOMIC_RELEASE);
+}
+
+uint64_t st_attach_start_routine(void)
+{
+    long at = __atomic_load_n(&start_routine_at, __ATOMIC_ACQUIRE);
+    if (at < 0)
+        return 0;
+    return ((const uintptr_t *)pthread_self())[at];
+}
+
 /* Polls for `stalltrace detach` and the --duration deadline, then gives
  * everything back and ends: the process has no thread of ours left. */
 static void *poller(void *arg)
 {
     (void)arg;
+    find_start_routine();
+    while (!__atomic_load_n(&first_pass_done, __ATOMIC_ACQUIRE)) {
+        struct timespec t = {0, 1000000};
+        syscall(SYS_nanosleep, &t, NULL);
+    }
     uint64_t start = st_clock_read_ns(CLOCK_MONOTONIC);
     for (;;) {
         struct timespec t = {0, 100000000};
@@ -380,7 +489,6 @@ int st_attach_begin(void)
         return -1;
     __atomic_or_fetch(&st_rec.hdr->flags, ST_FLAG_ATTACHED, __ATOMIC_RELEASE);
     warm_unwinder();
-    dl_iterate_phdr(patch_module, NULL);
 
     sigset_t all, old;
     sigfillset(&all);
@@ -389,12 +497,18 @@ int st_attach_begin(void)
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    int rc = pthread_create(&th, &attr, poller, NULL);
+    int rc = pthread_create(&th, &attr, poller, &poller_arg);
     pthread_attr_destroy(&attr);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0) {
-        unpatch_all();
+    if (rc != 0)
         return -1;
+    /* The poller finds where start routines are before any slot is ours
+     * (no thread claims its slot until then). */
+    for (int i = 0; i < 500 && __atomic_load_n(&start_routine_at, __ATOMIC_ACQUIRE) == -2; i++) {
+        struct timespec t = {0, 1000000};
+        syscall(SYS_nanosleep, &t, NULL);
     }
+    dl_iterate_phdr(patch_module, NULL);
+    __atomic_store_n(&first_pass_done, 1, __ATOMIC_RELEASE);
     return 0;
 }

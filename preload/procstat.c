@@ -144,3 +144,40 @@ int st_thread_takes_signal(uint32_t tid, int sig)
     char text[4096];
     return read_task_file(tid, "status", text, sizeof text) > 0 && st_status_takes_signal(text, sig);
 }
+
+/* The 16 hex digits after key (SigBlk:, SigPnd:, ShdPnd:); 0 when absent. */
+static int hex_field(const char *text, const char *key, uint64_t *mask)
+{
+    const char *p = line_after(text, key);
+    if (p == NULL)
+        return 0;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    *mask = 0;
+    int digits = 0;
+    for (; digits < 16; digits++, p++) {
+        int v = *p >= '0' && *p <= '9' ? *p - '0' : *p >= 'a' && *p <= 'f' ? *p - 'a' + 10 : -1;
+        if (v < 0)
+            break;
+        *mask = *mask << 4 | (uint64_t)v;
+    }
+    return digits == 16;
+}
+
+int st_status_signal_masks(const char *text, uint64_t *blocked, uint64_t *pending)
+{
+    uint64_t pnd, shd;
+    if (!hex_field(text, "SigBlk:", blocked) || !hex_field(text, "SigPnd:", &pnd) ||
+        !hex_field(text, "ShdPnd:", &shd))
+        return -1;
+    *pending = pnd | shd;
+    return 0;
+}
+
+int st_thread_signal_masks(uint32_t tid, uint64_t *blocked, uint64_t *pending)
+{
+    char text[4096];
+    if (read_task_file(tid, "status", text, sizeof text) <= 0)
+        return -1;
+    return st_status_signal_masks(text, blocked, pending);
+}

@@ -31,4 +31,9 @@ int st_status_takes_signal(const char *text, int sig);
 int st_thread_signal_unblocked(uint32_t tid, int sig, int *running);
 int st_status_signal(const char *text, int sig, int *running);
 
+/* Thread tid's blocked signals and those pending for it or its process
+ * (bit sig-1 each); 0, or -1 when unknown. */
+int st_thread_signal_masks(uint32_t tid, uint64_t *blocked, uint64_t *pending);
+int st_status_signal_masks(const char *text, uint64_t *blocked, uint64_t *pending);
+
 #endif /* STALLTRACE_PROCSTAT_H */

@@ -393,6 +393,9 @@ ST_HIDDEN void st_capture_here(struct st_captured *c, void *real_fn);
 /* Stack of the interrupted context, from a signal handler. */
 ST_HIDDEN void st_capture_signal(struct st_captured *c, void *ucontext);
 ST_HIDDEN void st_stack_warm_up(void);
+/* Waits (up to 1 s) until no stack capture is under way once the recorder is
+ * off: 0, or -1 if one still is. */
+ST_HIDDEN int st_stack_quiesce(void);
 ST_HIDDEN int st_safe_read(void *dst, uintptr_t src, size_t n);
 
 /* ---- Records (events.c) -------------------------------------------------------- */
@@ -425,6 +428,9 @@ ST_HIDDEN void st_watchdog_after_fork_parent(void);
 /* Waits (briefly) until the watchdog thread has seen the recorder off. */
 ST_HIDDEN void st_watchdog_stop(void);
 ST_HIDDEN void st_watchdog_yield_signal(void);
+/* Whether sig's disposition is still the sampling handler (the program has
+ * not taken the signal since). */
+ST_HIDDEN int st_watchdog_owns_signal(int sig);
 /* Starts the watchdog if it is not running yet (a plain load when it is). */
 ST_HIDDEN void st_watchdog_ensure(void);
 struct st_cpu_reading;
@@ -447,6 +453,9 @@ ST_HIDDEN void st_config_read(struct st_config *cfg);
 ST_HIDDEN int st_attach_config(struct st_config *cfg);
 ST_HIDDEN int st_attach_begin(void);
 ST_HIDDEN void *st_attach_libc(void);
+/* The start routine glibc keeps for the calling thread, started before
+ * attach (0 for the main thread, or when it cannot be found). */
+ST_HIDDEN uint64_t st_attach_start_routine(void);
 ST_HIDDEN void st_warn(const char *msg1, const char *msg2);
 
 /* ---- The dump file (dumpfile.c) ----------------------------------------------- */

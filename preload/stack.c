@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -194,11 +195,43 @@ static unsigned native_signal(uintptr_t *frames, unsigned max, void *ucontext, u
     return out;
 }
 
+/* Captures under way: detach closes libunwind's pipe only once none is, and
+ * none starts after the recorder stopped (a wrapper whose call began before
+ * detach ends after it). Without this, a worker returning from its wait
+ * after detach walked its stack through fd numbers the program had reused. */
+static int capturing;
+
+static int capture_begin(struct st_captured *c)
+{
+    __atomic_add_fetch(&capturing, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&st_rec.state, __ATOMIC_SEQ_CST) != ST_OFF)
+        return 1;
+    __atomic_sub_fetch(&capturing, 1, __ATOMIC_SEQ_CST);
+    c->nframes = c->npython = 0;
+    c->truncated = c->python = c->jit_marked = 0;
+    return 0;
+}
+
+static void capture_end(void) { __atomic_sub_fetch(&capturing, 1, __ATOMIC_SEQ_CST); }
+
+int st_stack_quiesce(void)
+{
+    for (int i = 0; i < 1000; i++) {
+        if (__atomic_load_n(&capturing, __ATOMIC_SEQ_CST) == 0)
+            return 0;
+        struct timespec t = {0, 1000000};
+        syscall(SYS_nanosleep, &t, NULL);
+    }
+    return -1;
+}
+
 /* libunwind takes locks of its own, through our wrappers: a wait on one
  * must not be timed and captured, or the capture re-enters libunwind while
  * its lock is held. Whoever calls, the recorder is busy meanwhile. */
 void st_capture_here(struct st_captured *c, void *real_fn)
 {
+    if (!capture_begin(c))
+        return;
     int saved_errno = st_recorder_enter(&st_tls);
     c->nframes = (uint16_t)native_here(c->frames, ST_MAX_FRAMES, real_fn, &c->truncated);
     st_jitmap_mark(c);
@@ -209,15 +242,19 @@ void st_capture_here(struct st_captured *c, void *real_fn)
         c->npython = (uint16_t)st_rb_walk(c->py, ST_MAX_PYFRAMES, &c->python, 1);
     st_tls.unwind_warm = 1;
     st_recorder_leave(&st_tls, saved_errno);
+    capture_end();
 }
 
 void st_capture_signal(struct st_captured *c, void *ucontext)
 {
+    if (!capture_begin(c))
+        return;
     c->nframes = (uint16_t)native_signal(c->frames, ST_MAX_FRAMES, ucontext, &c->truncated);
     st_jitmap_mark(c);
     c->npython = (uint16_t)st_py_walk(c->py, ST_MAX_PYFRAMES, &c->python, 0);
     if (c->python == ST_PY_NONE)
         c->npython = (uint16_t)st_rb_walk(c->py, ST_MAX_PYFRAMES, &c->python, 0);
+    capture_end();
 }
 
 /* libunwind builds its per-thread cache on first use: do that outside a

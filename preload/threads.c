@@ -56,7 +56,12 @@ void st_thread_attach(void)
         return;          /* not started yet: try again on the next call */
     }
     int saved_errno = st_recorder_enter(t);
-    t->slot = st_thread_claim(gettid_raw(), t->start_routine);
+    uint64_t routine = t->start_routine;
+#ifdef ST_ATTACH_BUILD
+    if (routine == 0)              /* started before attach: glibc knows its routine */
+        routine = t->start_routine = st_attach_start_routine();
+#endif
+    t->slot = st_thread_claim(gettid_raw(), routine);
     if (t->slot != NULL) {
         st_live_call_at[t->slot - st_rec.threads] = &t->live_call;
         t->tid = t->slot->tid;

@@ -225,6 +225,13 @@ static int install_handler(void)
     return sigaction(sig, &sa, NULL) == 0;
 }
 
+int st_watchdog_owns_signal(int sig)
+{
+    struct sigaction cur;
+    return sig != 0 && sigaction(sig, NULL, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) &&
+           cur.sa_sigaction == on_sample_signal;
+}
+
 /* Makes the watchdog thread, unless a fork is under way (then the next
  * loop iteration tries again). */
 static void spawn(void)

@@ -27,6 +27,9 @@
   right, exit status 0.
 - py_attach_loop_in_thread: the main thread waits in a futex; attach borrows
   the loop thread (in epoll_wait) and records its stalls.
+- py_attach_cpu_sampled: a CPU-bound 200 ms callback while attached: the
+  in-stall samples name busy_callback; the sampling signal's disposition is
+  SIG_DFL again after detach.
 - attach_refusals: one line and exit 2, the target untouched, for a process
   that is gone, another user's process, a static binary, a process already
   recorded by the preload, one already attached, one stopped by SIGSTOP
@@ -252,10 +255,12 @@ def attach_refusals(cfg, tmpdir):
         dump = os.path.join(tmpdir, "a.dump")
         rc, out, err = run_cmd([cfg.stalltrace, "attach", str(pid), "-o", dump])
         expect(rc == 0, "attach exited %d: %s" % (rc, err))
-        msgs.append(refused(cfg, [cfg.stalltrace, "attach", str(pid)], r"already recorded", "attached twice"))
+        msgs.append(refused(cfg, [cfg.stalltrace, "attach", str(pid)], r"already attached \(recording to %s\)"
+                            % re.escape(dump), "attached twice"))
         rc, out, err = run_cmd([cfg.stalltrace, "detach", str(pid)])
         expect(rc == 0, "detach exited %d: %s" % (rc, err))
-        msgs.append(refused(cfg, [cfg.stalltrace, "attach", str(pid)], r"already recorded", "attached, detached"))
+        msgs.append(refused(cfg, [cfg.stalltrace, "attach", str(pid)], r"attached before and detached",
+                            "attached, detached"))
         expect(prog.popen.poll() is None, "the target died")
     finally:
         prog.close()
@@ -265,7 +270,8 @@ def attach_refusals(cfg, tmpdir):
     try:
         pre.wait_for_line(r"^READY", 20)
         child = int(open("/proc/%d/task/%d/children" % (pre.popen.pid, pre.popen.pid)).read().split()[0])
-        msgs.append(refused(cfg, [cfg.stalltrace, "attach", str(child)], r"already recorded", "preloaded"))
+        msgs.append(refused(cfg, [cfg.stalltrace, "attach", str(child)], r"already recorded.*preloaded",
+                            "preloaded"))
     finally:
         pre.close()
 
@@ -544,3 +550,56 @@ def py_attach_loop_in_thread(cfg, tmpdir):
     expect_200ms_at(proc, stalls, "blocking_callback")
     return "%d stalls of %s ms on loop thread %d (main thread in a futex)" % (
         len(stalls), "/".join("%.0f" % s["duration_ms"] for s in stalls), stalls[0]["tid"])
+
+
+@test("py_attach_cpu_sampled")
+def py_attach_cpu_sampled(cfg, tmpdir):
+    """A CPU-bound 200 ms callback (busy_callback, no system call) under
+    attach: the in-stall sampler's stacks name it; while attached the
+    sampling signal has our handler, after detach its disposition is the
+    program's again (SIG_DFL) and the mask and others as before."""
+    dump = os.path.join(tmpdir, "cpu.dump")
+    prog = Proc([python311(), target("py_attach.py"), "12", "12", "busy"], env=clean_env(), cwd=tmpdir)
+    try:
+        wait_truths(prog, 1)
+        pid = prog.popen.pid
+        fds0, status0 = process_state(pid)
+        rc, out, err = run_cmd([cfg.stalltrace, "attach", str(pid), "-o", dump, "--threshold", "50"])
+        t_attach1 = time.monotonic()
+        expect(rc == 0, "attach exited %d: %s" % (rc, err.strip()))
+        wait_truths(prog, len(truths(prog.out)) + 4)
+        # The handler is installed when the watchdog starts, at the loop's first wait.
+        _, attached = process_state(pid)
+        caught = int(attached["SigCgt"], 16) & ~int(status0["SigCgt"], 16) & ~(1 << 32)
+        expect(bin(caught).count("1") == 1 and caught >> 33,
+               "while attached, the handlers added are %x: expected one real-time signal's" % caught)
+        t_detach0 = time.monotonic()
+        rc, out, err = run_cmd([cfg.stalltrace, "detach", str(pid)])
+        expect(rc == 0, "detach exited %d: %s" % (rc, err.strip()))
+        time.sleep(0.3)
+        fds1, status1 = process_state(pid)
+        if status0["Threads"] == "1":
+            status1["SigCgt"] = "%016x" % (int(status1["SigCgt"], 16) & ~(1 << 32)
+                                           | int(status0["SigCgt"], 16) & (1 << 32))
+        expect(fds1 == fds0 and status1 == status0, "before attach %s %s, after detach %s %s"
+               % (fds0, status0, fds1, status1))
+        expect(prog.wait(30) == 0 and prog.out[-1:] == ["DONE"], "the program did not end well%s" % prog.tail())
+    finally:
+        prog.close()
+    inside = [t for t in truths(prog.out) if t[0] > t_attach1 and t[1] < t_detach0]
+    proc = json_report(cfg, dump)["processes"][0]
+    stalls = [s for s in proc.get("stalls") or [] if s.get("tid") == pid and s.get("duration_ms", 0) >= 100]
+    expect(len(inside) >= 3 and len(inside) <= len(stalls) <= len(inside) + 1,
+           "%d stalls recorded, the program timed %d busy callbacks while attached" % (len(stalls), len(inside)),
+           proc)
+    for s in stalls:
+        named = [x for x in s.get("samples") or []
+                 if "busy_callback" in [f.get("function") for f in x.get("stack") or []]]
+        expect(s.get("call") is None and len(named) >= 2,
+               "stall of %.0f ms (call %r): %d samples name busy_callback" % (
+                   s.get("duration_ms", 0), s.get("call"), len(named)), proc)
+    for s, t in zip(stalls[-len(inside):], inside):
+        expect(t[2] - 1 <= s["duration_ms"] <= t[2] + SLACK_MS,
+               "stall of %.1f ms, the program timed %.1f ms" % (s["duration_ms"], t[2]), proc)
+    return "%d CPU-bound stalls of %s ms, each with >= 2 samples at busy_callback; signal %d given back" % (
+        len(stalls), "/".join("%.0f" % s["duration_ms"] for s in stalls), caught.bit_length())

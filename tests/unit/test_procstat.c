@@ -46,3 +46,22 @@ Test(procstat, this_thread_reads_as_running)
     cr_assert_eq(r.at_ns, 5);
     cr_assert(st_thread_takes_signal((uint32_t)gettid(), SIGUSR1));
 }
+
+Test(procstat, signal_masks_read_blocked_and_pending_of_thread_and_process)
+{
+    char text[sizeof sleeping_status];
+    uint64_t blocked = 1, pending = 1;
+    memcpy(text, sleeping_status, sizeof text);
+    cr_assert_eq(st_status_signal_masks(text, &blocked, &pending), 0);
+    cr_assert_eq(blocked, 0);
+    cr_assert_eq(pending, 0);
+    memcpy(strstr(text, "SigPnd:\t") + 8, "0000000000000002", 16);
+    memcpy(strstr(text, "ShdPnd:\t") + 8, "0800000000000000", 16);
+    memcpy(strstr(text, "SigBlk:\t") + 8, "fffffffe7ffbfeff", 16);
+    cr_assert_eq(st_status_signal_masks(text, &blocked, &pending), 0);
+    cr_assert_eq(blocked, 0xfffffffe7ffbfeffull);
+    cr_assert_eq(pending, 0x0800000000000002ull);
+    cr_assert_neq(st_status_signal_masks("State:\tS (sleeping)\nSigBlk:\t0000000000000000\n", &blocked,
+                                         &pending), 0);
+    cr_assert_eq(st_thread_signal_masks((uint32_t)gettid(), &blocked, &pending), 0);
+}
