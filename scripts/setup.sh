@@ -29,10 +29,10 @@ packages=(meson ninja-build pkg-config gcc libc6-dev libunwind-dev libcriterion-
           clang libclang-rt-14-dev
           python3-fastapi python3-uvicorn python3-aiohttp python3-tornado python3-gevent
           python3-twisted python3-requests python3-httpx
-          memcached libmemcached-tools redis-server nginx wrk puma ruby-rack
+          memcached libmemcached-tools redis-server nginx haproxy wrk puma ruby-rack
           cargo rustc librust-tokio-dev)
 # Debian starts these services on install; the tests run their own instances.
-services=(memcached redis-server nginx)
+services=(memcached redis-server nginx haproxy)
 if ! command -v node >/dev/null 2>&1; then
     packages+=(nodejs npm)
 fi
