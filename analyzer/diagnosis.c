@@ -81,15 +81,17 @@ out:
     return worst;
 }
 
-/* "mostly in 4 x clock_nanosleep, 1.0 s in all, at load (app.py:15)" */
-static void site_story(const struct m_site *s, char *buf, size_t len)
+/* "mostly in 4 x clock_nanosleep, 1.0 s in all, at load (app.py:15)": the
+ * calls of the one loop thread the sentence is about (call_count of them,
+ * call_ms in all), not the site's, which sums every thread stalled there. */
+static void site_story(const struct m_site *s, uint64_t call_count, double call_ms, char *buf, size_t len)
 {
     char where[600], total[32];
 
     frames_where(&s->stack, where, sizeof(where));
-    model_fmt_ms(total, sizeof(total), s->call_total_ms);
-    if (s->call && s->call_count > 1)
-        snprintf(buf, len, "mostly in %llu x %s, %s in all%s%s", (unsigned long long)s->call_count,
+    model_fmt_ms(total, sizeof(total), call_ms);
+    if (s->call && call_count > 1)
+        snprintf(buf, len, "mostly in %llu x %s, %s in all%s%s", (unsigned long long)call_count,
                  s->call, total, where[0] ? ", at " : "", where);
     else if (s->call)
         snprintf(buf, len, "mostly in %s%s%s", s->call, where[0] ? " called from " : "", where);
@@ -134,11 +136,23 @@ static int diagnose_loop(struct m_process *p, bool starved)
         if (site_total[j] > site_total[site])
             site = j;
     free(site_total);
+    uint64_t call_count = 0;
+    double call_ms = 0;
+    for (i = 0; i < p->nstalls; i++) {
+        const struct m_stall *st = &p->stalls[i];
+        if (st->tid != worst_tid || st->starved != starved || st->site != site)
+            continue;
+        for (j = 0; j < st->ncalls; j++)
+            if (model_cmp_str(st->calls[j].call, p->sites[site].call) == 0) {
+                call_count += st->calls[j].count;
+                call_ms += st->calls[j].total_ms;
+            }
+    }
 
     char smax[32], stotal[32], what[900], others[96] = "", times[256];
     model_fmt_ms(smax, sizeof(smax), max);
     model_fmt_ms(stotal, sizeof(stotal), worst_total);
-    site_story(&p->sites[site], what, sizeof(what));
+    site_story(&p->sites[site], call_count, call_ms, what, sizeof(what));
     if (nthreads_stalled > 1)
         snprintf(others, sizeof(others), "; %zu other loop thread%s stalled too", nthreads_stalled - 1,
                  nthreads_stalled > 2 ? "s" : "");

@@ -114,6 +114,37 @@ Test(dump_model, stalls_samples_and_loop_figures)
     db_free(b);
 }
 
+/* Two loop threads stalled at one site (libmicrohttpd's pool threads): the
+ * sentence about the worst one counts its own calls, not the site's. */
+Test(dump_model, the_worst_loops_calls_are_its_own)
+{
+    struct dump_builder *b = db_new(2, 2, 8192);
+    db_add_thread(b, 5, "MHD-worker", ST_THREAD_LOOP);
+    db_add_thread(b, 6, "MHD-worker", ST_THREAD_LOOP);
+    db_stall_call(b, 5, ST_CALL_USLEEP, 1, 1, 300000000, 300000000, stack_a, 3);
+    db_stall(b, 5, ST_CALL_USLEEP, 1, 1000000000, 300000000, stack_a, 3);
+    db_stall_call(b, 5, ST_CALL_USLEEP, 2, 1, 300000000, 300000000, stack_a, 3);
+    db_stall(b, 5, ST_CALL_USLEEP, 2, 2000000000, 300000000, stack_a, 3);
+    /* The other thread's one stall held two calls (two requests in one iteration). */
+    db_stall_call(b, 6, ST_CALL_USLEEP, 3, 2, 200000000, 100000000, stack_a, 3);
+    db_stall(b, 6, ST_CALL_USLEEP, 3, 1000000000, 200000000, stack_a, 3);
+    db_complete(b, 5000000000ull);
+    struct dump *d;
+    struct m_process *p = build(b, &d, -1);
+
+    cr_assert_eq(p->nsites, 1);
+    cr_assert_eq(p->sites[0].call_count, 4);
+    cr_assert_eq(p->ndiagnosis, 1);
+    const char *summary = p->diagnosis[0].summary;
+    cr_assert(strstr(summary, "thread 5 (MHD-worker) was blocked 2 times for up to 300 ms (600 ms in all)"),
+              "%s", summary);
+    cr_assert(strstr(summary, "mostly in 2 x usleep, 600 ms in all"), "%s", summary);
+    cr_assert(strstr(summary, "1 other loop thread stalled too"), "%s", summary);
+    model_free(p);
+    dump_free(d);
+    db_free(b);
+}
+
 Test(dump_model, threshold_drops_short_stalls)
 {
     struct dump_builder *b = two_stalls();
