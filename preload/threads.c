@@ -78,6 +78,13 @@ void st_thread_detach(void)
 {
     struct st_tls *t = &st_tls;
     struct st_thread *slot = t->slot;
+    /* A loop thread can leave its loop in the middle of an iteration
+     * (libmicrohttpd's pool threads return once they see the daemon
+     * stopping, without another epoll_wait): it was busy until now, so its
+     * last iteration ends here, a stall when long, instead of vanishing. */
+    if (slot != NULL && t->state == ST_T_READY && st_rec.hdr != NULL && t->is_loop && t->in_iteration &&
+        !t->recorder_depth && st_recording())
+        st_iteration_end(t, st_ticks());
     if (slot != NULL && t->state == ST_T_READY && st_rec.hdr != NULL) {
         int saved_errno = st_recorder_enter(t);
         st_sync_thread_exit(t);
