@@ -482,6 +482,27 @@ def frame_named(stack, function):
     return None
 
 
+def healthy_under_load(proc, client_max_ms, what):
+    """A healthy server under a load generator: no stall and no diagnosis,
+    except a stall the loop spent mostly runnable, waiting for a CPU, which
+    the clients saw too (their worst latency is at least as long) and which
+    the report puts down to cpu_starvation: the machine, not the program.
+    Returns a note on those."""
+    starved = []
+    for s in proc.get("stalls") or []:
+        runq = s.get("runq_ms") or 0
+        expect(runq >= 0.5 * s["duration_ms"], "healthy %s stalled %.1f ms in %s, runnable %.1f ms of it"
+               % (what, s["duration_ms"], s.get("call"), runq), proc)
+        expect(client_max_ms >= 0.8 * s["duration_ms"], "healthy %s stalled %.1f ms waiting for a CPU, but the "
+               "clients' worst latency was %.1f ms" % (what, s["duration_ms"], client_max_ms), proc)
+        starved.append(s["duration_ms"])
+    names = diagnosis_names(proc)
+    expect(names == (["cpu_starvation"] if starved else []), "healthy %s got a diagnosis: %s"
+           % (what, proc.get("diagnosis")), proc)
+    return "" if not starved else " (but %d stall(s) of %s ms waiting for a CPU on this loaded machine, " \
+        "cpu_starvation)" % (len(starved), "/".join("%.0f" % d for d in starved))
+
+
 def diagnosis_names(proc):
     return [d.get("culprit") for d in proc.get("diagnosis") or []]
 
