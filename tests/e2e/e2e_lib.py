@@ -487,7 +487,7 @@ def healthy_under_load(proc, client_max_ms, what):
     except a stall the loop spent mostly runnable, waiting for a CPU, which
     the clients saw too (their worst latency is at least as long) and which
     the report puts down to cpu_starvation: the machine, not the program.
-    Returns a note on those."""
+    Returns what the report said, in a few words."""
     starved = []
     for s in proc.get("stalls") or []:
         runq = s.get("runq_ms") or 0
@@ -499,8 +499,10 @@ def healthy_under_load(proc, client_max_ms, what):
     names = diagnosis_names(proc)
     expect(names == (["cpu_starvation"] if starved else []), "healthy %s got a diagnosis: %s"
            % (what, proc.get("diagnosis")), proc)
-    return "" if not starved else " (but %d stall(s) of %s ms waiting for a CPU on this loaded machine, " \
-        "cpu_starvation)" % (len(starved), "/".join("%.0f" % d for d in starved))
+    if not starved:
+        return "no stall, no diagnosis"
+    return "only %d stall(s) of %s ms waiting for a CPU on this loaded machine (cpu_starvation)" % (
+        len(starved), "/".join("%.0f" % d for d in starved))
 
 
 def diagnosis_names(proc):
