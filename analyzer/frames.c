@@ -80,6 +80,9 @@ enum frame_role frames_role(const struct sym_frame *f)
     if (strcmp(f->kind, "python") == 0 || strcmp(f->kind, "ruby") == 0) {
         if (contains_any(f->file, f->kind[0] == 'p' ? plumbing_python_files : plumbing_ruby_files))
             return FRAME_PLUMBING;
+        /* At its caller's file, but the interpreter's code, as libc's is. */
+        if (f->core_method)
+            return FRAME_LIBRARY;
         return contains_any(f->file, library_paths) ? FRAME_LIBRARY : FRAME_USER;
     }
     if (has_prefix_in(f->function, plumbing_functions))

@@ -12,6 +12,7 @@ struct py_slot {
     const struct py_code *info;
     uint64_t code;
     int line;
+    const struct py_code *at;      /* a C method's caller, whose file it is at */
     struct sym_frame *frame;       /* NULL: empty slot */
 };
 
@@ -55,20 +56,21 @@ size_t py_namer_unsupported(const struct py_namer *nm)
     return nm->unsupported;
 }
 
-static size_t slot_hash(const struct py_code *info, uint64_t code, int line, size_t cap)
+static size_t slot_hash(const struct py_code *info, uint64_t code, int line, const struct py_code *at,
+                        size_t cap)
 {
-    uint64_t h = (code ^ (uint64_t)(uintptr_t)info) * 0x9e3779b97f4a7c15ull;
+    uint64_t h = (code ^ (uint64_t)(uintptr_t)info ^ ((uint64_t)(uintptr_t)at << 1)) * 0x9e3779b97f4a7c15ull;
     h = (h ^ (uint64_t)(unsigned)line) * 0x100000001b3ull;
     return (size_t)(h >> 17) & (cap - 1);
 }
 
 static struct py_slot *slot_find(struct py_slot *slots, size_t cap, const struct py_code *info,
-                                 uint64_t code, int line)
+                                 uint64_t code, int line, const struct py_code *at)
 {
-    size_t j = slot_hash(info, code, line, cap);
+    size_t j = slot_hash(info, code, line, at, cap);
 
-    while (slots[j].frame &&
-           !(slots[j].info == info && slots[j].code == code && slots[j].line == line))
+    while (slots[j].frame && !(slots[j].info == info && slots[j].code == code && slots[j].line == line &&
+                               slots[j].at == at))
         j = (j + 1) & (cap - 1);
     return &slots[j];
 }
@@ -83,7 +85,7 @@ static int grow(struct py_namer *nm)
     for (i = 0; i < nm->cap; i++) {
         struct py_slot *o = &nm->slots[i];
         if (o->frame)
-            *slot_find(slots, cap, o->info, o->code, o->line) = *o;
+            *slot_find(slots, cap, o->info, o->code, o->line, o->at) = *o;
     }
     free(nm->slots);
     nm->slots = slots;
@@ -91,16 +93,19 @@ static int grow(struct py_namer *nm)
     return 0;
 }
 
-const struct sym_frame *py_namer_frame(struct py_namer *nm, const struct dump_pyframe *pf)
+/* caller: for a C method's frame (ST_PYFRAME_CFUNC), the Ruby frame that
+ * called it, whose file and line it is at, as in Ruby's backtraces. */
+static const struct sym_frame *name_frame(struct py_namer *nm, const struct dump_pyframe *pf,
+                                          const struct dump_pyframe *caller)
 {
-    const struct py_code *info = pf->info;
-    int line = info ? py_code_line(info, pf->instr) : 0;
+    const struct py_code *info = pf->info, *at = caller ? caller->info : NULL;
+    int line = at ? py_code_line(at, caller->instr) : info ? py_code_line(info, pf->instr) : 0;
     struct py_slot *slot;
     struct sym_frame *f;
 
     if ((nm->used + 1) * 2 > nm->cap && grow(nm) < 0)
         return NULL;
-    slot = slot_find(nm->slots, nm->cap, info, pf->code, line);
+    slot = slot_find(nm->slots, nm->cap, info, pf->code, line, at);
     if (slot->frame)
         return slot->frame;
     f = calloc(1, sizeof(*f));
@@ -115,9 +120,10 @@ const struct sym_frame *py_namer_frame(struct py_namer *nm, const struct dump_py
         f->module = "[python]";    /* as the perf-map Python frames */
     }
     f->line = line > 0 ? line : 0;
+    f->core_method = (pf->flags & ST_PYFRAME_CFUNC) != 0;
     if (info) {
         f->function = info->qualname[0] ? info->qualname : NULL;
-        f->file = info->filename[0] ? info->filename : NULL;
+        f->file = at && at->filename[0] ? at->filename : info->filename[0] ? info->filename : NULL;
         if (!f->function)
             f->note = pf->flags & ST_PYFRAME_RUBY ? "iseq without a label" : "code object without a name";
         /* stalltrace's own start-up hook wraps the pools' tasks: its
@@ -128,10 +134,28 @@ const struct sym_frame *py_namer_frame(struct py_namer *nm, const struct dump_py
         f->note = pf->flags & ST_PYFRAME_RUBY ? "iseq not described in the dump (its record was overwritten)"
                                               : "code object not described in the dump (its record was overwritten)";
     }
-    *slot = (struct py_slot){info, pf->code, line, f};
+    *slot = (struct py_slot){info, pf->code, line, at, f};
     nm->used++;
     return f;
 }
+
+const struct sym_frame *py_namer_frame(struct py_namer *nm, const struct dump_pyframe *pf)
+{
+    return name_frame(nm, pf, NULL);
+}
+
+/* The Ruby frame that called the C method at pyframes[i]: the next one out
+ * that is no C method itself (NULL: none, or not a C method's frame). */
+static const struct dump_pyframe *cfunc_caller(const struct dump_stack *ds, size_t i)
+{
+    if (!(ds->pyframes[i].flags & ST_PYFRAME_CFUNC))
+        return NULL;
+    for (size_t j = i + 1; j < ds->npython; j++)
+        if (!(ds->pyframes[j].flags & ST_PYFRAME_CFUNC))
+            return &ds->pyframes[j];
+    return NULL;
+}
+
 
 /* The frame of the interpreter's evaluation loop: CPython's, or CRuby's VM
  * entry (GCC may split off a ".cold" part). */
@@ -150,8 +174,8 @@ static int place_run(struct py_namer *nm, const struct dump_stack *ds, size_t *n
                      const struct sym_frame **out, size_t *k)
 {
     while (*next < ds->npython) {
-        const struct dump_pyframe *pf = &ds->pyframes[(*next)++];
-        const struct sym_frame *f = py_namer_frame(nm, pf);
+        const struct dump_pyframe *pf = &ds->pyframes[*next];
+        const struct sym_frame *f = name_frame(nm, pf, cfunc_caller(ds, (*next)++));
         if (!f)
             return -1;
         if (!f->hidden)

@@ -20,6 +20,7 @@ struct sym_frame {
     const char *note;              /* why the name is missing, or NULL */
     bool hidden;                   /* a frame of the recorder: left out of reports */
     bool inlined;                  /* inlined into `caller`, at the same address */
+    bool core_method;              /* a method the interpreter has in C (Ruby's `sleep`): library code */
     const struct sym_frame *caller;/* the function this one was inlined into, or NULL */
 };
 

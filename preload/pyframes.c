@@ -64,6 +64,11 @@ void st_frames_own(int own_context)
     reading_own_frames = own_context;
 }
 
+int st_frames_owning(void)
+{
+    return reading_own_frames;
+}
+
 int st_frames_peek(void *dst, uintptr_t src, size_t n)
 {
     if (reading_own_frames && src >= 4096) {

@@ -30,6 +30,7 @@ uint32_t st_py_native_tid_offset(void);
  * when a code record for this address must be written now (first time, or
  * first time since the ring came round). */
 void st_frames_own(int own_context);
+int st_frames_owning(void);        /* the mode st_frames_own set */
 int st_frames_peek(void *dst, uintptr_t src, size_t n);
 int st_code_first_in_lap(uintptr_t code);
 

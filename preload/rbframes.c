@@ -20,7 +20,11 @@ enum {
     BODY_INSNS_INFO = 120, BODY_INSNS_SIZE = 136, BODY_SUCC_INDEX = 144,
     INSN_INFO_SIZE = 12, INSN_INFO_LINE = 0,                     /* iseq_insn_info_entry */
     RSTRING_LEN = 16, RSTRING_PTR = 24, RSTRING_EMBED = 16,      /* struct RString */
-    RARRAY_EMBED = 16, RARRAY_PTR = 32,                          /* struct RArray */
+    RARRAY_EMBED = 16, RARRAY_LEN = 16, RARRAY_PTR = 32,         /* struct RArray */
+    EP_ME_CREF = -16,                                            /* ep[-2]: a C frame's method entry */
+    ME_DEF = 16, DEF_ORIGINAL_ID = 32,                           /* method.h: rb_method_entry_t, _definition_t */
+    SYMS_LAST_ID = 0, SYMS_IDS = 16,                             /* symbol.h: rb_symbols_t */
+    ID_ENTRY_UNIT = 512, LAST_OP_ID = 0xa9,                      /* symbol.c, id.h's tLAST_OP_ID */
 };
 /* Flag bits (vm_core.h, ruby/internal/core/rstring.h, rarray.h, value_type.h, imemo.h). */
 #define FRAME_FLAG_FINISH 0x20u                 /* in ep[0]: the first frame of an rb_vm_exec */
@@ -35,6 +39,12 @@ enum {
 #define STRING_EMBED_LEN_MASK 0x7c000u
 #define STRING_EMBED_LEN_SHIFT 14
 #define ARRAY_EMBED (1u << 13)
+#define FRAME_MAGIC_MASK 0x7fff0001u             /* in ep[0]: the frame's type */
+#define FRAME_MAGIC_CFUNC 0x55550001u
+#define IMEMO_MENT 6u
+#define ARRAY_EMBED_LEN_SHIFT 15                /* 2 bits with USE_RVARGC 0 */
+#define QNIL 8u
+#define STATIC_SYM_FLAG 0x0cu                   /* RUBY_SYMBOL_FLAG; the ID is sym >> 8 */
 #define SUCC_IMM_WORDS 54u                      /* iseq.c's IMMEDIATE_TABLE_SIZE */
 #define SUCC_BLOCK_WORDS 512u
 
@@ -45,7 +55,48 @@ static struct {
     int state;                     /* 0 unknown, 1 ready, -2 a Ruby we do not know */
     int tries;
     intptr_t ec_tls_offset;        /* ruby_current_ec, from the thread pointer */
+    uintptr_t symbols;             /* ruby_global_symbols, 0 when not found */
+    int symbols_state;             /* 0 not checked yet, 1 names read right, -1 never use */
 } rb;
+
+/* ruby_global_symbols is not exported: rb_id2str (exported) turns the ID
+ * into its serial and jumps to get_id_serial_entry, which compares the
+ * serial with symbols.last_id and loads symbols.ids 16 bytes further, both
+ * RIP-relative. Only this exact code is trusted; its names are checked too
+ * (symbols_read_right) before any is used. */
+static uintptr_t find_global_symbols(void)
+{
+    static const uint8_t id2str[] = {
+        0x48, 0x89, 0xf8, 0x48, 0xc1, 0xe8, 0x04,                /* mov %rdi,%rax; shr $4,%rax */
+        0x48, 0x81, 0xff, 0xa9, 0x00, 0x00, 0x00,                /* cmp $tLAST_OP_ID,%rdi */
+        0x0f, 0x47, 0xf8, 0x31, 0xf6, 0xe9,                      /* cmova; xor %esi,%esi; jmp */
+    };
+    uintptr_t f = (uintptr_t)dlsym(RTLD_DEFAULT, "rb_id2str");
+    uint8_t head[sizeof id2str + 4], body[96];
+    int32_t rel;
+    if (!f || !st_safe_read(head, f, sizeof head) || memcmp(head, id2str, sizeof id2str) != 0)
+        return 0;
+    memcpy(&rel, head + sizeof id2str, sizeof rel);
+    uintptr_t g = f + sizeof head + (intptr_t)rel;
+    if (!st_safe_read(body, g, sizeof body))
+        return 0;
+    for (unsigned i = 0; i + 6 + 7 <= sizeof body; i++) {
+        if (body[i] != 0x39 || body[i + 1] != 0x3d)         /* cmp %edi,last_id(%rip) */
+            continue;
+        int32_t d1, d2;
+        memcpy(&d1, body + i + 2, sizeof d1);
+        uintptr_t last_id = g + i + 6 + (intptr_t)d1;
+        for (unsigned j = i + 6; j + 7 <= sizeof body && j < i + 6 + 16; j++) {
+            if (body[j] != 0x48 || body[j + 1] != 0x8b || body[j + 2] != 0x3d)   /* mov ids(%rip),%rdi */
+                continue;
+            memcpy(&d2, body + j + 3, sizeof d2);
+            if (g + j + 7 + (intptr_t)d2 == last_id + SYMS_IDS)
+                return last_id - SYMS_LAST_ID;
+        }
+        return 0;
+    }
+    return 0;
+}
 
 static uintptr_t peek_word(uintptr_t src)
 {
@@ -74,6 +125,8 @@ void st_rb_init(void)
     if (known && !st_safe_read(&probe, (uintptr_t)slot, sizeof probe))
         known = 0;                 /* process_vm_readv refused: no safe way to read */
     rb.ec_tls_offset = offset;
+    rb.symbols = known ? find_global_symbols() : 0;
+    rb.symbols_state = rb.symbols ? 0 : -1;
     __atomic_store_n(&rb.state, known ? 1 : -2, __ATOMIC_RELEASE);
 }
 
@@ -106,6 +159,100 @@ static uint32_t peek_path(uintptr_t pathobj, char *out, uint32_t cap)
         pathobj = flags & ARRAY_EMBED ? peek_word(pathobj + RARRAY_EMBED)
                                       : peek_word(peek_word(pathobj + RARRAY_PTR));
     return peek_rstring(pathobj, out, cap);
+}
+
+/* Element i of an Array, 0 when it is none. The symbol table is shared
+ * with threads that run while this one waits: always read it safely. */
+static uintptr_t safe_ary_entry(uintptr_t ary, uint64_t i)
+{
+    uint64_t a[5], v = 0;
+    if (ary < 4096 || (ary & 7) || !st_safe_read(a, ary, sizeof a) || (a[0] & T_MASK) != T_ARRAY)
+        return 0;
+    int embedded = (a[0] & ARRAY_EMBED) != 0;
+    uint64_t len = embedded ? (a[0] >> ARRAY_EMBED_LEN_SHIFT) & 3 : a[RARRAY_LEN / 8];
+    if (i >= len)
+        return 0;
+    if (embedded)
+        return a[RARRAY_EMBED / 8 + i];
+    return st_safe_read(&v, a[RARRAY_PTR / 8] + 8 * i, sizeof v) ? v : 0;
+}
+
+/* An ID's name as rb_id2str finds it (symbol.c's get_id_serial_entry):
+ * ids[serial / 512][(serial % 512) * 2] is its String, the next entry its
+ * Symbol, which must be the static Symbol of this very ID. 0 on anything else. */
+static uint32_t id_name(uint64_t id, char *out, uint32_t cap)
+{
+    uint64_t serial = id > LAST_OP_ID ? id >> 4 : id;
+    uint32_t last_id = 0;
+    uintptr_t ids = 0;
+    if (serial == 0 || !st_safe_read(&last_id, rb.symbols + SYMS_LAST_ID, sizeof last_id) ||
+        serial > last_id || !st_safe_read(&ids, rb.symbols + SYMS_IDS, sizeof ids))
+        return 0;
+    uintptr_t chunk = safe_ary_entry(ids, serial / ID_ENTRY_UNIT);
+    uint64_t at = (serial % ID_ENTRY_UNIT) * 2;
+    uintptr_t str = safe_ary_entry(chunk, at), sym = safe_ary_entry(chunk, at + 1);
+    if (str == 0 || str == QNIL || (sym & 0xff) != STATIC_SYM_FLAG || (sym >> 8) != id)
+        return 0;
+    int own = st_frames_owning();
+    st_frames_own(0);
+    uint32_t n = peek_rstring(str, out, cap);
+    st_frames_own(own);
+    return n;
+}
+
+/* The operators' IDs are their characters (symbol.c's Init_op_tbl): when
+ * they read back as themselves, the table is the one we think. */
+static int symbols_read_right(void)
+{
+    int state = __atomic_load_n(&rb.symbols_state, __ATOMIC_RELAXED);
+    if (state != 0)
+        return state > 0;
+    uint32_t last_id = 0;
+    if (!st_safe_read(&last_id, rb.symbols + SYMS_LAST_ID, sizeof last_id) || last_id < LAST_OP_ID)
+        return 0;                  /* not filled in yet: look again next time */
+    char name[2];
+    for (const char *op = "+-*<"; *op; op++)
+        if (id_name((uint64_t)(unsigned char)*op, name, sizeof name) != 1 || name[0] != *op) {
+            __atomic_store_n(&rb.symbols_state, -1, __ATOMIC_RELAXED);
+            return 0;
+        }
+    __atomic_store_n(&rb.symbols_state, 1, __ATOMIC_RELAXED);
+    return 1;
+}
+
+/* A C method's frame, named by its method entry's original_id as Ruby's
+ * backtraces name it; its code record is keyed by that ID (IDs are small
+ * numbers, never an iseq's address). 0 when it cannot be named. */
+static uint64_t cfunc_id(uintptr_t ep)
+{
+    uintptr_t me = peek_word(ep + (uintptr_t)(intptr_t)EP_ME_CREF), flags = 0;
+    if (me < 4096 || (me & 7) || !st_frames_peek(&flags, me, sizeof flags) || (flags & T_MASK) != T_IMEMO ||
+        ((flags >> FL_USHIFT) & 0xf) != IMEMO_MENT)
+        return 0;
+    uint64_t id = peek_word(peek_word(me + ME_DEF) + DEF_ORIGINAL_ID);
+    return id > 0 && id < (1ull << 40) ? id : 0;
+}
+
+static int note_cfunc(uint64_t id)
+{
+    if (!symbols_read_right())
+        return 0;
+    union {
+        struct st_rec_pycode rec;
+        uint8_t bytes[sizeof(struct st_rec_pycode) + 256];
+    } buf;
+    struct st_rec_pycode *r = &buf.rec;
+    memset(r, 0, sizeof *r);
+    r->qualname_len = (uint16_t)id_name(id, (char *)(r + 1), 256);
+    if (r->qualname_len == 0)
+        return 0;
+    if (!st_code_first_in_lap(id))
+        return 1;
+    r->code = id;
+    r->py_version = 0x0301;
+    r->language = ST_CODE_CRUBY;
+    st_ring_put(&st_rec.ring, ST_REC_PYCODE, r, sizeof *r + r->qualname_len);
+    return 1;
 }
 
 /* st_ruby_linetable into out (at most LINETABLE_MAX bytes); 0 when the
@@ -197,7 +344,19 @@ unsigned st_rb_walk(struct st_pyframe *out, unsigned max, uint8_t *status, int o
             break;
         }
         uintptr_t pc = f[CFP_PC / 8], iseq = f[CFP_ISEQ / 8];
-        if ((flags & FRAME_FLAG_CFRAME) || iseq == 0 || pc == 0) {
+        uint64_t id = (flags & FRAME_MAGIC_MASK) == FRAME_MAGIC_CFUNC ? cfunc_id(f[CFP_EP / 8]) : 0;
+        if (id != 0 && n < max && note_cfunc(id)) {
+            if ((flags & FRAME_FLAG_FINISH) && n > 0)
+                out[n - 1].flags |= ST_PYFRAME_ENTRY;
+            out[n].code = id;
+            out[n].instr = UINT32_MAX;
+            out[n].flags = ST_PYFRAME_RUBY | ST_PYFRAME_CFUNC;
+            n++;
+            continue;
+        }
+        /* The outermost frame is the VM's own top frame (Init_VM's "<main>"
+         * on the main thread), which Ruby's backtraces leave out. */
+        if ((flags & FRAME_FLAG_CFRAME) || iseq == 0 || pc == 0 || cfp + CFP_SIZE == end) {
             /* A C function's frame: its native frames show it. When it
              * began a VM entry, the Ruby frame inside it ends that run. */
             if ((flags & FRAME_FLAG_FINISH) && n > 0)

@@ -515,8 +515,14 @@ enum st_stack_flags {
  * the word index of its current instruction in the iseq, and its code
  * record says ST_CODE_CRUBY. Native rb_vm_exec frames run them as
  * _PyEval_EvalFrameDefault frames run Python's, with ST_PYFRAME_ENTRY on
- * the frame each VM entry began with (VM_FRAME_FLAG_FINISH). Added within version 1: a dump without Ruby
- * frames is unchanged, and the flag and field were 0 before.
+ * the frame each VM entry began with (VM_FRAME_FLAG_FINISH). A C method's
+ * frame (VM_FRAME_MAGIC_CFUNC, `sleep`) also carries ST_PYFRAME_CFUNC: its
+ * code is the method's ID (original_id), its code record has the ID's name
+ * and no file, and instr is UINT32_MAX; as in Ruby's backtraces, it is at
+ * the file and line of the Ruby frame that called it. Ruby's own outermost
+ * frame (the VM's top frame) is left out, as its backtraces leave it out.
+ * Added within version 1: a dump without Ruby frames is unchanged, and the
+ * flags and field were 0 before.
  */
 #define ST_MAX_PYFRAMES 64u
 
@@ -531,6 +537,7 @@ enum st_python_walk {
 enum st_pyframe_flags {
     ST_PYFRAME_ENTRY = 1u << 0,    /* first frame of an eval-loop invocation */
     ST_PYFRAME_RUBY = 1u << 1,     /* a CRuby frame (see below), not a CPython one */
+    ST_PYFRAME_CFUNC = 1u << 2,    /* with RUBY: a C method's frame (see below) */
 };
 
 struct st_pyframe {
