@@ -200,7 +200,9 @@ void frames_where(const struct m_stack *s, char *buf, size_t len)
     for (size_t i = c + 1; i < s->n; i++) {
         const struct sym_frame *f = s->frames[i];
         enum frame_role role = frames_role(f);
-        if (!f->function || f->inlined || role == FRAME_PLUMBING ||
+        /* The interpreter's own methods between them (Ruby's `each`,
+         * `loop`) dispatch as the language does, not as a framework. */
+        if (!f->function || f->inlined || role == FRAME_PLUMBING || f->core_method ||
             strcmp(f->kind, s->frames[c]->kind) != 0)
             continue;
         if (role == FRAME_USER) {
@@ -264,7 +266,7 @@ size_t frames_flame_view(const struct m_stack *s, bool all, const struct sym_fra
         for (size_t i = c + 1; i < s->n; i++) {
             if (frames_folded(s, i) || s->frames[i]->inlined)
                 continue;
-            if (frames_role(s->frames[i]) != role)
+            if (frames_role(s->frames[i]) != role && !s->frames[i]->core_method)
                 break;
             top = i + 1;
         }

@@ -48,8 +48,11 @@ enum {
 #define SUCC_IMM_WORDS 54u                      /* iseq.c's IMMEDIATE_TABLE_SIZE */
 #define SUCC_BLOCK_WORDS 512u
 
-#define MAX_LINE_ENTRIES 128u
-#define LINETABLE_MAX 2048u
+/* With node ids (USE_ISEQ_NODE_ID), most instructions have an entry of
+ * their own: puma's handle_request has hundreds. */
+#define MAX_LINE_ENTRIES 1024u
+#define LINETABLE_MAX 6144u
+#define ENTRIES_PER_READ 64u
 
 static struct {
     int state;                     /* 0 unknown, 1 ready, -2 a Ruby we do not know */
@@ -273,13 +276,16 @@ static uint32_t peek_linetable(uintptr_t body, uint8_t *out)
     uint32_t index_len = imm * 8 + blocks * (uint32_t)sizeof(struct st_ruby_succ_block);
     if (blocks > LINETABLE_MAX || index_at + index_len > LINETABLE_MAX)
         return 0;
-    uint8_t raw[MAX_LINE_ENTRIES * INSN_INFO_SIZE];
-    if (!st_frames_peek(raw, info, entries * INSN_INFO_SIZE))
-        return 0;
+    uint8_t raw[ENTRIES_PER_READ * INSN_INFO_SIZE];
     struct st_ruby_linetable h = {iseq_size, entries};
     memcpy(out, &h, sizeof h);
-    for (uint32_t i = 0; i < entries; i++)
-        memcpy(out + sizeof h + 4 * i, raw + i * INSN_INFO_SIZE + INSN_INFO_LINE, 4);
+    for (uint32_t at = 0; at < entries; at += ENTRIES_PER_READ) {
+        uint32_t k = entries - at < ENTRIES_PER_READ ? entries - at : ENTRIES_PER_READ;
+        if (!st_frames_peek(raw, info + (uintptr_t)at * INSN_INFO_SIZE, k * INSN_INFO_SIZE))
+            return 0;
+        for (uint32_t i = 0; i < k; i++)
+            memcpy(out + sizeof h + 4 * (at + i), raw + i * INSN_INFO_SIZE + INSN_INFO_LINE, 4);
+    }
     memset(out + lines_end, 0, index_at - lines_end);
     if (index_len && !st_frames_peek(out + index_at, succ, index_len))
         return 0;
@@ -287,8 +293,9 @@ static uint32_t peek_linetable(uintptr_t body, uint8_t *out)
 }
 
 /* Write the iseq's label, path and line table once per address and ring
- * lap, as note_code does for CPython's code objects. */
-static void note_iseq(uintptr_t iseq, uintptr_t body)
+ * lap, as note_code does for CPython's code objects. Not inlined: its
+ * buffer is on the stack only while an iseq is noted. */
+__attribute__((noinline)) static void note_iseq(uintptr_t iseq, uintptr_t body)
 {
     if (!st_code_first_in_lap(iseq))
         return;

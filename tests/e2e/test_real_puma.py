@@ -46,7 +46,7 @@ WORKER_NAME = re.compile(r"puma srv tp \d+$")
 
 def serve(cfg, tmpdir, requests):
     """Run puma under stalltrace, send requests (a function of the port),
-    quit it; returns (process entry, TRUTH values by name)."""
+    quit it; returns (process entry, TRUTH values by name, its output)."""
     if not shutil.which("puma"):
         raise Skip("no puma (apt-get install puma ruby-rack)")
     port = free_port()
@@ -65,7 +65,7 @@ def serve(cfg, tmpdir, requests):
         p.close()
     expect(rc == 0, "stalltrace run -- puma exited %r, expected 0%s" % (rc, p.tail()))
     proc, _ = load_process(cfg, tmpdir, "puma", p)
-    return proc, truth_values(p.out)
+    return proc, truth_values(p.out), p.out
 
 
 def line_of(path, text):
@@ -77,12 +77,45 @@ def line_of(path, text):
     raise AssertionError("%r not in %s" % (text, path))
 
 
-def innermost_ruby(stack):
-    """The innermost Ruby frame of a JSON stack, as "func (file:line)"."""
-    for f in stack or []:
-        if f.get("kind") == "ruby":
-            return "%s (%s:%s)" % (f.get("function"), os.path.basename(f.get("file") or "?"), f.get("line"))
+def ruby_frames(stack):
+    """The Ruby frames of a JSON stack, innermost first, as Ruby's own
+    backtraces write them: "file:line:in `function'"."""
+    return ["%s:%s:in `%s'" % (f.get("file"), f.get("line"), f.get("function"))
+            for f in stack or [] if f.get("kind") == "ruby"]
+
+
+def innermost_ruby(stack, c_methods=()):
+    """The innermost Ruby frame of a JSON stack, as "func (file:line)",
+    past the C methods named in c_methods called at the same place."""
+    frames = [f for f in stack or [] if f.get("kind") == "ruby"]
+    while len(frames) > 1 and frames[0].get("function") in c_methods and \
+            (frames[0].get("file"), frames[0].get("line")) == (frames[1].get("file"), frames[1].get("line")):
+        frames = frames[1:]
+    for f in frames[:1]:
+        return "%s (%s:%s)" % (f.get("function"), os.path.basename(f.get("file") or "?"), f.get("line"))
     return None
+
+
+def ruby_truth(lines):
+    """The backtrace Ruby gave for the target's first sleep (its CALLER lines)."""
+    return [line[len("CALLER "):] for line in lines if line.startswith("CALLER ")]
+
+
+def expect_ruby_frames(stack, truth, method, proc):
+    """The Ruby frames of a sleep's stack are Ruby's own backtrace of it:
+    Kernel#sleep (a C method) at its caller's line, then `method`, ..., and
+    the sleep comes right after the libc call in the native frames."""
+    got = ruby_frames(stack)
+    expect(len(truth) > 2 and truth[0].endswith("in `sleep'") and truth[1].endswith("in `%s'" % method),
+           "the target's own backtrace of its sleep is %s" % truth, proc)
+    expect(got == truth, "a sleep's Ruby frames are\n  %s\nRuby's own backtrace of it says\n  %s"
+           % ("\n  ".join(got), "\n  ".join(truth)), proc)
+    # libruby's own frames between them are the interpreter's, named or not.
+    named = [f for f in stack if f.get("function") and not (f.get("module") or "").startswith("libruby")]
+    expect(len(named) > 2 and named[0].get("module", "").startswith("libc") and named[1].get("kind") == "ruby" and
+           named[1].get("function") == "sleep" and named[2].get("function") == method,
+           "the sleep's named frames are %s, expected the libc call, sleep, %s" % (fmt_stack(named, 4), method),
+           proc)
 
 
 def request_pool(proc):
@@ -113,7 +146,7 @@ def t_puma_sleep(cfg, tmpdir):
             get(port, "/sleep")
         get(port, "/ok")
 
-    proc, truth = serve(cfg, tmpdir, requests)
+    proc, truth, p_out = serve(cfg, tmpdir, requests)
     pool, workers = request_pool(proc)
     sleeps = truth.get("sleep", [])
     expect(len(sleeps) == 3, "the app timed %s" % truth)
@@ -126,16 +159,19 @@ def t_puma_sleep(cfg, tmpdir):
     expect(len(slow) == 3, "%d slow calls on the request threads, the app slept 3 times: %s"
            % (len(slow), [(round(c["duration_ms"]), c.get("call")) for c in slow]), proc)
     where = "load_report (config.ru:%d)" % line_of(CONFIG, "sleep 0.25")
+    truth_frames = ruby_truth(p_out)
     for c, ms in zip(slow, sleeps):
         expect(c.get("call") in ("pthread_cond_timedwait", "ppoll") and ms * 0.98 <= c["duration_ms"] <= ms + 50,
                "a sleep of %.1f ms came out as %.1f ms in %s" % (ms, c["duration_ms"], c.get("call")), proc)
-        expect(innermost_ruby(c.get("stack")) == where, "a sleep's slow call is at %s, expected %s: %s"
-               % (innermost_ruby(c.get("stack")), where, fmt_stack(c.get("stack"), 12)), proc)
+        expect(innermost_ruby(c.get("stack"), ("sleep",)) == where, "a sleep's slow call is at %s, expected %s: %s"
+               % (innermost_ruby(c.get("stack"), ("sleep",)), where, fmt_stack(c.get("stack"), 12)), proc)
+        expect_ruby_frames(c.get("stack"), truth_frames, "load_report", proc)
     busy = pool.get("busy_in") or []
     expect(busy and busy[0].get("count") == 3, "the pool's workers were busy in %s, expected the 3 sleeps"
            % [(b.get("call"), b.get("count")) for b in busy], proc)
-    return "sleeps %s -> slow calls %s ms at %s on pool %d" % (
-        [round(x, 1) for x in sleeps], [round(c["duration_ms"], 1) for c in slow], where, pool["id"])
+    return "sleeps %s -> slow calls %s ms at sleep < %s as Ruby's backtrace (%d frames) on pool %d" % (
+        [round(x, 1) for x in sleeps], [round(c["duration_ms"], 1) for c in slow], where, len(truth_frames),
+        pool["id"])
 
 
 @test("real_puma_pool_saturated")
@@ -160,7 +196,7 @@ def t_puma_pool_saturated(cfg, tmpdir):
             rounds.append(min(e for _, e in times) - max(s for s, _ in times))
             time.sleep(0.2)
 
-    proc, truth = serve(cfg, tmpdir, requests)
+    proc, truth, _ = serve(cfg, tmpdir, requests)
     pool, _ = request_pool(proc)
     expect(len(truth.get("sleep", [])) == 12, "the app timed %s" % truth)
     spans = [s["duration_ms"] for s in pool["saturations"]]
@@ -179,6 +215,15 @@ def t_puma_pool_saturated(cfg, tmpdir):
     said = " ".join(d.get("summary") or "" for d in proc["diagnosis"])
     expect(where in said, "the diagnosis does not say where the workers were (%s): %s" % (where, said), proc)
     expect("event_loop_blocking" not in names, "diagnosis %s blames a loop" % names, proc)
+    # The text report's busy-in stack: the libc wait, Kernel#sleep, then load_report.
+    dump = [d for d in os.listdir(tmpdir) if d.endswith(".dump")]
+    rc, text, err = run_cmd([cfg.stalltrace, "report", os.path.join(tmpdir, dump[0])], timeout=60)
+    expect(rc == 0, "report exited %d: %s" % (rc, err[:300]))
+    line = line_of(CONFIG, "sleep 0.25")
+    site = r"\n\s+(?:pthread_cond_timedwait|ppoll) \(libc[^\n]*\)\n\s+sleep \(\[ruby\] config\.ru:%d\)\n\s+" \
+           r"load_report \(\[ruby\] config\.ru:%d\)\n" % (line, line)
+    expect(re.search(site, text), "the text report's busy-in stack is not the libc wait < sleep < %s:\n%s"
+           % (where, text), proc)
     return "both clients waiting %s ms -> saturated %s ms (%.2f s in all)" % (
         [round(x) for x in together], [round(x) for x in spans], pool["saturated_s"])
 
@@ -192,7 +237,7 @@ def t_puma_healthy(cfg, tmpdir):
             latencies.extend(load(port, 2, 25, "/ok"))
             time.sleep(0.4)
 
-    proc, _ = serve(cfg, tmpdir, requests)
+    proc, _, _ = serve(cfg, tmpdir, requests)
     pool, _ = request_pool(proc)
     stalls = [(s["tid"], round(s["duration_ms"]), s.get("call"), fmt_stack(s.get("stack"), 4)) for s in proc["stalls"]]
     expect(not stalls, "a healthy puma stalled: %s" % stalls, proc)
@@ -231,14 +276,16 @@ def t_ruby_loop(cfg, tmpdir):
     for s, ms in zip(sleeps, truth["sleep"]):
         expect(ms * 0.98 <= s["duration_ms"] <= ms + 50, "a sleep of %.1f ms stalled %.1f ms" % (ms, s["duration_ms"]),
                proc)
-        at = innermost_ruby(s.get("stack"))
+        at = innermost_ruby(s.get("stack"), ("sleep",))
         expect(at == nap, "a sleep's stall is at %s, expected %s: %s" % (at, nap, fmt_stack(s.get("stack"), 12)), proc)
+        expect_ruby_frames(s.get("stack"), ruby_truth(p.out), "nap", proc)
     sampled = []
     for s, ms in zip(spins, truth["cpu"]):
         expect(ms * 0.98 <= s["duration_ms"] <= ms + 50, "a CPU step of %.1f ms stalled %.1f ms"
                % (ms, s["duration_ms"]), proc)
         samples = s.get("samples") or []
-        named = [innermost_ruby(x.get("stack")) for x in samples]
+        # Process.clock_gettime, a C method, may be what it was in.
+        named = [innermost_ruby(x.get("stack"), ("clock_gettime",)) for x in samples]
         good = [n for n in named if n and n.startswith("crunch_numbers (loop.rb:") and
                 int(n.rsplit(":", 1)[1].rstrip(")")) in crunch]
         expect(samples and len(good) == len(samples), "a CPU stall's samples are at %s, expected crunch_numbers "
@@ -253,6 +300,12 @@ def t_ruby_loop(cfg, tmpdir):
         outs[fmt] = out
     expect("at %s" % nap in outs["text"], "the text report does not say the loop blocked at %s:\n%s"
            % (nap, outs["text"]), proc)
+    site = r"\n\s+ppoll \(libc[^\n]*\)\n\s+sleep \(\[ruby\] loop\.rb:%d\)\n\s+%s" % (
+        line_of(LOOP_RB, "sleep 0.2"), re.escape("nap ([ruby] loop.rb:%d)" % line_of(LOOP_RB, "sleep 0.2")))
+    expect(re.search(site, outs["text"]), "the text report's stall site is not ppoll < sleep < %s:\n%s"
+           % (nap, outs["text"]), proc)
+    expect("(loop.rb)" not in outs["text"], "the text report has a frame with no line (the VM's top frame):\n%s"
+           % outs["text"], proc)
     expect("crunch_numbers ([ruby] loop.rb:" in outs["text"], "the text report does not name crunch_numbers:\n%s"
            % outs["text"], proc)
     folded = [line for line in outs["folded"].splitlines() if line.strip()]
@@ -262,6 +315,6 @@ def t_ruby_loop(cfg, tmpdir):
     said = " ".join(d.get("summary") or "" for d in proc["diagnosis"])
     expect(nap in said or "crunch_numbers (loop.rb:" in said, "the diagnosis names neither %s nor crunch_numbers: %s"
            % (nap, said), proc)
-    return "sleeps %s ms -> stalls %s at %s; spins %s ms -> stalls %s, %s samples all in crunch_numbers" % (
-        [round(x) for x in truth["sleep"]], [round(s["duration_ms"]) for s in sleeps], nap,
+    return "sleeps %s ms -> stalls %s at sleep < %s as Ruby's backtrace (%d frames); spins %s ms -> stalls %s, %s samples all in crunch_numbers" % (
+        [round(x) for x in truth["sleep"]], [round(s["duration_ms"]) for s in sleeps], nap, len(ruby_truth(p.out)),
         [round(x) for x in truth["cpu"]], [round(s["duration_ms"]) for s in spins], sampled)

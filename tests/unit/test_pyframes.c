@@ -442,3 +442,50 @@ Test(pyframes, where_names_the_innermost_user_frame_and_its_caller)
     cr_assert_str_eq(buf, "Handle._run (events.py:80)");
     py_namer_free(nm);
 }
+
+/* A C method (Kernel#sleep, ST_PYFRAME_CFUNC) is at the file and line of
+ * the Ruby frame that called it, as in Ruby's backtraces, and is the
+ * interpreter's code: the culprit stays the method that called it. */
+Test(pyframes, ruby_c_method_is_at_its_callers_line)
+{
+    static const struct py_code sleep_id = {.code = 0x3a41, .py_version = 0x0301, .language = ST_CODE_CRUBY,
+                                            .qualname = "sleep", .filename = ""};
+    static const struct py_code load = {.code = 0x7f00a0, .firstlineno = 4, .py_version = 0x0301,
+                                        .language = ST_CODE_CRUBY, .qualname = "load_report",
+                                        .filename = "/srv/config.ru"};
+    static const struct py_code timed = {.code = 0x7f00b0, .firstlineno = 12, .py_version = 0x0301,
+                                         .language = ST_CODE_CRUBY, .qualname = "timed",
+                                         .filename = "/srv/config.ru"};
+    const struct dump_pyframe rb[] = {
+        {0x3a41, UINT32_MAX, ST_PYFRAME_RUBY | ST_PYFRAME_CFUNC, &sleep_id},
+        {0x7f00a0, UINT32_MAX, ST_PYFRAME_RUBY, &load},
+        {0x3a41, UINT32_MAX, ST_PYFRAME_RUBY | ST_PYFRAME_CFUNC, &sleep_id},
+        {0x7f00b0, UINT32_MAX, ST_PYFRAME_RUBY | ST_PYFRAME_ENTRY, &timed},
+    };
+    struct sym_frame in[] = {
+        {.function = "ppoll", .module = "libc.so.6", .kind = "native"},
+        {.function = "rb_vm_exec", .module = "libruby-3.1.so.3.1", .kind = "native"},
+    };
+    const struct sym_frame **frames = malloc(2 * sizeof(*frames));
+    struct dump_stack ds = {.nframes = 2, .npython = N(rb), .python = ST_PY_OK, .pyframes = rb};
+    struct py_namer *nm = py_namer_new(false);
+    size_t n = 2;
+    char buf[256];
+
+    frames[0] = &in[0];
+    frames[1] = &in[1];
+    cr_assert_eq(py_splice(nm, &ds, &frames, &n), 0);
+    cr_assert_eq(n, 5);
+    cr_assert_str_eq(frames[1]->function, "sleep");
+    cr_assert_str_eq(frames[1]->file, "/srv/config.ru");
+    cr_assert_eq(frames[1]->line, 4);
+    cr_assert(frames[1]->core_method);
+    cr_assert_eq(frames_role(frames[1]), FRAME_LIBRARY);
+    /* The same method called from elsewhere is another frame. */
+    cr_assert_neq(frames[3], frames[1]);
+    cr_assert_eq(frames[3]->line, 12);
+    frames_where(&(struct m_stack){.n = n, .frames = frames}, buf, sizeof(buf));
+    cr_assert_str_eq(buf, "load_report (config.ru:4) in timed (config.ru:12)");
+    free(frames);
+    py_namer_free(nm);
+}

@@ -1,6 +1,10 @@
 # config.ru - a Rack app for puma (test_real_puma.py): a slow step that sleeps, one that
-# spins, a fast route, and /quit; it prints its own timings as TRUTH lines.
+# spins, a fast route, and /quit; it prints its own timings as TRUTH lines, and Ruby's
+# own backtrace of the first sleep as CALLER lines.
+require_relative "caller_truth"
+
 def load_report
+  $told ||= print_backtrace_in_sleep(Thread.current, "load_report")
   sleep 0.25
   "report"
 end
