@@ -211,8 +211,10 @@ static int symbols_read_right(void)
     if (state != 0)
         return state > 0;
     uint32_t last_id = 0;
-    if (!st_safe_read(&last_id, rb.symbols + SYMS_LAST_ID, sizeof last_id) || last_id < LAST_OP_ID)
-        return 0;                  /* not filled in yet: look again next time */
+    uintptr_t ids = 0;
+    if (!st_safe_read(&last_id, rb.symbols + SYMS_LAST_ID, sizeof last_id) || last_id < LAST_OP_ID ||
+        !st_safe_read(&ids, rb.symbols + SYMS_IDS, sizeof ids) || ids == 0 || ids == QNIL)
+        return 0;                  /* not filled in yet (before Init_sym): look again next time */
     char name[2];
     for (const char *op = "+-*<"; *op; op++)
         if (id_name((uint64_t)(unsigned char)*op, name, sizeof name) != 1 || name[0] != *op) {
