@@ -11,8 +11,10 @@
 #define ST_RWLOCK_WRPHASE 1u
 #define ST_RWLOCK_READER_SHIFT 3u
 
-/* The readers that hold the lock: only in the read phase, since readers
- * that come in the write phase count themselves in and then wait. */
+/* The readers that hold the lock: only in the read phase (glibc's states
+ * #2 and #4), since readers that come in a write phase (#6, #8) count
+ * themselves in and then wait; readers held back for a preferred writer
+ * (#4a) are not counted at all. */
 static inline uint32_t st_rwlock_readers(uint32_t readers_word)
 {
     if (readers_word & ST_RWLOCK_WRPHASE)
