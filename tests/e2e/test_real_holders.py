@@ -14,7 +14,10 @@
   hold against the program's clock. Its two "reader" threads keep it to
   read across a 300 ms usleep in scan_table while the loop needs it to
   write (PUT): readers leave no tid, so each such stall says it was held by
-  2 readers (tid 0), the hold against the last reader's unlock.
+  2 readers (tid 0), the hold against the last reader's unlock. HANDOFF:
+  the readers keep it 25 ms and the writer queues behind them before the
+  loop asks to write: readers held it when the wait began, the writer most
+  of it, so the stall names nobody (never "2 readers").
 - py_lock_holder (pyenv CPython 3.11, 3.12, 3.13): an asyncio loop blocks
   on a threading.Lock a thread keeps across a 300 ms time.sleep in
   flush_cache: each stall names that thread (its native id), flush_cache as
@@ -148,10 +151,11 @@ def drive_rwlock(port):
     for _ in range(30):           # the loop becomes a loop
         expect(request(port, "PING\n").startswith("PONG"), "no PONG")
         time.sleep(0.01)
-    for take, then, answer in (("WRITE", "GET", "VALUE"), ("SCAN", "PUT", "PUT")):
+    for take, then in (("WRITE", "GET"), ("SCAN", "PUT"), (None, "HANDOFF")):
         for _ in range(ROUNDS):
-            expect(request(port, take + "\n").startswith(take[:4]), "no answer to " + take)
-            expect(request(port, then + "\n").startswith(answer), "no answer to " + then)
+            if take:
+                expect(request(port, take + "\n").startswith(take[:4]), "no answer to " + take)
+            expect(request(port, then + "\n").split()[0] in ("VALUE", then), "no answer to " + then)
             for _ in range(10):
                 request(port, "PING\n")
                 time.sleep(0.02)
@@ -162,49 +166,69 @@ def t_c_rwlock_holder(cfg, tmpdir):
     proc, out, note = run_line_server(cfg, tmpdir, "c_rwlock_holder", drive_rwlock)
     holds = [re.search(r"HOLD tid=(\d+) held_ms=([0-9.]+)", l) for l in out if l.startswith("HOLD")]
     scans = [l for l in out if l.startswith("SCAN tid=")]
-    expect(len(holds) == ROUNDS and all(holds) and len(scans) == 2 * ROUNDS,
+    expect(len(holds) == 2 * ROUNDS and all(holds) and len(scans) == 4 * ROUNDS,
            "the holders printed %r" % [l for l in out if l.startswith(("HOLD", "SCAN"))])
     writer = int(holds[0].group(1))
-    waits = {}
+    waits = {}                    # by request: (waited, unlocked_after, readers_left_after)
     for l in out:
-        m = re.search(r"WAIT call=(\w+) waited_ms=([0-9.]+) unlocked_after_ms=([0-9.-]+)", l)
+        m = re.search(r"WAIT req=(\w+) call=\w+ waited_ms=([0-9.]+) unlocked_after_ms=([0-9.-]+) "
+                      r"readers_left_after_ms=([0-9.-]+)", l)
         if m:
-            waits.setdefault("pthread_rwlock_" + m.group(1), []).append((float(m.group(2)), float(m.group(3))))
-    expect(all(len(waits.get(c, [])) == ROUNDS for c in ("pthread_rwlock_rdlock", "pthread_rwlock_wrlock")),
+            waits.setdefault(m.group(1), []).append(tuple(float(m.group(k)) for k in (2, 3, 4)))
+    expect(all(len(waits.get(r, [])) == ROUNDS for r in ("GET", "PUT", "HANDOFF")),
            "the loop printed %r" % [l for l in out if "WAIT" in l])
-    stalls = proc.get("stalls") or []
-    blocked = [s for s in stalls if s.get("blocked_by")]
-    expect(all(s.get("call") in waits for s in blocked), "a stall in %r names a holder"
-           % [s.get("call") for s in blocked if s.get("call") not in waits], proc)
+    stalls = sorted(proc.get("stalls") or [], key=lambda s: s.get("start_s") or 0)
+    by_call = {c: [s for s in stalls if s.get("call") == c] for c in ("pthread_rwlock_rdlock", "pthread_rwlock_wrlock")}
+    expect(len(by_call["pthread_rwlock_rdlock"]) == ROUNDS and len(by_call["pthread_rwlock_wrlock"]) == 2 * ROUNDS,
+           "stalls: %s" % [(s.get("duration_ms"), s.get("call")) for s in stalls], proc)
+    expect(all(s.get("blocked_by") is None for s in stalls if s.get("call") not in by_call),
+           "a stall in another call names a holder: %s" % [s.get("call") for s in stalls if s.get("blocked_by")], proc)
     notes = []
-    for call, who in (("pthread_rwlock_rdlock", "writer"), ("pthread_rwlock_wrlock", "readers")):
-        mine = [s for s in blocked if s.get("call") == call]
-        expect(len(mine) == ROUNDS, "%d stalls in %s name a holder, the loop waited %d times: %s"
-               % (len(mine), call, ROUNDS, [(s.get("duration_ms"), s.get("call")) for s in stalls]), proc)
-        for stall, (waited, unlocked_after) in zip(mine, waits[call]):
-            by = stall["blocked_by"]
-            if who == "writer":
-                expect(by.get("tid") == writer and by.get("thread") == "writer" and "readers" not in by,
-                       "blocked_by names %r, the writer is %d" % (by, writer), proc)
-                funcs = [f.get("function") for f in by.get("stack") or []]
-                expect("rewrite_table" in funcs and "usleep" in funcs and
-                       funcs.index("usleep") < funcs.index("rewrite_table"),
-                       "the writer's stack is %s, expected usleep called by rewrite_table" % funcs, proc)
+    rounds = (list(zip(by_call["pthread_rwlock_rdlock"], waits["GET"], ["writer"] * ROUNDS)) +
+              list(zip(by_call["pthread_rwlock_wrlock"], waits["PUT"] + waits["HANDOFF"],
+                       ["readers"] * ROUNDS + ["handoff"] * ROUNDS)))
+    exercised = 0
+    for stall, (waited, unlocked_after, readers_left_after), who in rounds:
+        expect(abs(float(stall["duration_ms"]) - waited) <= WAIT_SLACK_MS + 10,
+               "the stall lasted %.1f ms, the loop waited %.1f ms" % (stall["duration_ms"], waited), proc)
+        by = stall.get("blocked_by")
+        if who == "handoff":
+            # Readers held it as the wait began, a writer the rest of the time:
+            # naming the readers would be false; the writer it was not asked of.
+            # Only a writer that already held it when the wait began is named.
+            if readers_left_after > 0:
+                exercised += 1
+                expect(by is None, "a wait that readers held only %.1f ms of %.1f names %r"
+                       % (readers_left_after, waited, by), proc)
             else:
-                expect(by.get("tid") == 0 and by.get("readers") == 2 and not by.get("stack"),
-                       "blocked_by of a wait for 2 readers: %r" % by, proc)
-            held = float(by.get("held_ms") or 0)
-            expect(abs(held - unlocked_after) <= WAIT_SLACK_MS,
-                   "held_ms %.1f, the %s let go %.1f ms after the loop's wait began" % (held, who, unlocked_after),
-                   proc)
-            expect(abs(float(stall["duration_ms"]) - waited) <= WAIT_SLACK_MS + 10,
-                   "the stall lasted %.1f ms, the loop waited %.1f ms" % (stall["duration_ms"], waited), proc)
-            notes.append("%s: wait %.1f ms (truth %.1f), held by %s %.1f ms after it began (truth %.1f)"
-                         % (call[15:], stall["duration_ms"], waited, who, held, unlocked_after))
+                expect(by is None or by.get("tid") == writer, "a wait for the writer names %r" % by, proc)
+            notes.append("handoff: wait %.1f ms (truth %.1f), readers left after %.1f ms, names %s"
+                         % (stall["duration_ms"], waited, readers_left_after,
+                            "nobody" if by is None else "thread %s" % by.get("tid")))
+            continue
+        expect(by is not None, "the %s-held wait of %.1f ms names no holder" % (who, waited), proc)
+        if who == "writer":
+            expect(by.get("tid") == writer and by.get("thread") == "writer" and "readers" not in by,
+                   "blocked_by names %r, the writer is %d" % (by, writer), proc)
+            funcs = [f.get("function") for f in by.get("stack") or []]
+            expect("rewrite_table" in funcs and "usleep" in funcs and
+                   funcs.index("usleep") < funcs.index("rewrite_table"),
+                   "the writer's stack is %s, expected usleep called by rewrite_table" % funcs, proc)
+        else:
+            expect(by.get("tid") == 0 and by.get("readers") == 2 and not by.get("stack"),
+                   "blocked_by of a wait for 2 readers: %r" % by, proc)
+        held = float(by.get("held_ms") or 0)
+        expect(abs(held - unlocked_after) <= WAIT_SLACK_MS,
+               "held_ms %.1f, the %s let go %.1f ms after the loop's wait began" % (held, who, unlocked_after),
+               proc)
+        notes.append("%s: wait %.1f ms (truth %.1f), held %.1f ms after it began (truth %.1f)"
+                     % (who, stall["duration_ms"], waited, held, unlocked_after))
+    expect(exercised > 0, "in no HANDOFF round did the readers still hold the lock as the loop's wait began")
     lock = [l for l in proc.get("locks") or [] if l.get("symbol") == "table_lock+0x0"]
-    expect(lock and len(lock[0].get("holders") or []) == 2 * ROUNDS,
-           "locks[] table_lock holders: %r" % [(l.get("symbol"), l.get("holders")) for l in proc.get("locks") or []],
-           proc)
+    named = sum(1 for s in stalls if s.get("blocked_by"))
+    expect(lock and len(lock[0].get("holders") or []) == named,
+           "locks[] table_lock holders: %r, %d stalls name one" % (
+               [(l.get("symbol"), l.get("holders")) for l in proc.get("locks") or []], named), proc)
     rc, text, _ = run_cmd([cfg.stalltrace, "report"] + dumps_in(tmpdir))
     flat = re.sub(r"\s+", " ", text)
     lock_re = r"the loop waited \S+ ms for the rwlock 0x[0-9a-f]+ \(table_lock\+0x0\) held by "
