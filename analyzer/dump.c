@@ -556,6 +556,7 @@ static int decode_record(const uint8_t *rec, size_t size, uint16_t type,
         memcpy(&r, rec, sizeof(r));
         ev->tid = r.tid;
         ev->holder_tid = r.holder_tid;
+        ev->readers = r.holder_tid ? 0 : r.readers;
         ev->call = r.call;
         ev->kind = r.kind;
         ev->object = r.object;

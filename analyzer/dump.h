@@ -62,6 +62,7 @@ struct dump_event {
     /* lock holder, holder sample (tid: the waiter; start_ns: the wait's
      * start; duration_ns: how long the holder kept the lock after it) */
     uint32_t holder_tid;
+    uint32_t readers;              /* lock holder, holder_tid 0: an rwlock's readers */
     /* pool feed: st_feed_flags (drain: count is the feeds since the last) */
     uint16_t feed_flags;
     struct dump_stack stack;

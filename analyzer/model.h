@@ -81,7 +81,8 @@ struct m_lock_wait {
  * (model_holders.c): named by the recorder when the wait began; its stack
  * when it sampled itself still holding it. */
 struct m_holder {
-    uint32_t waiter_tid, tid;
+    uint32_t waiter_tid, tid;      /* tid 0: readers held it (an rwlock) */
+    uint32_t readers;              /* how many, when the wait began */
     const char *thread;            /* the holder's name ("" when unknown) */
     uint64_t object;
     uint16_t kind;                 /* st_object_kind */

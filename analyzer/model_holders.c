@@ -33,6 +33,7 @@ int model_build_holders(struct m_process *p, const struct dump *d)
         struct m_holder *h = &p->holders[p->nholders++];
         h->waiter_tid = e->tid;
         h->tid = e->holder_tid;
+        h->readers = e->readers;
         h->thread = model_thread_name(p, e->holder_tid);
         h->object = e->object;
         h->kind = e->kind;
@@ -100,6 +101,12 @@ void model_holder_story(const struct m_process *p, const struct m_holder *h, cha
         snprintf(where, sizeof(where), " in %s", f);
     }
     model_fmt_ms(waited, sizeof(waited), h->held_ms);
+    if (h->tid == 0) {
+        /* Readers leave no tid in glibc's rwlock: only their count is known. */
+        snprintf(buf, len, "waited %s for %s held by %u reader%s", waited, lock, h->readers,
+                 h->readers == 1 ? "" : "s");
+        return;
+    }
     snprintf(buf, len, "waited %s for %s held by thread %u%s%s%s%s", waited, lock, h->tid,
              h->thread[0] ? " (" : "", h->thread, h->thread[0] ? ")" : "", where);
 }

@@ -100,13 +100,16 @@ static json_t *thread_json(const struct m_thread *t)
 }
 
 /* SPEC.md (Additions): { tid, thread, held_ms, stack }; the stack is empty
- * when the holder could not sample itself. */
+ * when the holder could not sample itself. An rwlock readers held: tid 0
+ * and readers, their count when the wait began (they leave no tid). */
 static json_t *holder_json(const struct m_holder *h)
 {
     json_t *o = json_object();
 
     json_object_set_new(o, "tid", json_integer(h->tid));
     json_object_set_new(o, "thread", json_string(h->thread));
+    if (h->tid == 0)
+        json_object_set_new(o, "readers", json_integer(h->readers));
     json_object_set_new(o, "held_ms", real(h->held_ms, 1e3));
     json_object_set_new(o, "stack", stack_json(&h->stack));
     return o;

@@ -92,7 +92,7 @@ static void emit_stall_gil_holder(struct st_tls *t, uint64_t busy_ns)
     if (t->gil_seq != seq || t->gil_ns == 0 ||
         !st_holders_gil_of_iteration((unsigned)(t->slot - st_rec.threads), seq, &holder, &start))
         return;
-    st_emit_lock_holder(t, ST_CALL_COND_TIMEDWAIT, ST_OBJ_COND, t->gil_object, holder, start,
+    st_emit_lock_holder(t, ST_CALL_COND_TIMEDWAIT, ST_OBJ_COND, t->gil_object, holder, 0, start,
                         t->gil_ns < busy_ns ? t->gil_ns : busy_ns);
 }
 
@@ -195,12 +195,13 @@ void st_emit_holder_sample(struct st_tls *t, uint32_t waiter, uint64_t object,
 }
 
 void st_emit_lock_holder(struct st_tls *t, uint16_t call, uint16_t kind, uint64_t object,
-                         uint32_t holder, uint64_t wait_start_ns, uint64_t held_ns)
+                         uint32_t holder, uint32_t readers, uint64_t wait_start_ns, uint64_t held_ns)
 {
     struct st_rec_lock_holder r;
     memset(&r, 0, sizeof r);
     r.tid = t->slot->tid;
     r.holder_tid = holder;
+    r.readers = holder ? 0 : readers;
     r.call = call;
     r.kind = kind;
     r.object = object;

@@ -11,6 +11,7 @@
 
 #include "recorder.h"
 #include "procstat.h"
+#include "rwlock_word.h"
 
 /* glibc keeps a robust or PI mutex's flags in the owner word's top bits. */
 #define OWNER_TID_MASK 0x3fffffffu
@@ -99,9 +100,6 @@ static int slot_of_tid(uint32_t tid, uint32_t count)
     return -1;
 }
 
-/* Is the lock still this thread's? Then the stack is the one it holds it
- * in. A mutex names its owner; a semaphore used as a lock is held while
- * its value is 0 and this thread acquired it last. */
 /* CPython's GIL (3.11-3.13): the condition its waiters wait on is preceded
  * by the switch interval, the last holder's PyThreadState and the locked
  * flag. A condition that does not look so is no GIL: 0. */
@@ -117,6 +115,10 @@ static uint32_t gil_holder_of(uint64_t cond)
     return (uint32_t)ntid;
 }
 
+/* Is the lock still this thread's? Then the stack is the one it holds it
+ * in. A mutex names its owner, an rwlock its writer (tid 0: readers, any);
+ * a semaphore used as a lock is held while its value is 0 and this thread
+ * acquired it last. */
 static int still_holds(uint64_t object, uint16_t kind, uint32_t tid)
 {
     if (kind == ST_OBJ_COND)
@@ -125,6 +127,12 @@ static int still_holds(uint64_t object, uint16_t kind, uint32_t tid)
         uint32_t words[8];
         return st_safe_read(words, object, sizeof words) && words[0] == 0 &&
                words[ST_SEM_ACQUIRER_WORD] == tid;
+    }
+    if (kind == ST_OBJ_RWLOCK) {
+        pthread_rwlock_t l;
+        if (!st_safe_read(&l, object, sizeof l))
+            return 0;
+        return tid ? (uint32_t)l.__data.__cur_writer == tid : st_rwlock_readers(l.__data.__readers) != 0;
     }
     uint32_t owner = 0;
     return st_safe_read(&owner, object + offsetof(pthread_mutex_t, __data.__owner), sizeof owner) &&
@@ -177,6 +185,8 @@ static void ask_holder(struct holder_wait *w, unsigned i, uint64_t start, uint32
         __atomic_store_n(&w->passed_on, start, __ATOMIC_RELEASE);
         return;
     }
+    if (holder == 0)
+        return;                        /* readers: no tid to ask */
     ask(holder, i, object, kind, start, count, now);
 }
 

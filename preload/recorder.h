@@ -331,12 +331,15 @@ struct st_sync {
     uint32_t holder_tid;             /* the mutex's owner when the wait began, or 0 */
     uint8_t holder_unconfirmed;      /* a sem's acquirer that did not post it to us */
     uint8_t gil_candidate;           /* a loop's timed condition wait: maybe the GIL */
+    uint32_t readers;                /* an rwlock's readers when the wait began (no writer), or 0 */
     struct st_object *obj;
 };
 
 ST_HIDDEN int st_sync_begin(struct st_sync *s, void *object, uint16_t kind, uint16_t call,
                             int untimed);
 ST_HIDDEN void st_sync_end(struct st_sync *s, int timed_out, void *real_fn);
+/* The wait is for an rwlock that readers (this many) hold: nobody to name. */
+ST_HIDDEN void st_sync_readers(struct st_sync *s, uint32_t readers);
 ST_HIDDEN void st_sync_wake(void *object, uint16_t kind, int by_holder, int waiters, int broadcast,
                             uint16_t call, void *real_fn);
 /* Who fed a saturated pool (feeders.c): a wake of work queue o, one of its
@@ -379,7 +382,8 @@ ST_HIDDEN int st_holders_on_signal(struct st_tls *t, void *ucontext, int unsafe)
  * so that it can be asked for its stack by signal. */
 ST_HIDDEN void st_holders_thread_start(void);
 ST_HIDDEN void st_emit_lock_holder(struct st_tls *t, uint16_t call, uint16_t kind, uint64_t object,
-                                   uint32_t holder, uint64_t wait_start_ns, uint64_t held_ns);
+                                   uint32_t holder, uint32_t readers, uint64_t wait_start_ns,
+                                   uint64_t held_ns);
 /* From the holder's signal handler: its stack while waiter waited. */
 ST_HIDDEN void st_emit_holder_sample(struct st_tls *t, uint32_t waiter, uint64_t object,
                                      uint64_t wait_start_ns, const struct st_captured *c);

@@ -54,6 +54,7 @@ int st_sync_begin(struct st_sync *s, void *object, uint16_t kind, uint16_t call,
     s->holder_tid = 0;
     s->holder_unconfirmed = 0;
     s->gil_candidate = 0;
+    s->readers = 0;
     if (!st_thread_records(t) || !st_recording())
         return 0;
     int saved_errno = st_recorder_enter(t);
@@ -150,11 +151,12 @@ void st_sync_end(struct st_sync *s, int timed_out, void *real_fn)
     struct st_object *o = s->obj;
     if (o != NULL)
         count_wait(t, o, waited, timed_out);
-    if (s->holder_tid != 0) {
+    if (s->holder_tid != 0 || s->readers != 0) {
         if (st_holder_wait_end(slot_index(slot)))
             s->holder_unconfirmed = 1;
         if (waited >= st_rec.threshold_ns && !s->holder_unconfirmed)
-            st_emit_lock_holder(t, s->call, s->kind, s->object, s->holder_tid, s->start_ns, waited);
+            st_emit_lock_holder(t, s->call, s->kind, s->object, s->holder_tid, s->readers, s->start_ns,
+                                waited);
     }
     if (s->gil_candidate) {
         st_holder_wait_end(slot_index(slot));
@@ -224,6 +226,20 @@ void st_sync_holder(struct st_sync *s, uint32_t tid)
     int saved_errno = st_recorder_enter(t);
     s->holder_tid = tid;
     st_holder_wait_begin(slot_index(t->slot), s->object, s->kind, tid, s->start_ns);
+    st_watchdog_ensure();
+    st_recorder_leave(t, saved_errno);
+}
+
+void st_sync_readers(struct st_sync *s, uint32_t readers)
+{
+    struct st_tls *t = &st_tls;
+    if (!s->active || readers == 0)
+        return;
+    int saved_errno = st_recorder_enter(t);
+    s->readers = readers;
+    /* The watchdog checks at the threshold that readers still hold it: a
+     * writer that took it meanwhile would be whom the rest was waited for. */
+    st_holder_wait_begin(slot_index(t->slot), s->object, s->kind, 0, s->start_ns);
     st_watchdog_ensure();
     st_recorder_leave(t, saved_errno);
 }

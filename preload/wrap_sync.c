@@ -9,6 +9,7 @@
 #include <sys/syscall.h>
 
 #include "recorder.h"
+#include "rwlock_word.h"
 
 #define COND_VERSION "GLIBC_2.3.2"
 
@@ -51,7 +52,7 @@ static int sem_was_acquired_here(sem_t *s)
  * bookkeeping) is out of line, so the fast path needs no frame. The blocking
  * half tries once more before it times anything: a recursive mutex its
  * owner takes again, or a lock freed meanwhile, is not a wait. */
-#define LOCK_SLOW_PATH(name, trylock, kind, call_id, params, args, timed, owner) \
+#define LOCK_SLOW_PATH(name, trylock, kind, call_id, params, args, timed, owner, readers) \
     static __attribute__((noinline, cold)) int name##_blocking params         \
     {                                                                         \
         __typeof__(&name) real = ST_REAL(name);                               \
@@ -61,10 +62,14 @@ static int sem_was_acquired_here(sem_t *s)
         int r = try(obj);                                                     \
         if (r != EBUSY)                                                       \
             return r;                                                         \
-        uint32_t holder = owner;                                              \
+        uint32_t holder = owner, held_by = holder ? 0 : (readers);            \
         struct st_sync s;                                                     \
-        if (st_sync_begin(&s, obj, kind, call_id, 0) && holder != 0)          \
-            st_sync_holder(&s, holder);                                       \
+        if (st_sync_begin(&s, obj, kind, call_id, 0)) {                       \
+            if (holder != 0)                                                  \
+                st_sync_holder(&s, holder);                                   \
+            else if (held_by != 0)                                            \
+                st_sync_readers(&s, held_by);                                 \
+        }                                                                     \
         r = real args;                                                        \
         st_sync_end(&s, (timed) && r == ETIMEDOUT, (void *)real);             \
         return r;                                                             \
@@ -95,7 +100,7 @@ static inline uint32_t mutex_owner(pthread_mutex_t *m)
 
 #define MUTEX_WRAPPER(name, call_id, params, args, timed)                      \
     LOCK_SLOW_PATH(name, pthread_mutex_trylock, ST_OBJ_MUTEX, call_id, params, args, timed,   \
-                   mutex_owner(obj))                                                        \
+                   mutex_owner(obj), 0)                                                     \
     ST_EXPORT int name params                                                 \
     {                                                                         \
         __typeof__(&name) real = ST_REAL(name);                               \
@@ -104,9 +109,25 @@ static inline uint32_t mutex_owner(pthread_mutex_t *m)
         return name##_blocking args;                                          \
     }
 
+/* glibc's rwlock (nptl/pthread_rwlock_common.c, 2.25 on): a writer that
+ * holds it keeps its tid in __cur_writer; readers leave no tid, only their
+ * count in __readers above its three flag bits, bit 0 clear (the read
+ * phase: in the write phase the count is of readers waiting). Read only
+ * once a wait is certain. */
+static inline uint32_t rwlock_writer(pthread_rwlock_t *l)
+{
+    return (uint32_t)__atomic_load_n(&l->__data.__cur_writer, __ATOMIC_RELAXED);
+}
+
+static inline uint32_t rwlock_readers(pthread_rwlock_t *l)
+{
+    return st_rwlock_readers(__atomic_load_n(&l->__data.__readers, __ATOMIC_RELAXED));
+}
+
 /* An rwlock's trylock is as cheap as its lock, and its lock word is two. */
 #define RWLOCK_WRAPPER(name, trylock, call_id)                                 \
-    LOCK_SLOW_PATH(name, trylock, ST_OBJ_RWLOCK, call_id, (pthread_rwlock_t *obj), (obj), 0, 0) \
+    LOCK_SLOW_PATH(name, trylock, ST_OBJ_RWLOCK, call_id, (pthread_rwlock_t *obj), (obj), 0, \
+                   rwlock_writer(obj), rwlock_readers(obj))                   \
     ST_EXPORT int name(pthread_rwlock_t *obj)                                 \
     {                                                                         \
         __typeof__(&trylock) try = ST_REAL(trylock);                          \

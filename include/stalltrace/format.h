@@ -633,8 +633,9 @@ struct st_rec_lock_wait {
     struct st_stack stack;
 };
 
-/* Who held a mutex a wait of at least the threshold was for: the owner
- * glibc's mutex named when the wait began (its __owner tid), written when
+/* Who held a lock a wait of at least the threshold was for: the owner
+ * glibc's mutex named when the wait began (its __owner tid; an rwlock's
+ * writer: __cur_writer; or readers, only counted), written when
  * the wait ended. The wait's end is close to the holder's release, so
  * held_ns (from the wait's start to its end) is how long it kept the lock
  * after the wait began. Its stack, when it could be taken, is an
@@ -645,7 +646,9 @@ struct st_rec_lock_holder {
     uint32_t holder_tid;
     uint16_t call;                 /* st_call of the wait */
     uint16_t kind;                 /* st_object_kind */
-    uint32_t reserved;
+    uint32_t readers;              /* holder_tid 0: the readers that held the
+                                      rwlock when the wait began (and still did
+                                      a threshold later); they leave no tid */
     uint64_t object;
     uint64_t wait_start_ns;
     uint64_t held_ns;

@@ -7,6 +7,17 @@
   how long the worker kept the lock after the wait began, against the
   program's clock; the diagnosis and the text say whom the loop waited for.
   The PINGs in between stall nothing and name no holder.
+- c_rwlock_holder: the same kind of server with table_lock, an rwlock.
+  Its "writer" keeps it to write across a 300 ms usleep in rewrite_table
+  while the loop needs it to read (GET): each such stall names the writer
+  (glibc's __cur_writer), usleep under rewrite_table in its stack, and its
+  hold against the program's clock. Its two "reader" threads keep it to
+  read across a 300 ms usleep in scan_table while the loop needs it to
+  write (PUT): readers leave no tid, so each such stall says it was held by
+  2 readers (tid 0), the hold against the last reader's unlock. HANDOFF:
+  the readers keep it 25 ms and the writer queues behind them before the
+  loop asks to write: readers held it when the wait began, the writer most
+  of it, so the stall names nobody (never "2 readers").
 - py_lock_holder (pyenv CPython 3.11, 3.12, 3.13): an asyncio loop blocks
   on a threading.Lock a thread keeps across a 300 ms time.sleep in
   flush_cache: each stall names that thread (its native id), flush_cache as
@@ -85,20 +96,26 @@ def check_blocked(proc, waits, holder, check_stack):
     return blocked, notes
 
 
-@test("real_holders_c_lock_holder")
-def t_c_lock_holder(cfg, tmpdir):
-    binary, note = c_target_binary(cfg, tmpdir, "c_lock_holder", ["-pthread"])
+def run_line_server(cfg, tmpdir, name, drive_it):
+    """Runs the C target `name` (a line_server.h loop) under the recorder,
+    drive_it(port), then SIGTERM: its process entry, stdout lines, build note."""
+    binary, note = c_target_binary(cfg, tmpdir, name, ["-pthread"])
     server = start_target(cfg, tmpdir, [binary])
     try:
         port = int(server.wait_for_line(r"^LISTEN \d+", 15).split()[1])
-        drive(port)
+        drive_it(port)
         server.popen.terminate()
         rc = server.wait(30)
         expect(rc in (0, -15, 143), "the server ended with status %s%s" % (rc, server.tail()))
     finally:
         server.close()
-    proc, _ = load_process(cfg, tmpdir, "c_lock_holder", server)
-    out = list(server.out)
+    proc, _ = load_process(cfg, tmpdir, name, server)
+    return proc, list(server.out), note
+
+
+@test("real_holders_c_lock_holder")
+def t_c_lock_holder(cfg, tmpdir):
+    proc, out, note = run_line_server(cfg, tmpdir, "c_lock_holder", drive)
     holds = [re.search(r"HOLD tid=(\d+) held_ms=([0-9.]+)", l) for l in out if l.startswith("HOLD")]
     expect(len(holds) == ROUNDS and all(holds), "the worker printed %r" % [l for l in out if "HOLD" in l])
     worker = int(holds[0].group(1))
@@ -127,6 +144,97 @@ def t_c_lock_holder(cfg, tmpdir):
     flat = re.sub(r"\s+", " ", text)
     expect(rc == 0 and re.search(r"the loop waited \S+ ms for the mutex 0x[0-9a-f]+ \(cache_lock\+0x0\) " + re.escape(want), flat),
            "the text report does not say whom the loop waited for: %s" % flat[:600], proc)
+    return "; ".join(notes) + note
+
+
+def drive_rwlock(port):
+    for _ in range(30):           # the loop becomes a loop
+        expect(request(port, "PING\n").startswith("PONG"), "no PONG")
+        time.sleep(0.01)
+    for take, then in (("WRITE", "GET"), ("SCAN", "PUT"), (None, "HANDOFF")):
+        for _ in range(ROUNDS):
+            if take:
+                expect(request(port, take + "\n").startswith(take[:4]), "no answer to " + take)
+            expect(request(port, then + "\n").split()[0] in ("VALUE", then), "no answer to " + then)
+            for _ in range(10):
+                request(port, "PING\n")
+                time.sleep(0.02)
+
+
+@test("real_holders_c_rwlock_holder")
+def t_c_rwlock_holder(cfg, tmpdir):
+    proc, out, note = run_line_server(cfg, tmpdir, "c_rwlock_holder", drive_rwlock)
+    holds = [re.search(r"HOLD tid=(\d+) held_ms=([0-9.]+)", l) for l in out if l.startswith("HOLD")]
+    scans = [l for l in out if l.startswith("SCAN tid=")]
+    expect(len(holds) == 2 * ROUNDS and all(holds) and len(scans) == 4 * ROUNDS,
+           "the holders printed %r" % [l for l in out if l.startswith(("HOLD", "SCAN"))])
+    writer = int(holds[0].group(1))
+    waits = {}                    # by request: (waited, unlocked_after, readers_left_after)
+    for l in out:
+        m = re.search(r"WAIT req=(\w+) call=\w+ waited_ms=([0-9.]+) unlocked_after_ms=([0-9.-]+) "
+                      r"readers_left_after_ms=([0-9.-]+)", l)
+        if m:
+            waits.setdefault(m.group(1), []).append(tuple(float(m.group(k)) for k in (2, 3, 4)))
+    expect(all(len(waits.get(r, [])) == ROUNDS for r in ("GET", "PUT", "HANDOFF")),
+           "the loop printed %r" % [l for l in out if "WAIT" in l])
+    stalls = sorted(proc.get("stalls") or [], key=lambda s: s.get("start_s") or 0)
+    by_call = {c: [s for s in stalls if s.get("call") == c] for c in ("pthread_rwlock_rdlock", "pthread_rwlock_wrlock")}
+    expect(len(by_call["pthread_rwlock_rdlock"]) == ROUNDS and len(by_call["pthread_rwlock_wrlock"]) == 2 * ROUNDS,
+           "stalls: %s" % [(s.get("duration_ms"), s.get("call")) for s in stalls], proc)
+    expect(all(s.get("blocked_by") is None for s in stalls if s.get("call") not in by_call),
+           "a stall in another call names a holder: %s" % [s.get("call") for s in stalls if s.get("blocked_by")], proc)
+    notes = []
+    rounds = (list(zip(by_call["pthread_rwlock_rdlock"], waits["GET"], ["writer"] * ROUNDS)) +
+              list(zip(by_call["pthread_rwlock_wrlock"], waits["PUT"] + waits["HANDOFF"],
+                       ["readers"] * ROUNDS + ["handoff"] * ROUNDS)))
+    exercised = 0
+    for stall, (waited, unlocked_after, readers_left_after), who in rounds:
+        expect(abs(float(stall["duration_ms"]) - waited) <= WAIT_SLACK_MS + 10,
+               "the stall lasted %.1f ms, the loop waited %.1f ms" % (stall["duration_ms"], waited), proc)
+        by = stall.get("blocked_by")
+        if who == "handoff":
+            # Readers held it as the wait began, a writer the rest of the time:
+            # naming the readers would be false; the writer it was not asked of.
+            # Only a writer that already held it when the wait began is named.
+            if readers_left_after > 0:
+                exercised += 1
+                expect(by is None, "a wait that readers held only %.1f ms of %.1f names %r"
+                       % (readers_left_after, waited, by), proc)
+            else:
+                expect(by is None or by.get("tid") == writer, "a wait for the writer names %r" % by, proc)
+            notes.append("handoff: wait %.1f ms (truth %.1f), readers left after %.1f ms, names %s"
+                         % (stall["duration_ms"], waited, readers_left_after,
+                            "nobody" if by is None else "thread %s" % by.get("tid")))
+            continue
+        expect(by is not None, "the %s-held wait of %.1f ms names no holder" % (who, waited), proc)
+        if who == "writer":
+            expect(by.get("tid") == writer and by.get("thread") == "writer" and "readers" not in by,
+                   "blocked_by names %r, the writer is %d" % (by, writer), proc)
+            funcs = [f.get("function") for f in by.get("stack") or []]
+            expect("rewrite_table" in funcs and "usleep" in funcs and
+                   funcs.index("usleep") < funcs.index("rewrite_table"),
+                   "the writer's stack is %s, expected usleep called by rewrite_table" % funcs, proc)
+        else:
+            expect(by.get("tid") == 0 and by.get("readers") == 2 and not by.get("stack"),
+                   "blocked_by of a wait for 2 readers: %r" % by, proc)
+        held = float(by.get("held_ms") or 0)
+        expect(abs(held - unlocked_after) <= WAIT_SLACK_MS,
+               "held_ms %.1f, the %s let go %.1f ms after the loop's wait began" % (held, who, unlocked_after),
+               proc)
+        notes.append("%s: wait %.1f ms (truth %.1f), held %.1f ms after it began (truth %.1f)"
+                     % (who, stall["duration_ms"], waited, held, unlocked_after))
+    expect(exercised > 0, "in no HANDOFF round did the readers still hold the lock as the loop's wait began")
+    lock = [l for l in proc.get("locks") or [] if l.get("symbol") == "table_lock+0x0"]
+    named = sum(1 for s in stalls if s.get("blocked_by"))
+    expect(lock and len(lock[0].get("holders") or []) == named,
+           "locks[] table_lock holders: %r, %d stalls name one" % (
+               [(l.get("symbol"), l.get("holders")) for l in proc.get("locks") or []], named), proc)
+    rc, text, _ = run_cmd([cfg.stalltrace, "report"] + dumps_in(tmpdir))
+    flat = re.sub(r"\s+", " ", text)
+    lock_re = r"the loop waited \S+ ms for the rwlock 0x[0-9a-f]+ \(table_lock\+0x0\) held by "
+    for who in (re.escape("thread %d (writer) in rewrite_table" % writer), "2 readers"):
+        expect(rc == 0 and re.search(lock_re + who, flat),
+               "the text report does not say the loop waited for %s: %s" % (who, flat[:800]), proc)
     return "; ".join(notes) + note
 
 

@@ -316,6 +316,25 @@ uint64_t db_slow_call(struct dump_builder *b, uint32_t tid, uint16_t call, uint6
                              offsetof(struct st_rec_slow_call, stack) - skip, frames, nframes);
 }
 
+uint64_t db_lock_holder(struct dump_builder *b, uint32_t waiter, uint32_t holder_tid, uint32_t readers,
+                        uint16_t call, uint16_t kind, uint64_t object, uint64_t wait_start_ns,
+                        uint64_t held_ns)
+{
+    struct st_rec_lock_holder r;
+    const size_t skip = sizeof(struct st_record);
+
+    memset(&r, 0, sizeof(r));
+    r.tid = waiter;
+    r.holder_tid = holder_tid;
+    r.readers = readers;
+    r.call = call;
+    r.kind = kind;
+    r.object = object;
+    r.wait_start_ns = wait_start_ns;
+    r.held_ns = held_ns;
+    return db_append(b, ST_REC_LOCK_HOLDER, (uint8_t *)&r + skip, sizeof(r) - skip);
+}
+
 uint64_t db_lock_wait(struct dump_builder *b, uint32_t tid, uint16_t call, uint16_t kind, uint64_t object,
                       uint64_t start_ns, uint64_t duration_ns, uint32_t retries, const uint64_t *frames,
                       uint16_t nframes)

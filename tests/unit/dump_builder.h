@@ -58,6 +58,10 @@ uint64_t db_slow_call(struct dump_builder *b, uint32_t tid, uint16_t call, uint6
 uint64_t db_lock_wait(struct dump_builder *b, uint32_t tid, uint16_t call, uint16_t kind, uint64_t object,
                       uint64_t start_ns, uint64_t duration_ns, uint32_t retries, const uint64_t *frames,
                       uint16_t nframes);
+/* Who held the lock a wait was for (holder_tid 0: readers, their count). */
+uint64_t db_lock_holder(struct dump_builder *b, uint32_t waiter, uint32_t holder_tid, uint32_t readers,
+                        uint16_t call, uint16_t kind, uint64_t object, uint64_t wait_start_ns,
+                        uint64_t held_ns);
 uint64_t db_saturation(struct dump_builder *b, uint64_t object, uint64_t start_ns, uint64_t duration_ns,
                        uint32_t members);
 

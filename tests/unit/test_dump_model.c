@@ -145,6 +145,38 @@ Test(dump_model, the_worst_loops_calls_are_its_own)
     db_free(b);
 }
 
+/* An rwlock's readers leave no tid: the story counts them, a writer is named. */
+Test(dump_model, an_rwlock_held_by_readers_counts_them_and_a_writer_is_named)
+{
+    struct dump_builder *b = db_new(2, 3, 8192);
+    db_add_thread(b, 5, "loop", ST_THREAD_LOOP);
+    db_add_thread(b, 7, "writer", 0);
+    db_stall(b, 5, ST_CALL_RWLOCK_WRLOCK, 1, 1000000000, 300000000, stack_a, 3);
+    db_lock_holder(b, 5, 0, 2, ST_CALL_RWLOCK_WRLOCK, ST_OBJ_RWLOCK, 0x5000, 1000500000, 299000000);
+    db_stall(b, 5, ST_CALL_RWLOCK_RDLOCK, 2, 2000000000, 250000000, stack_b, 3);
+    db_lock_holder(b, 5, 7, 0, ST_CALL_RWLOCK_RDLOCK, ST_OBJ_RWLOCK, 0x5000, 2000500000, 249000000);
+    db_complete(b, 5000000000ull);
+    struct dump *d;
+    struct m_process *p = build(b, &d, -1);
+
+    cr_assert_eq(p->nholders, 2);
+    cr_assert_eq(p->holders[0].tid, 0);
+    cr_assert_eq(p->holders[0].readers, 2);
+    cr_assert_eq(p->holders[1].tid, 7);
+    cr_assert_eq(p->holders[1].readers, 0);
+    char story[600];
+    model_holder_story(p, &p->holders[0], story, sizeof story);
+    cr_assert(strstr(story, "waited 299 ms for the rwlock 0x5000 held by 2 readers"), "%s", story);
+    model_holder_story(p, &p->holders[1], story, sizeof story);
+    cr_assert(strstr(story, "held by thread 7 (writer)"), "%s", story);
+    cr_assert_eq(p->nstalls, 2);
+    const struct m_holder *h = model_stall_blocked_by(p, &p->stalls[0]);
+    cr_assert(h != NULL && h->tid == 0 && h->readers == 2);
+    model_free(p);
+    dump_free(d);
+    db_free(b);
+}
+
 Test(dump_model, threshold_drops_short_stalls)
 {
     struct dump_builder *b = two_stalls();

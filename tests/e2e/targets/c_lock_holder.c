@@ -11,18 +11,15 @@
  *     pthread_mutex_lock; the worker unlocked Y ms after that wait began.
  * Ends on SIGTERM.
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "line_server.h"
 
 #define HOLD_MS 300
 
@@ -32,7 +29,6 @@ static pthread_cond_t work_cond = PTHREAD_COND_INITIALIZER;
 static int flush_requested, flush_holding;
 static long cache_value;
 static volatile uint64_t last_unlock_ns;
-static volatile sig_atomic_t stopping;
 
 static uint64_t now_ns(void)
 {
@@ -88,15 +84,8 @@ static __attribute__((noinline)) long read_cache(void)
     return v;
 }
 
-static void serve(int fd)
+static void answer(const char *buf, char *out, size_t out_len)
 {
-    char buf[256], out[64];
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    if (n <= 0) {
-        close(fd);
-        return;
-    }
-    buf[n] = '\0';
     if (strncmp(buf, "FLUSH", 5) == 0) {
         pthread_mutex_lock(&work_lock);
         flush_requested = 1;
@@ -105,58 +94,18 @@ static void serve(int fd)
         while (!flush_holding)
             pthread_cond_wait(&work_cond, &work_lock);
         pthread_mutex_unlock(&work_lock);
-        snprintf(out, sizeof out, "FLUSHING\n");
+        snprintf(out, out_len, "FLUSHING\n");
     } else if (strncmp(buf, "GET", 3) == 0) {
-        snprintf(out, sizeof out, "VALUE %ld\n", read_cache());
+        snprintf(out, out_len, "VALUE %ld\n", read_cache());
     } else {
-        snprintf(out, sizeof out, "PONG\n");
+        snprintf(out, out_len, "PONG\n");
     }
-    if (write(fd, out, strlen(out)) < 0)
-        close(fd);
-}
-
-static void on_term(int sig)
-{
-    (void)sig;
-    stopping = 1;
 }
 
 int main(void)
 {
-    signal(SIGTERM, on_term);
-    signal(SIGPIPE, SIG_IGN);
     pthread_t t;
     pthread_create(&t, NULL, worker, NULL);
     pthread_setname_np(t, "worker");
-
-    int ls = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t alen = sizeof a;
-    if (bind(ls, (struct sockaddr *)&a, sizeof a) != 0 || listen(ls, 64) != 0 ||
-        getsockname(ls, (struct sockaddr *)&a, &alen) != 0)
-        return 1;
-    printf("LISTEN %d\n", ntohs(a.sin_port));
-    fflush(stdout);
-
-    int ep = epoll_create1(0);
-    struct epoll_event ev = {.events = EPOLLIN, .data.fd = ls};
-    epoll_ctl(ep, EPOLL_CTL_ADD, ls, &ev);
-    while (!stopping) {
-        struct epoll_event got[16];
-        int k = epoll_wait(ep, got, 16, 100);
-        for (int i = 0; i < k; i++) {
-            int fd = got[i].data.fd;
-            if (fd == ls) {
-                int c = accept(ls, NULL, NULL);
-                if (c >= 0) {
-                    struct epoll_event cev = {.events = EPOLLIN, .data.fd = c};
-                    epoll_ctl(ep, EPOLL_CTL_ADD, c, &cev);
-                }
-            } else {
-                serve(fd);
-            }
-        }
-    }
-    return 0;
+    return line_server_run(answer);
 }
