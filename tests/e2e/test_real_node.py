@@ -155,6 +155,12 @@ def judge_stack(stack, script, culprit_idle, cold_may_hide=False):
             if culprit_idle and app:
                 continue
             if not (app and (where in sc["inner"] or (None, where[1]) in sc["inner"])):
+                # One of the app's own outer callers again, above it: a stale
+                # return address a frameless native leaf (performance.now's
+                # fast call) left in its slot; the name is of code that did
+                # run, the depth is wrong.
+                if app and any(j > last_app and (g["function"], str(g["file"])) == where for j, g in frames):
+                    return DUP + "%s (%s), an outer caller, shows again inside %s" % (where + (names[0],))
                 return "%s (%s) runs inside %s" % (where + (names[0] if names else "nothing of the app",))
         elif where not in sc["outer"] and not (sc["libraries"] and "/node_modules/" in where[1]):
             return "%s (%s) is not a caller the app has" % where
@@ -387,6 +393,11 @@ def node_names_self_test(case):
     case("routes: a cold caller unnamed, misnamings only", judged(relaxed=True), good[:3] + good[4:], True)
     case("routes: an earlier occupant inside", judged(),
          good[:1] + [_frame("hasHooks", "node:internal/async_hooks")] + good[1:], False)
+    case("routes: an outer caller again above the app, counted as repeated",
+         lambda stack: expect(str(judge_stack(stack, "node_routes.js", False)).startswith(DUP), "not counted as repeated"),
+         good[:1] + [_frame("listOnTimeout", "node:internal/timers")] + good[1:], True)
+    case("routes: an outer caller again above the app is still a fault",
+         judged(), good[:1] + [_frame("listOnTimeout", "node:internal/timers")] + good[1:], False)
     case("routes: the culprit misnamed", judged(),
          good[:1] + [_frame("FastBuffer", "node:internal/buffer")] + good[2:], False)
     case("routes: a wrong caller", judged(), good[:4] + [_frame("alignPool", "node:buffer")] + good[5:], False)
